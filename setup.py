@@ -1,0 +1,35 @@
+"""LossAgent: an LLM that rewrites the loss weights of image restoration training."""
+from setuptools import setup
+
+setup(
+    name='lossagent',
+    version='0.1.0',
+    description='BasicSR-style training where an LLM agent adjusts the loss weights at stage boundaries',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=['agent', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_data'],
+    py_modules=['lossagent_compat'],
+    package_data={'agent': ['templates/*.txt']},
+    # torch/torchvision and basicsr are installed first by the Makefile: basicsr's source archive
+    # needs torch at build time (pip install --no-build-isolation basicsr==1.4.2).
+    install_requires=[
+        'torch>=2.1',
+        'torchvision',
+        'basicsr>=1.4.2',
+        'pyiqa>=0.1.13',
+        'lpips',
+        'openai>=1.0',
+        'pyyaml',
+        'tqdm',
+        'tensorboard',
+        'scikit-image',
+        'matplotlib',
+        'opencv-python-headless',
+    ],
+    extras_require={
+        'llamacpp': ['llama-cpp-python'],
+        'test': ['pytest', 'hypothesis'],
+    },
+)
