@@ -1,0 +1,56 @@
+"""The agent's fixed validation images: drawn once with a seed, restored at every boundary."""
+from __future__ import annotations
+
+import random
+
+import torch
+
+from basicsr.data import build_dataset
+
+
+class AgentValidationSet:
+    """`agent.dataset` (any BasicSR dataset) reduced to `agent.num_images` samples kept in memory."""
+
+    def __init__(self, dataset_opt: dict, num_images: int, seed: int, scale: int):
+        if not dataset_opt:
+            raise ValueError('agent.dataset: missing (BasicSR dataset options for the agent\'s validation images)')
+        opt = dict(dataset_opt)
+        opt.setdefault('phase', 'val')
+        opt.setdefault('scale', scale)
+        opt.setdefault('name', 'agent_val')
+        dataset = build_dataset(opt)
+        if len(dataset) == 0:
+            raise ValueError(f"agent.dataset: '{opt['name']}' has no images")
+        count = min(int(num_images), len(dataset))
+        indices = sorted(random.Random(seed).sample(range(len(dataset)), count))
+        samples = [dataset[i] for i in indices]
+        self.names = [str(s.get('lq_path', s.get('gt_path', i))) for i, s in zip(indices, samples)]
+        self.lqs = [s['lq'] for s in samples]
+        self.gts = [s['gt'] for s in samples]
+
+    def __len__(self) -> int:
+        return len(self.lqs)
+
+    @torch.no_grad()
+    def restore(self, net: torch.nn.Module, device, batch_size: int = 16) -> list[torch.Tensor]:
+        """One eval-mode pass; images of one shape are batched. The train/eval mode is restored.
+
+        Outputs stay on `device`, next to `self.gts` and the experts.
+        """
+        if self.gts[0].device != torch.device(device):
+            self.gts = [gt.to(device) for gt in self.gts]
+        was_training = net.training
+        net.eval()
+        outputs: list[torch.Tensor] = []
+        try:
+            start = 0
+            while start < len(self.lqs):
+                end = start + 1
+                while end < len(self.lqs) and end - start < batch_size and self.lqs[end].shape == self.lqs[start].shape:
+                    end += 1
+                batch = torch.stack(self.lqs[start:end]).to(device)
+                outputs.extend(net(batch).float().clamp_(0, 1))
+                start = end
+        finally:
+            net.train(was_training)
+        return outputs

@@ -1,0 +1,103 @@
+"""Experts: score the network's restorations of the agent's validation images.
+
+YAML (`agent.experts`), a mapping of the name the LLM sees to its options:
+
+    experts:
+      NIQE: {metric: niqe}                       # any pyiqa metric; direction from pyiqa
+      PSNR: {metric: psnr, test_y_channel: true, crop_border: 4}   # full-reference: uses the GT
+      Q-Align: {metric: qalign, lower_better: false}               # direction overridable
+
+Keys other than `type`, `metric` and `lower_better` go to `pyiqa.create_metric`. Metric
+objects are created once per run. New kinds of experts register in EXPERT_TYPES.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+from agent import ExpertInfo
+from .iqa_metrics import create_iqa_metric, lower_is_better
+
+EXPERT_TYPES: dict[str, Callable] = {}
+
+
+def register_expert(name: str):
+    def wrap(cls):
+        EXPERT_TYPES[name] = cls
+        return cls
+    return wrap
+
+
+class Expert:
+    """Scores a batch of restored images; one value per image (None when invalid)."""
+    kind = 'score'
+
+    def __init__(self, name: str, lower_better: bool):
+        self.name = name
+        self.lower_better = lower_better
+
+    @property
+    def info(self) -> ExpertInfo:
+        return ExpertInfo(self.name, self.lower_better, self.kind)
+
+    def score(self, outputs: list[torch.Tensor], gts: list[torch.Tensor], context: dict) -> list:
+        raise NotImplementedError
+
+
+def _finite_or_none(value: float) -> Optional[float]:
+    return value if math.isfinite(value) else None
+
+
+@register_expert('iqa')
+class IQAExpert(Expert):
+    """A pyiqa metric; full-reference metrics compare with the ground truth."""
+
+    def __init__(self, name: str, opt: dict, device):
+        opt = dict(opt)
+        metric = opt.pop('metric', None)
+        if not metric:
+            raise ValueError(f'agent.experts.{name}.metric: missing (a pyiqa metric name such as niqe)')
+        override = opt.pop('lower_better', None)
+        self.metric = create_iqa_metric(metric, device=device, owner=f'agent.experts.{name}', **opt)
+        lower = bool(override) if override is not None else bool(getattr(self.metric, 'lower_better',
+                                                                          lower_is_better(metric)))
+        super().__init__(name, lower)
+        self.metric_name = metric
+        self.full_reference = getattr(self.metric, 'metric_mode', 'NR') == 'FR'
+
+    @torch.no_grad()
+    def score(self, outputs, gts, context):
+        scores = []
+        for batch_out, batch_gt in _same_shape_batches(outputs, gts):
+            batch_out = batch_out.clamp(0, 1)  # pyiqa asserts inputs in [0, 1]
+            value = self.metric(batch_out, batch_gt.clamp(0, 1)) if self.full_reference else self.metric(batch_out)
+            scores.extend(_finite_or_none(float(v)) for v in value.detach().reshape(-1).cpu())
+        return scores
+
+
+def _same_shape_batches(outputs, gts):
+    """Consecutive images of one shape go through a metric together."""
+    start = 0
+    while start < len(outputs):
+        end = start + 1
+        while end < len(outputs) and outputs[end].shape == outputs[start].shape \
+                and gts[end].shape == gts[start].shape:
+            end += 1
+        yield torch.stack(outputs[start:end]), torch.stack(gts[start:end])
+        start = end
+
+
+def build_experts(experts_opt: dict, device) -> list[Expert]:
+    if not experts_opt or not isinstance(experts_opt, dict):
+        raise ValueError('agent.experts: give at least one expert, e.g. {NIQE: {metric: niqe}}')
+    experts = []
+    for name, opt in experts_opt.items():
+        opt = dict(opt or {})
+        kind = opt.pop('type', 'iqa')
+        if kind not in EXPERT_TYPES:
+            raise ValueError(f"agent.experts.{name}.type: unknown expert type '{kind}'; "
+                             f'choose one of {sorted(EXPERT_TYPES)}')
+        experts.append(EXPERT_TYPES[kind](str(name), opt, device))
+    return experts

@@ -1,0 +1,175 @@
+"""LossAgentModel: BasicSR's SRGANModel trained with a loss repository whose weights an agent sets.
+
+Differences from SRGANModel, all driven by the options YAML:
+- the losses come from `train.losses` (any number of named BasicSR losses), or from
+  SRGANModel's pixel_opt/perceptual_opt/gan_opt, so its option files train unchanged;
+- no discriminator is built when the repository has no adversarial loss;
+- with an `agent` section, a StageAgent rewrites the weights every `agent.stage_iters`
+  iterations (before BasicSR saves a checkpoint at the same iteration), and its state is
+  saved in the training state so `--auto_resume` continues the same trajectory.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+
+import torch
+
+from basicsr.archs import build_network
+from basicsr.models.srgan_model import SRGANModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from .loss_repository import LossRepository
+from .stage_agent import StageAgent
+
+LEGACY_ATTRIBUTES = {'cri_pix': ('L1', 'MSE', 'Charbonnier', 'Pixel'), 'cri_perceptual': ('Perceptual',),
+                     'cri_gan': ('GAN',)}
+
+
+@MODEL_REGISTRY.register()
+class LossAgentModel(SRGANModel):
+
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        self.ema_decay = train_opt.get('ema_decay', 0)
+        if self.ema_decay > 0:
+            self._build_ema()
+        self.losses = LossRepository(train_opt, self.device)
+        self._expose_legacy_criteria()
+        self.net_d = None
+        if self.losses.adversarial is not None:
+            self._build_discriminator()
+        self.net_g.train()
+        self.net_d_iters = train_opt.get('net_d_iters', 1)
+        self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
+        self.setup_optimizers()
+        self.setup_schedulers()
+        self.agent = None
+        if self.opt.get('agent'):
+            self.agent = StageAgent(self.opt, self.losses, self.device, self.opt['path']['experiments_root'])
+
+    def _build_ema(self):
+        get_root_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
+        self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+        load_path = self.opt['path'].get('pretrain_network_g')
+        if load_path is not None:
+            self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
+        else:
+            self.model_ema(0)
+        self.net_g_ema.eval()
+
+    def _build_discriminator(self):
+        if not self.opt.get('network_d'):
+            raise ValueError(f"network_d: the loss repository has an adversarial loss "
+                             f"('{self.losses.adversarial.name}') but no discriminator is configured")
+        self.net_d = self.model_to_device(build_network(self.opt['network_d']))
+        self.print_network(self.net_d)
+        load_path = self.opt['path'].get('pretrain_network_d')
+        if load_path is not None:
+            self.load_network(self.net_d, load_path, self.opt['path'].get('strict_load_d', True),
+                              self.opt['path'].get('param_key_d', 'params'))
+        self.net_d.train()
+        self.cri_gan = self.losses.adversarial.criterion
+
+    def _expose_legacy_criteria(self):
+        """SRGANModel's attribute names, for code and users that look for them."""
+        by_name = {e.name: e.criterion for e in self.losses.entries}
+        for attribute, names in LEGACY_ATTRIBUTES.items():
+            setattr(self, attribute, next((by_name[n] for n in names if n in by_name), None))
+        self.cri_ldl = None
+
+    def setup_optimizers(self):
+        train_opt = self.opt['train']
+        optim_g = dict(train_opt['optim_g'])
+        self.optimizer_g = self.get_optimizer(optim_g.pop('type'), self.net_g.parameters(), **optim_g)
+        self.optimizers.append(self.optimizer_g)
+        if self.net_d is not None:
+            optim_d = dict(train_opt.get('optim_d') or {})
+            if 'type' not in optim_d:
+                raise ValueError('train.optim_d: required when the repository has an adversarial loss')
+            self.optimizer_d = self.get_optimizer(optim_d.pop('type'), self.net_d.parameters(), **optim_d)
+            self.optimizers.append(self.optimizer_d)
+
+    def optimize_parameters(self, current_iter):
+        net_g = self.get_bare_model(self.net_g)
+        if self.agent is not None:
+            self.agent.start(net_g, current_iter - 1)
+
+        loss_dict = OrderedDict()
+        if self.net_d is not None:
+            for p in self.net_d.parameters():
+                p.requires_grad = False
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq)
+        if current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters:
+            l_g_total, terms = self.losses.generator_loss(self.output, self.gt, self.net_d)
+            loss_dict.update(terms)
+            l_g_total.backward()
+            self.optimizer_g.step()
+
+        if self.net_d is not None:
+            loss_dict.update(self._optimize_discriminator())
+
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        for name, weight in self.losses.get_weights().items():
+            self.log_dict[f'w_{name}'] = weight  # in the iteration log line and TensorBoard
+
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+        if self.agent is not None:
+            self.agent.after_iteration(net_g, current_iter)
+
+    def _optimize_discriminator(self) -> OrderedDict:
+        cri_gan = self.losses.adversarial.criterion
+        for p in self.net_d.parameters():
+            p.requires_grad = True
+        self.optimizer_d.zero_grad()
+        real_d_pred = self.net_d(self.gt)
+        l_d_real = cri_gan(real_d_pred, True, is_disc=True)
+        l_d_real.backward()
+        fake_d_pred = self.net_d(self.output.detach().contiguous())
+        l_d_fake = cri_gan(fake_d_pred, False, is_disc=True)
+        l_d_fake.backward()
+        self.optimizer_d.step()
+        return OrderedDict(l_d_real=l_d_real, out_d_real=torch.mean(real_d_pred.detach()),
+                           l_d_fake=l_d_fake, out_d_fake=torch.mean(fake_d_pred.detach()))
+
+    def save(self, epoch, current_iter):
+        if hasattr(self, 'net_g_ema'):
+            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
+        else:
+            self.save_network(self.net_g, 'net_g', current_iter)
+        if self.net_d is not None:
+            self.save_network(self.net_d, 'net_d', current_iter)
+        self.save_training_state(epoch, current_iter)
+
+    def save_training_state(self, epoch, current_iter):
+        """BasicSR's training state plus the agent's, written atomically (a kill never leaves half a file)."""
+        if current_iter == -1 or self.opt.get('rank', 0) != 0:
+            return
+        state = {'epoch': epoch, 'iter': current_iter,
+                 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers]}
+        if self.agent is not None:
+            state['agent'] = self.agent.state_dict()
+        save_path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
+        tmp_path = save_path + '.tmp'
+        for attempt in range(3):
+            try:
+                torch.save(state, tmp_path)
+                os.replace(tmp_path, save_path)
+                return
+            except OSError as err:
+                get_root_logger().warning(f'Save training state error: {err}, attempt {attempt + 1} of 3')
+                time.sleep(1)
+        get_root_logger().warning(f'Could not save {save_path}; training continues')
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        if self.agent is not None:
+            if 'agent' not in resume_state:
+                raise ValueError('path.resume_state: this training state has no agent state '
+                                 '(it was not written by LossAgentModel); cannot continue the agent trajectory')
+            self.agent.load_state_dict(resume_state['agent'], int(resume_state['iter']))
