@@ -12,6 +12,10 @@ from typing import Any, Optional, Union
 Score = Union[float, str, None]  # a number, a text critique, or None when invalid
 
 
+class OptionError(ValueError):
+    """A wrong option in the YAML; the message names the key. Reported as one line at start-up."""
+
+
 @dataclass(frozen=True)
 class ExpertInfo:
     """What a policy knows about one expert: its name and which way is better."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from .base import ExpertInfo, LossPolicy
+from .base import ExpertInfo, LossPolicy, OptionError
 
 POLICIES: dict[str, type] = {}
 
@@ -25,8 +25,13 @@ def build_policy(opt: dict, loss_names: list[str], initial_weights: list[float],
     opt = dict(opt or {})
     kind = opt.pop('type', 'fixed')
     if kind not in POLICIES:
-        raise ValueError(f"agent.policy.type: unknown policy '{kind}'; choose one of {sorted(POLICIES)}")
-    return POLICIES[kind](loss_names, initial_weights, experts, opt=opt, seed=seed, task=task)
+        raise OptionError(f"agent.policy.type: unknown policy '{kind}'; choose one of {sorted(POLICIES)}")
+    try:
+        return POLICIES[kind](loss_names, initial_weights, experts, opt=opt, seed=seed, task=task)
+    except OptionError:
+        raise
+    except (ValueError, TypeError) as err:  # a policy's own option checks
+        raise OptionError(f'agent.policy ({kind}): {err}') from err
 
 
 def policy_names() -> list[str]:

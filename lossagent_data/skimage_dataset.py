@@ -13,6 +13,7 @@ from torch.utils import data as torch_data
 from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import DATASET_REGISTRY
+from agent.base import OptionError
 
 # Photos (and textures) in skimage.data that need no download.
 SHIPPED_PHOTOS = ('astronaut', 'brick', 'camera', 'cell', 'chelsea', 'clock', 'coffee', 'coins',
@@ -23,7 +24,7 @@ SHIPPED_PHOTOS = ('astronaut', 'brick', 'camera', 'cell', 'chelsea', 'clock', 'c
 def load_photo(name: str) -> np.ndarray:
     """An skimage.data photo as float32 HWC RGB in [0, 1]."""
     if name not in SHIPPED_PHOTOS:
-        raise ValueError(f"images: '{name}' is not a photo shipped in skimage.data; "
+        raise OptionError(f"images: '{name}' is not a photo shipped in skimage.data; "
                          f"choose from {', '.join(SHIPPED_PHOTOS)}")
     from skimage import data as skdata
     img = getattr(skdata, name)()
@@ -44,7 +45,7 @@ def bicubic_pair(gt: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 def grid_positions(length: int, crop: int, count: int) -> list[int]:
     if length < crop:
-        raise ValueError(f'crop_size {crop} is larger than an image side of {length}')
+        raise OptionError(f'crop_size {crop} is larger than an image side of {length}')
     if count == 1:
         return [(length - crop) // 2]
     return [round(i * (length - crop) / (count - 1)) for i in range(count)]
@@ -73,7 +74,7 @@ class SkimagePhotoDataset(torch_data.Dataset):
         self.train = opt.get('phase') == 'train'
         names = opt.get('images')
         if not names:
-            raise ValueError(f"datasets option 'images' is empty for dataset '{opt.get('name')}'")
+            raise OptionError(f"datasets option 'images' is empty for dataset '{opt.get('name')}'")
         self.samples: list[tuple[str, np.ndarray, np.ndarray]] = []
         for name in names:
             photo = load_photo(name)
@@ -87,7 +88,7 @@ class SkimagePhotoDataset(torch_data.Dataset):
         crop = int(self.opt.get('crop_size', 192))
         per_side = int(self.opt.get('crops_per_side', 1))
         if crop % self.scale:
-            raise ValueError(f'crop_size {crop} must be a multiple of scale {self.scale}')
+            raise OptionError(f'crop_size {crop} must be a multiple of scale {self.scale}')
         for i, top in enumerate(grid_positions(photo.shape[0], crop, per_side)):
             for j, left in enumerate(grid_positions(photo.shape[1], crop, per_side)):
                 gt, lq = bicubic_pair(photo[top:top + crop, left:left + crop], self.scale)

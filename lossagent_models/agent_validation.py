@@ -6,6 +6,7 @@ import random
 import torch
 
 from basicsr.data import build_dataset
+from agent import OptionError
 
 
 class AgentValidationSet:
@@ -13,14 +14,14 @@ class AgentValidationSet:
 
     def __init__(self, dataset_opt: dict, num_images: int, seed: int, scale: int):
         if not dataset_opt:
-            raise ValueError('agent.dataset: missing (BasicSR dataset options for the agent\'s validation images)')
+            raise OptionError('agent.dataset: missing (BasicSR dataset options for the agent\'s validation images)')
         opt = dict(dataset_opt)
         opt.setdefault('phase', 'val')
         opt.setdefault('scale', scale)
         opt.setdefault('name', 'agent_val')
         dataset = build_dataset(opt)
         if len(dataset) == 0:
-            raise ValueError(f"agent.dataset: '{opt['name']}' has no images")
+            raise OptionError(f"agent.dataset: '{opt['name']}' has no images")
         count = min(int(num_images), len(dataset))
         indices = sorted(random.Random(seed).sample(range(len(dataset)), count))
         samples = [dataset[i] for i in indices]

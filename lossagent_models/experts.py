@@ -19,6 +19,7 @@ import torch
 
 from agent import ExpertInfo
 from .iqa_metrics import create_iqa_metric, lower_is_better
+from agent import OptionError
 
 EXPERT_TYPES: dict[str, Callable] = {}
 
@@ -58,7 +59,7 @@ class IQAExpert(Expert):
         opt = dict(opt)
         metric = opt.pop('metric', None)
         if not metric:
-            raise ValueError(f'agent.experts.{name}.metric: missing (a pyiqa metric name such as niqe)')
+            raise OptionError(f'agent.experts.{name}.metric: missing (a pyiqa metric name such as niqe)')
         override = opt.pop('lower_better', None)
         self.metric = create_iqa_metric(metric, device=device, owner=f'agent.experts.{name}', **opt)
         lower = bool(override) if override is not None else bool(getattr(self.metric, 'lower_better',
@@ -91,13 +92,13 @@ def _same_shape_batches(outputs, gts):
 
 def build_experts(experts_opt: dict, device) -> list[Expert]:
     if not experts_opt or not isinstance(experts_opt, dict):
-        raise ValueError('agent.experts: give at least one expert, e.g. {NIQE: {metric: niqe}}')
+        raise OptionError('agent.experts: give at least one expert, e.g. {NIQE: {metric: niqe}}')
     experts = []
     for name, opt in experts_opt.items():
         opt = dict(opt or {})
         kind = opt.pop('type', 'iqa')
         if kind not in EXPERT_TYPES:
-            raise ValueError(f"agent.experts.{name}.type: unknown expert type '{kind}'; "
+            raise OptionError(f"agent.experts.{name}.type: unknown expert type '{kind}'; "
                              f'choose one of {sorted(EXPERT_TYPES)}')
         experts.append(EXPERT_TYPES[kind](str(name), opt, device))
     return experts

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from agent import OptionError
 
 NIQE_PARAMS = 'niqe_modelparameters.mat'
 
@@ -79,7 +80,7 @@ def create_iqa_metric(metric_name: str, device='cpu', owner: str = 'expert', **k
     import pyiqa
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
     if metric_name not in DEFAULT_CONFIGS:
-        raise ValueError(f"{owner}: unknown pyiqa metric '{metric_name}'; see pyiqa.list_models() "
+        raise OptionError(f"{owner}: unknown pyiqa metric '{metric_name}'; see pyiqa.list_models() "
                          f"(e.g. niqe, piqe, clipiqa, maniqa, qalign, psnr, ssim, lpips)")
     if metric_name == 'niqe' and 'pretrained_model_path' not in kwargs:
         seed_niqe_parameters()

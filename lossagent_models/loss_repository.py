@@ -23,6 +23,7 @@ from basicsr.losses import build_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from .iqa_metrics import MissingWeightsError
+from agent import OptionError
 
 ADVERSARIAL_TYPES = {'GANLoss', 'MultiScaleGANLoss'}
 PERCEPTUAL_TYPES = {'PerceptualLoss'}
@@ -45,10 +46,10 @@ def repository_options(train_opt: dict) -> 'OrderedDict[str, dict]':
     """The `train.losses` mapping, or one made from BasicSR's SRGANModel keys."""
     if train_opt.get('losses'):
         if any(train_opt.get(key) for key, _ in LEGACY_KEYS):
-            raise ValueError('train: give either `losses` or pixel_opt/perceptual_opt/gan_opt, not both')
+            raise OptionError('train: give either `losses` or pixel_opt/perceptual_opt/gan_opt, not both')
         losses = train_opt['losses']
         if not isinstance(losses, dict):
-            raise ValueError('train.losses must be a mapping of loss name -> BasicSR loss options')
+            raise OptionError('train.losses must be a mapping of loss name -> BasicSR loss options')
         return OrderedDict((str(k), dict(v)) for k, v in losses.items())
     repo = OrderedDict()
     for key, name in LEGACY_KEYS:
@@ -56,7 +57,7 @@ def repository_options(train_opt: dict) -> 'OrderedDict[str, dict]':
             opt = dict(train_opt[key])
             repo[name or LEGACY_PIXEL_NAMES.get(opt.get('type'), 'Pixel')] = opt
     if not repo:
-        raise ValueError('train.losses: the loss repository is empty (give `losses` or BasicSR\'s pixel_opt/'
+        raise OptionError('train.losses: the loss repository is empty (give `losses` or BasicSR\'s pixel_opt/'
                          'perceptual_opt/gan_opt)')
     return repo
 
@@ -65,7 +66,7 @@ def _role(loss_type: str, opt: dict) -> str:
     role = opt.pop('role', None)
     if role is not None:
         if role not in ('pixel', 'perceptual', 'adversarial'):
-            raise ValueError(f"train.losses: role '{role}' must be pixel, perceptual or adversarial")
+            raise OptionError(f"train.losses: role '{role}' must be pixel, perceptual or adversarial")
         return role
     if loss_type in ADVERSARIAL_TYPES:
         return 'adversarial'
@@ -76,7 +77,7 @@ def _build(name: str, opt: dict) -> nn.Module:
     loss_type = opt.get('type')
     if loss_type is None or loss_type not in LOSS_REGISTRY:
         known = ', '.join(sorted(k for k, _ in LOSS_REGISTRY))
-        raise ValueError(f"train.losses.{name}.type: unknown loss '{loss_type}'; registered: {known}")
+        raise OptionError(f"train.losses.{name}.type: unknown loss '{loss_type}'; registered: {known}")
     try:
         return build_loss(copy.deepcopy(opt))
     except (OSError, RuntimeError) as err:  # URLError is an OSError: pretrained backbones offline
@@ -101,12 +102,12 @@ class LossRepository:
             role = _role(opt.get('type'), opt)
             criterion = _build(name, opt).to(device)
             if not hasattr(criterion, weight_attr):
-                raise ValueError(f"train.losses.{name}: {opt['type']} has no attribute '{weight_attr}' "
+                raise OptionError(f"train.losses.{name}: {opt['type']} has no attribute '{weight_attr}' "
                                  f'(set weight_attr to the attribute that scales it)')
             self.entries.append(RepositoryEntry(name, opt['type'], criterion, weight_attr, role))
         adversarial = [e.name for e in self.entries if e.role == 'adversarial']
         if len(adversarial) > 1:
-            raise ValueError(f'train.losses: at most one adversarial loss, got {adversarial}')
+            raise OptionError(f'train.losses: at most one adversarial loss, got {adversarial}')
 
     @property
     def names(self) -> list[str]:
@@ -122,7 +123,7 @@ class LossRepository:
     def set_weights(self, weights: dict) -> None:
         missing = [n for n in self.names if n not in weights]
         if missing:
-            raise ValueError(f'weights for {missing} missing; repository is {self.names}')
+            raise OptionError(f'weights for {missing} missing; repository is {self.names}')
         for e in self.entries:
             setattr(e.criterion, e.weight_attr, float(weights[e.name]))
 

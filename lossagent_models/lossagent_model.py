@@ -23,6 +23,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from .loss_repository import LossRepository
 from .stage_agent import StageAgent
+from agent import OptionError
 
 LEGACY_ATTRIBUTES = {'cri_pix': ('L1', 'MSE', 'Charbonnier', 'Pixel'), 'cri_perceptual': ('Perceptual',),
                      'cri_gan': ('GAN',)}
@@ -62,7 +63,7 @@ class LossAgentModel(SRGANModel):
 
     def _build_discriminator(self):
         if not self.opt.get('network_d'):
-            raise ValueError(f"network_d: the loss repository has an adversarial loss "
+            raise OptionError(f"network_d: the loss repository has an adversarial loss "
                              f"('{self.losses.adversarial.name}') but no discriminator is configured")
         self.net_d = self.model_to_device(build_network(self.opt['network_d']))
         self.print_network(self.net_d)
@@ -88,7 +89,7 @@ class LossAgentModel(SRGANModel):
         if self.net_d is not None:
             optim_d = dict(train_opt.get('optim_d') or {})
             if 'type' not in optim_d:
-                raise ValueError('train.optim_d: required when the repository has an adversarial loss')
+                raise OptionError('train.optim_d: required when the repository has an adversarial loss')
             self.optimizer_d = self.get_optimizer(optim_d.pop('type'), self.net_d.parameters(), **optim_d)
             self.optimizers.append(self.optimizer_d)
 
@@ -170,6 +171,6 @@ class LossAgentModel(SRGANModel):
         super().resume_training(resume_state)
         if self.agent is not None:
             if 'agent' not in resume_state:
-                raise ValueError('path.resume_state: this training state has no agent state '
+                raise OptionError('path.resume_state: this training state has no agent state '
                                  '(it was not written by LossAgentModel); cannot continue the agent trajectory')
             self.agent.load_state_dict(resume_state['agent'], int(resume_state['iter']))

@@ -25,12 +25,13 @@ from basicsr.utils import get_root_logger
 
 from .agent_validation import AgentValidationSet
 from .experts import build_experts
+from agent import OptionError
 
 
 def _positive_int(agent_opt: dict, key: str, default: int) -> int:
     value = agent_opt.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f'agent.{key} must be a positive integer, got {value!r}')
+        raise OptionError(f'agent.{key} must be a positive integer, got {value!r}')
     return value
 
 

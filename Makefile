@@ -1,0 +1,44 @@
+# Two commands do all the set-up: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.lossagent-installed
+# The llm policy is used by the demo when an OpenAI-compatible endpoint is given.
+LLM_URL ?= $(LOSSAGENT_LLM_URL)
+DEMO_OPT := options/train/demo_cpu.yml
+DEMO_NAME := demo_cpu_swinir_x2
+
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install demo test bench study clean
+
+install: $(STAMP)
+
+# torch first (basicsr's source archive needs it at build time), then basicsr without build
+# isolation (otherwise pip downloads a second torch to build it), then the project.
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.14.1 torchvision==0.29.1
+	$(PIP) install "setuptools<82" wheel numpy cython
+	$(PIP) install --no-build-isolation basicsr==1.4.2
+	$(PIP) install --no-build-isolation -e ".[test]"
+	touch $@
+
+demo: $(STAMP)
+	$(PY) train.py -opt $(DEMO_OPT) $(if $(LLM_URL),--force_yml agent:policy:type=llm agent:policy:base_url=$(LLM_URL))
+	@echo
+	@echo "Agent decisions per stage (mean expert scores on the 10 validation images, new weights):"
+	@$(PY) -m agent.summary experiments/$(DEMO_NAME)
+	@echo
+	@echo "Decision log:   experiments/$(DEMO_NAME)/agent/decisions.jsonl"
+	@echo "Checkpoints:    experiments/$(DEMO_NAME)/models/ and training_states/"
+	@echo "Training log:   experiments/$(DEMO_NAME)/train_$(DEMO_NAME)_*.log"
+	@echo "TensorBoard:    $(PY) -m tensorboard.main --logdir tb_logger/$(DEMO_NAME)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf experiments/$(DEMO_NAME)* tb_logger results .pytest_cache

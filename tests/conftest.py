@@ -1,0 +1,32 @@
+"""Offline, CPU-only test environment, set before anything imports pyiqa or the HF hub."""
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ['HF_HUB_OFFLINE'] = '1'
+os.environ.setdefault('TORCH_HOME', str(Path(tempfile.gettempdir()) / 'lossagent-test-torch-home'))
+os.environ.setdefault('OMP_NUM_THREADS', '2')
+os.environ['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH')) if p)
+for path in (str(ROOT), str(ROOT / 'tests')):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """`make_run(options) -> Run`: an experiment of train.py, removed after the test."""
+    from training import Run
+    runs = []
+
+    def factory(opt):
+        run = Run(tmp_path, opt)
+        runs.append(run)
+        return run
+
+    yield factory
+    for run in runs:
+        run.cleanup()
