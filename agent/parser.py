@@ -18,10 +18,14 @@ from typing import Optional
 
 MAX_CHARS = 20000  # answers are capped by max_tokens anyway; this bounds the work on garbage
 NUM = r'[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?'
-FILLER = {'loss', 'losses', 'weight', 'weights', 'the', 'is', 'of', 'and', 'to', 'be', 'set'}
+FILLER = {'loss', 'losses', 'weight', 'weights', 'the', 'of', 'and', 'to', 'be', 'set', 'should'}
+EQUALS = {'is', 'are', 'becomes', 'equals'}  # 'the L1 weight is 0.7' reads as L1=0.7
 MARKDOWN = re.compile(r'[*`#>]+|(?<![A-Za-z0-9])__|__(?![A-Za-z0-9])')  # keep single _ (names)
 MARKER = re.compile(r'weights?\s*(?:[:=]|is\b|are\b)', re.IGNORECASE)
+MARKER_LINE = re.compile(r'^[ \t]*weights?\s*[:=]', re.IGNORECASE | re.MULTILINE)
 THOUGHTS = re.compile(r'thoughts?\s*[:=]', re.IGNORECASE)
+PAREN = re.compile(r'\([^()\n]{0,300}\)')
+ARROW = re.compile(NUM + r'[ \t]*(?:->|=>|\u2192|\u27f6)[ \t]*(?=[-+.\d])')
 LIST_ITEM = re.compile(r'^\s*(?:[-+\u2022]|\d{1,2}[.)])\s+', re.MULTILINE)
 
 
@@ -71,33 +75,52 @@ def _parse(text, names: list[str], bounds: tuple[float, float]) -> ParseResult:
     plain = MARKDOWN.sub(' ', text)
     thoughts = _thoughts(plain)
     tokenizer = _Tokenizer(names)
-    # 1. segments after a "Weights:" marker, first valid one wins (echoed rules like
+    # "L1: 0.9 -> 0.7" means the new value is 0.7; "L1 (0.7)" means L1: 0.7
+    plain = ARROW.sub(' ', plain)
+    plain = tokenizer.name_paren.sub(lambda m: f'{m.group(1)}: {m.group(2)}', plain)
+    # The Thoughts often quote earlier weights ("previous weights L1:Perceptual:GAN=1.0:0.1:0.01"),
+    # so the answer is looked for before them; after them only in a line starting "Weights:".
+    stop = THOUGHTS.search(plain)
+    head = plain[:stop.start()] if stop else plain
+    found = _search(head, names, tokenizer, attempt, MARKER, unmarked=True)
+    if found is None and stop:
+        found = _search(plain[stop.start():], names, tokenizer, attempt, MARKER_LINE, unmarked=False)
+    if found is not None:
+        return _validated(found, names, bounds, attempt, thoughts, tokenizer.form)
+    return ParseResult(error=attempt.first_error(f"no '{format_example(names)}' line found"),
+                       thoughts=thoughts)
+
+
+def _search(plain: str, names, tokenizer: '_Tokenizer', attempt: '_Attempt', marker: re.Pattern,
+            unmarked: bool) -> Optional[list]:
+    # 1. segments after a "Weights:" marker, first readable one wins (echoed rules like
     #    'Weights: L1:Perceptual:GAN=?:?:?' simply fail and the next one is tried)
-    for match in MARKER.finditer(plain):
-        values = tokenizer.read(_segment(plain, match.end()), names, attempt)
+    for match in marker.finditer(plain):
+        values = tokenizer.read(_segment(plain, match.end(), tokenizer.names), names, attempt)
         if values is not None:
-            return _validated(values, names, bounds, attempt, thoughts, tokenizer.form)
+            return values
         if len(attempt.errors) > 20:
             break
+    if not unmarked:
+        return None
     # 2. no marker: the name sequence anywhere, e.g. "I suggest L1:Perceptual:GAN = 0.7:0.3:0.05."
     seq = r'\s*[:/,]\s*'.join(re.escape(n) for n in names)
     for match in re.finditer(r'(?<![A-Za-z0-9_])' + seq + r'\s*[=:]', plain, re.IGNORECASE):
         if _after_example(plain, match.start()):
             continue
-        values = tokenizer.read(_segment(plain, match.start()), names, attempt)
+        values = tokenizer.read(_segment(plain, match.start(), tokenizer.names), names, attempt)
         if values is not None:
-            return _validated(values, names, bounds, attempt, thoughts, tokenizer.form)
-    # 3. `name: value` pairs anywhere, e.g. "L1 weight: 0.7, Perceptual weight: 0.3, ..."
-    first = r'(?<![A-Za-z0-9_])(?:' + '|'.join(re.escape(n) for n in names) + r')(?![A-Za-z0-9_])'
-    for match in list(re.finditer(first, plain, re.IGNORECASE))[:50]:
+            return values
+    # 3. `name: value` pairs anywhere: "L1 weight: 0.7, ...", "The L1 weight is 0.7, ...", tables
+    for match in list(tokenizer.names.finditer(plain))[:50]:
         if _after_example(plain, match.start()):
             continue
-        pairs = tokenizer._pairs(tokenizer.tokens(_segment(plain, match.start())), names, _Attempt())
+        pairs = tokenizer._pairs(tokenizer.tokens(_segment(plain, match.start(), tokenizer.names)), names,
+                                 _Attempt())
         if pairs and {k.lower() for k, _ in pairs} == {n.lower() for n in names}:
             tokenizer.form = 'pairs'
-            return _validated(pairs, names, bounds, attempt, thoughts, tokenizer.form)
-    return ParseResult(error=attempt.first_error(f"no '{format_example(names)}' line found"),
-                       thoughts=thoughts)
+            return pairs
+    return None
 
 
 def _after_example(text: str, start: int) -> bool:
@@ -105,7 +128,7 @@ def _after_example(text: str, start: int) -> bool:
     return 'example' in text[max(0, start - 20):start].lower()
 
 
-def _segment(text: str, start: int) -> str:
+def _segment(text: str, start: int, names: re.Pattern) -> str:
     """The answer from `start` to the Thoughts marker or a blank line after some content."""
     rest = text[start:start + 600]
     stop = THOUGHTS.search(rest)
@@ -120,7 +143,10 @@ def _segment(text: str, start: int) -> str:
         seen = True
         lines.append(line)
     # a line break ends a run of values (';') but not a list of `name: value` pairs
-    return LIST_ITEM.sub(' ', '\n'.join(lines)).replace('\n', ' ; ')
+    text = LIST_ITEM.sub(' ', '\n'.join(lines)).replace('\n', ' ; ')
+    # asides in parentheses that contain words other than loss names:
+    # "L1: 0.7 (down from 0.79)", "(for example: ...)"; but keep "(L1:Perceptual:GAN)"
+    return PAREN.sub(lambda m: ' ' if re.search(r'[A-Za-z]{2}', names.sub('', m.group(0))) else m.group(0), text)
 
 
 def _thoughts(text: str) -> Optional[str]:
@@ -140,6 +166,9 @@ class _Tokenizer:
             r'|(?P<name>(?:' + known + r')(?![A-Za-z0-9_])|[A-Za-z_][A-Za-z0-9_]*)'
             r'|(?P<sep>[:=,;/|])|(?P<other>\S))', re.IGNORECASE)
         self.lower = {n.lower(): n for n in names}
+        self.names = re.compile(r'(?<![A-Za-z0-9_])(?:' + known + r')(?![A-Za-z0-9_])', re.IGNORECASE)
+        self.name_paren = re.compile(r'(?<![A-Za-z0-9_])(' + known + r')[ \t]*\([ \t]*(' + NUM + r')[ \t]*\)',
+                                     re.IGNORECASE)
         self.form = ''
 
     def tokens(self, text: str) -> list[tuple[str, str]]:
@@ -147,8 +176,11 @@ class _Tokenizer:
         for m in self.pattern.finditer(text):
             kind = m.lastgroup
             value = m.group(kind)
-            if kind == 'name' and value.lower() in FILLER and value.lower() not in self.lower:
-                continue  # "L1 loss: 0.7", "Weights are ..."
+            if kind == 'name' and value.lower() not in self.lower:
+                if value.lower() in FILLER:
+                    continue  # "L1 loss: 0.7"
+                if value.lower() in EQUALS:
+                    kind, value = 'sep', "="
             if kind == 'name' and value.lower() in ('nan', 'inf', 'infinity'):
                 kind = 'bad'
             if kind == 'other' and value in '()[]{}"\'':
@@ -189,14 +221,16 @@ class _Tokenizer:
             return None
         if len(values) != len(got):
             attempt.errors.append(f'{len(got)} names but {len(values)} values')
-            return []  # a recognised but broken ratio: stop trying other spellings
+            # only loss names: a recognised but broken ratio, stop trying other spellings;
+            # else it was prose ("New weights: L1 = 0.7, ...") and another reading may work
+            return [] if all(g.lower() in self.lower for g in got) else None
         return list(zip(got, values))
 
     def _pairs(self, toks, names, attempt):
         """L1=0.7, Perceptual=0.3, GAN=0.05 (also `L1: 0.7` and `L1 loss = 0.7`)."""
         out, i = [], 0
         while i + 2 < len(toks) and toks[i][0] == 'name' and toks[i + 1][0] == 'sep' \
-                and toks[i + 1][1] in '=:':
+                and toks[i + 1][1] in '=:|':
             kind, value = toks[i + 2]
             if kind == 'bad':
                 attempt.errors.append(f'non-finite weight {value!r}')
