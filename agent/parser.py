@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 MAX_CHARS = 20000  # answers are capped by max_tokens anyway; this bounds the work on garbage
-NUM = r'[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?'
+# possessive quantifiers and the look-behind keep every scan linear: without them a run of
+# 20000 digits followed by a letter is re-scanned from each of its positions (13 s)
+NUM = r'(?<![\d.])[-+]?+(?:\d++(?:\.\d++)?+|\.\d++)(?:[eE][-+]?+\d++)?+'
 FILLER = {'loss', 'losses', 'weight', 'weights', 'the', 'of', 'and', 'to', 'be', 'set', 'should'}
 EQUALS = {'is', 'are', 'becomes', 'equals'}  # 'the L1 weight is 0.7' reads as L1=0.7
 MARKDOWN = re.compile(r'[*`#>]+|(?<![A-Za-z0-9])__|__(?![A-Za-z0-9])')  # keep single _ (names)
@@ -95,24 +97,26 @@ def _search(plain: str, names, tokenizer: '_Tokenizer', attempt: '_Attempt', mar
             unmarked: bool) -> Optional[list]:
     # 1. segments after a "Weights:" marker, first readable one wins (echoed rules like
     #    'Weights: L1:Perceptual:GAN=?:?:?' simply fail and the next one is tried)
-    for match in marker.finditer(plain):
+    for count, match in enumerate(marker.finditer(plain)):
+        if count >= 50:  # a real answer has a few; thousands are an attack on our time
+            break
         values = tokenizer.read(_segment(plain, match.end(), tokenizer.names), names, attempt)
         if values is not None:
             return values
-        if len(attempt.errors) > 20:
-            break
     if not unmarked:
         return None
     # 2. no marker: the name sequence anywhere, e.g. "I suggest L1:Perceptual:GAN = 0.7:0.3:0.05."
     seq = r'\s*[:/,]\s*'.join(re.escape(n) for n in names)
-    for match in re.finditer(r'(?<![A-Za-z0-9_])' + seq + r'\s*[=:]', plain, re.IGNORECASE):
+    for count, match in enumerate(re.finditer(r'(?<![A-Za-z0-9_])' + seq + r'\s*[=:]', plain, re.IGNORECASE)):
+        if count >= 50:
+            break
         if _after_example(plain, match.start()):
             continue
         values = tokenizer.read(_segment(plain, match.start(), tokenizer.names), names, attempt)
         if values is not None:
             return values
     # 3. `name: value` pairs anywhere: "L1 weight: 0.7, ...", "The L1 weight is 0.7, ...", tables
-    for match in list(tokenizer.names.finditer(plain))[:50]:
+    for _, match in zip(range(50), tokenizer.names.finditer(plain)):
         if _after_example(plain, match.start()):
             continue
         pairs = tokenizer._pairs(tokenizer.tokens(_segment(plain, match.start(), tokenizer.names)), names,

@@ -1,6 +1,7 @@
 """The answer parser: what Llama-3 really writes is accepted, anything unsafe is rejected."""
 import json
 import math
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -98,8 +99,12 @@ def test_hostile_inputs_are_fast_and_safe():
     for text in ['{' * 100000, '[' * 50000 + ']' * 50000, '9' * 100000, 'Weights: ' + '1:' * 50000,
                  '{"weights": {"L1": ' + '9' * 5000 + ', "Perceptual": 1, "GAN": 1}}',
                  'Weights: L1:Perceptual:GAN=' + '0.' * 30000, '\x00\uffff' * 1000,
-                 '__import__("os").system("echo pwned")', 'Weights: eval(1):1:1']:
+                 '__import__("os").system("echo pwned")', 'Weights: eval(1):1:1', '9' * 19999 + 'x',
+                 'Weights: ' * 5000, 'L1:Perceptual:GAN=' * 2000, 'L1 = ' * 5000, '(' * 20000 + ')' * 20000,
+                 '1e' * 10000, 'Weights: L1 ' + '-> 1 ' * 5000]:
+        start = time.monotonic()
         r = parse_answer(text, N)
+        assert time.monotonic() - start < 0.5, text[:40]
         assert r.weights is None or _valid(r.weights)
 
 
