@@ -5,7 +5,7 @@ on its own (see `agent.replay`).
 """
 from .base import Decision, ExpertInfo, History, LossPolicy, OptionError, StageRecord, mean_of_numbers
 from .registry import build_policy, policy_names, register_policy
-from . import fixed_policy  # noqa: F401  (registers 'fixed')
+from . import adaptive_policy, fixed_policy, llm_policy, random_policy  # noqa: F401  (importing registers the policies)
 
 __all__ = ['Decision', 'ExpertInfo', 'History', 'LossPolicy', 'OptionError', 'StageRecord', 'mean_of_numbers',
            'build_policy', 'policy_names', 'register_policy']

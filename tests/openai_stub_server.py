@@ -111,6 +111,9 @@ class OpenAIStubServer(ThreadingHTTPServer):
     """`with OpenAIStubServer(responder) as srv: client(base_url=srv.base_url)`."""
 
     daemon_threads = True
+    # socketserver's default listen backlog of 5 drops SYNs when 10+ clients connect at once;
+    # the kernel retries after 1 s, which looked like a server that does not batch
+    request_queue_size = 128
 
     def __init__(self, responder: Responder = deterministic_responder, delay: float = 0.0,
                  port: int = 0, model: str = 'stub-llama-3'):
