@@ -253,3 +253,15 @@ def test_llamacpp_missing_is_one_clear_error(tmp_path):
         build_policy({'type': 'llm', 'backend': 'llamacpp', 'model_path': str(tmp_path / 'm.gguf')},
                      N, INIT, [ExpertInfo('NIQE', True)])
     assert 'agent.policy.model_path' in str(e.value) and 'pip install llama-cpp-python' in str(e.value)
+
+
+def test_boundary_latency_10_images_1s_server(capsys):
+    """The number the lead asked for: a 10-image boundary against a server that takes 1 s per answer."""
+    with OpenAIStubServer(delay=1.0) as srv:  # the deterministic Llama-3-style responder
+        p = policy(srv.base_url)
+        p.decide(history(n_images=1))  # warm up the client (first import, connection pool)
+        d = p.decide(history(n_images=10))
+    with capsys.disabled():
+        print(f'\n[llm boundary] 10 images, server 1 s/answer: decide() took {d.latency_s:.2f} s '
+              f'(max {srv.max_in_flight} requests in flight)')
+    assert d.fallback is None and d.latency_s < 2.0
