@@ -48,9 +48,6 @@ class ChatResult:
 
 def check_client_options(o: dict, prefix: str = 'agent.policy') -> None:
     """Validate the shared client options in place (numbers from YAML strings become floats)."""
-    if 'api_key' in o:
-        raise AgentConfigError(f'{prefix}.api_key: do not put keys in YAML; set an environment variable '
-                               f'and name it with {prefix}.api_key_env')
     choice(o, 'backend', ('openai', 'llamacpp'), prefix)
     o['backend'] = o['backend'].lower()
     o['timeout_s'] = number(o, 'timeout_s', 0.01, 3600, prefix=prefix)

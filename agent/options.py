@@ -14,6 +14,9 @@ from .base import AgentConfigError
 def read_options(opt: Optional[dict], defaults: dict, prefix: str = 'agent.policy') -> dict:
     """`defaults` updated with `opt`; any key not in `defaults` is an error."""
     opt = dict(opt or {})
+    if 'api_key' in opt:  # checked first so the key is never echoed in an "unknown option" list
+        raise AgentConfigError(f'{prefix}.api_key: do not put keys in YAML; set an environment variable '
+                               f'and name it with {prefix}.api_key_env')
     unknown = sorted(set(opt) - set(defaults))
     if unknown:
         raise AgentConfigError(f'{prefix}.{unknown[0]}: unknown option; known options are {sorted(defaults)}')

@@ -214,7 +214,7 @@ class PromptBuilder:
                          + join_words([f'{name} {v}' for name, v in values]) + '.')
         for e in self.experts:
             if e.kind == 'text':
-                parts.append(f'The {e.name} expert says about {subject} {when}: {self._texts(record, e.name, image)}')
+                parts.append(f'The {e.name} expert says about {subject} {when}: {self._texts(record, e.name, image)}.')
         return ' '.join(parts)
 
     @staticmethod
