@@ -163,3 +163,36 @@ def test_missing_checkpoint_is_one_line(tmp_path):
         run_benchmark(str(tmp_path / 'o.yml'), root=str(tmp_path))
     assert "methods.Fixed.pretrain_network_g" in str(err.value) and 'nope/a.pth' in str(err.value)
     assert '\n' not in str(err.value)
+
+
+@pytest.mark.parametrize('name', ['CISR_benchmark', 'RISR_benchmark', 'AIR_benchmark'])
+def test_example_options_are_well_formed(name):
+    """The shipped YAMLs parse, and name registered archs/datasets and known pyiqa metrics."""
+    import lossagent_arch  # noqa: F401
+    import lossagent_data  # noqa: F401
+    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    from lossagent_eval.benchmark import load_options
+    opt = load_options(str(ROOT / 'options' / 'test' / f'{name}.yml'))
+    assert opt['name'] == name
+    ARCH_REGISTRY.get(opt['network_g']['type'])
+    for dopt in opt['datasets'].values():
+        DATASET_REGISTRY.get(dopt['type'])
+    for key, mopt in opt['metrics'].items():
+        assert (mopt or {}).get('type', key) in DEFAULT_CONFIGS
+    assert all(m.get('pretrain_network_g') for m in opt['methods'].values())
+
+
+def test_lightning_style_promptir_checkpoint_loads_strictly(tmp_path):
+    """PromptIR's release: weights under 'state_dict' with a 'net.' prefix (Lightning)."""
+    import lossagent_arch  # noqa: F401
+    from basicsr.utils.registry import ARCH_REGISTRY
+    from lossagent_eval.checkpoint import load_checkpoint
+    cfg = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 2, 2, 4], prompt_dims=(8, 8, 16),
+               prompt_sizes=(8, 4, 2))
+    torch.manual_seed(0)
+    src = ARCH_REGISTRY.get('PromptIR')(**cfg)
+    torch.save({'epoch': 1, 'state_dict': {'net.' + k: v for k, v in src.state_dict().items()}}, tmp_path / 'm.ckpt')
+    dst = load_checkpoint(ARCH_REGISTRY.get('PromptIR')(**cfg), str(tmp_path / 'm.ckpt'), param_key='state_dict',
+                          strip_prefix='net.')
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
