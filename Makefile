@@ -42,3 +42,8 @@ test: $(STAMP)
 
 clean:
 	rm -rf experiments/$(DEMO_NAME)* tb_logger results .pytest_cache
+
+# The policy study (benchmarks/study.md): fixed vs random vs adaptive (and llm when LLM_URL or
+# LOSSAGENT_LLM_URL is set) loss weights, 3 seeds, two offline objectives, held-out photos.
+study: $(STAMP)
+	$(if $(LLM_URL),LOSSAGENT_LLM_URL=$(LLM_URL)) $(PY) benchmarks/study.py
