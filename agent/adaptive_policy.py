@@ -1,4 +1,8 @@
-"""A non-LLM policy fed by the same expert scores: a (1+1) evolution strategy on log-weights.
+"""A non-LLM policy fed by the same expert scores, searching in log-weight space.
+
+Two strategies (`strategy:`):
+
+`es` (default): a (1+1) evolution strategy on log-weights.
 
 It keeps an incumbent (the best weights seen by the objective, `agent/objective.py`),
 trains one perturbed candidate per stage, and keeps the candidate as the new incumbent
@@ -9,6 +13,16 @@ stays within a trust region of `trust_region` (in log space; ln 10 = 2.3 means w
 x10 / /10 of the initial weights). Training progress moves the objective even under
 fixed weights, so after `patience` failures in a row the incumbent's value is re-measured
 from the latest stage instead of chasing a level reached earlier. Seeded and resumable.
+
+`paired`: antithetic probes scored by what each stage changed. Comparing objective *levels*
+across stages mostly measures training progress (and the GAN's stage-to-stage swings), so
+here a stage is scored by its change r_k = f_k - f_(k-1). Around a centre x the policy trains
+x + s*sigma*u, then x - s*sigma*u (u a random +-1 vector, s alternating from pair to pair so
+that the decay of progress favours neither sign), and estimates the slope along u from
+d = r(+) - r(-). The centre moves along u by `max_move` * clip(d / rms(d over all pairs so far),
+-1, 1): a trust-region step whose size is scaled by how the difference compares with the noise
+seen so far, and every point stays within `trust_region` of the initial weights. A stage without
+valid scores restarts the pair. Seeded and resumable.
 """
 from __future__ import annotations
 
@@ -16,11 +30,12 @@ import math
 
 from .base import AgentConfigError, Decision, History, LossPolicy
 from .objective import check_objective_weights, stage_objective
-from .options import flag, number, read_options
+from .options import choice, flag, number, read_options
 from .registry import register_policy
 from .rng import JsonRandom
 
 ADAPTIVE_DEFAULTS = {
+    'strategy': 'es',         # es: (1+1)-ES on stage objectives; paired: antithetic probes on stage changes
     'sigma': 0.3,             # initial step in log-weight space (0.3 ~ x1.35)
     'sigma_min': 0.02,
     'sigma_max': 1.0,
@@ -30,6 +45,7 @@ ADAPTIVE_DEFAULTS = {
     'objective_weights': {},  # expert name -> weight in the objective (default 1 each)
     'min_improvement': 0.0,   # a candidate must beat the incumbent by this much (noise margin)
     'patience': 3,            # failures in a row before re-measuring the incumbent's value
+    'max_move': 0.5,          # paired: largest move of the centre per pair of probes (log space)
 }
 
 
@@ -38,6 +54,8 @@ class AdaptivePolicy(LossPolicy):
     def __init__(self, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
         super().__init__(loss_names, initial_weights, experts, opt, seed, task)
         o = read_options(self.opt, ADAPTIVE_DEFAULTS)
+        self.strategy = choice(o, 'strategy', ('es', 'paired'))
+        self.max_move = number(o, 'max_move', 0, 50)
         self.sigma0 = number(o, 'sigma', 1e-6, 10)
         self.sigma_min = number(o, 'sigma_min', 0, 10)
         self.sigma_max = number(o, 'sigma_max', 1e-6, 10)
@@ -62,11 +80,20 @@ class AdaptivePolicy(LossPolicy):
         self.fails = 0
         self.successes = 0
         self.evals = 0
+        # paired strategy
+        self.center = None    # log-weights {name: float}
+        self.u = None         # current probe direction {name: +-1}
+        self.sign = 1.0       # sign of the first probe of the current pair
+        self.phase = 0        # 0: no probe out; 1: first probe trained next; 2: second probe trained next
+        self.r_first = None
+        self.d_sq = []        # squared differences of past pairs (the noise scale)
 
     def decide(self, history: History) -> Decision:
         current = self.current_weights(history)
         if len(history) < 2:
             return Decision(weights=current, policy=self.name, fallback='no trained stage yet')
+        if self.strategy == 'paired':
+            return self._decide_paired(history, current)
         f, gains = stage_objective(history.last, history.records[0], self.experts, self.objective_weights)
         if f is None:
             return Decision(weights=current, policy=self.name, info={'gains': gains},
@@ -94,6 +121,51 @@ class AdaptivePolicy(LossPolicy):
                 'incumbent': self._weights(self.best), 'sigma': self.sigma}
         return Decision(weights=weights, policy=self.name, info=info)
 
+    def _decide_paired(self, history: History, current: dict) -> Decision:
+        ref = history.records[0]
+        f, gains = stage_objective(history.last, ref, self.experts, self.objective_weights)
+        prev = history.records[-2]
+        f_prev = 0.0 if prev is ref else stage_objective(prev, ref, self.experts, self.objective_weights)[0]
+        if self.center is None:
+            self.center = {n: math.log(max(current.get(n, 0.0), 1e-12)) for n in self.active}
+        if f is None:
+            self.phase = 0  # the probe was not measured: a new pair starts at the next valid stage
+            return Decision(weights=current, policy=self.name, info={'gains': gains},
+                            fallback=f'no valid expert scores at stage {history.last.stage}')
+        self.evals += 1
+        info = {'objective': f, 'gains': gains}
+        if f_prev is None:
+            self.phase = 0  # the stage's change cannot be scored: start a new pair now
+        else:
+            info['change'] = r = f - f_prev
+        if self.phase == 1:
+            self.r_first, self.phase = r, 2
+            info['outcome'] = 'first probe measured'
+            return Decision(weights=self._probe(-self.sign), policy=self.name, info=info)
+        if self.phase == 2:
+            d = self.sign * (self.r_first - r)  # r(+) - r(-)
+            self.d_sq.append(d * d)
+            scale = math.sqrt(sum(self.d_sq) / len(self.d_sq))
+            move = self.max_move * max(-1.0, min(1.0, d / scale)) if scale > 0 else 0.0
+            for n in self.active:
+                self.center[n] = min(self.x0[n] + self.radius, max(self.x0[n] - self.radius,
+                                                                   self.center[n] + move * self.u[n]))
+            if move != 0:
+                self.successes += 1  # pairs that moved the centre
+            self.sign = -self.sign
+            info.update(outcome='pair measured', difference=d, move=move)
+        else:
+            info['outcome'] = 'start'
+        self.u = {n: (1.0 if self.rng.random() < 0.5 else -1.0) for n in self.active}
+        self.phase = 1
+        info.update(centre=self._weights(self.center), direction=dict(self.u), sigma=self.sigma)
+        return Decision(weights=self._probe(self.sign), policy=self.name, info=info)
+
+    def _probe(self, sign: float) -> dict:
+        return self._weights({n: min(self.x0[n] + self.radius, max(self.x0[n] - self.radius,
+                                                                   self.center[n] + sign * self.sigma * self.u[n]))
+                              for n in self.active})
+
     def _propose(self) -> dict:
         x = {}
         for n in self.active:  # draw in a fixed order so the sequence is reproducible
@@ -106,7 +178,9 @@ class AdaptivePolicy(LossPolicy):
 
     def state_dict(self) -> dict:
         return {'rng': self.rng.state(), 'best': self.best, 'f_best': self.f_best, 'sigma': self.sigma,
-                'fails': self.fails, 'successes': self.successes, 'evals': self.evals}
+                'fails': self.fails, 'successes': self.successes, 'evals': self.evals,
+                'center': self.center, 'u': self.u, 'sign': self.sign, 'phase': self.phase,
+                'r_first': self.r_first, 'd_sq': list(self.d_sq)}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
@@ -118,3 +192,9 @@ class AdaptivePolicy(LossPolicy):
         self.fails = int(state.get('fails', 0))
         self.successes = int(state.get('successes', 0))
         self.evals = int(state.get('evals', 0))
+        self.center = {k: float(v) for k, v in state['center'].items()} if state.get('center') is not None else None
+        self.u = {k: float(v) for k, v in state['u'].items()} if state.get('u') is not None else None
+        self.sign = float(state.get('sign', 1.0))
+        self.phase = int(state.get('phase', 0))
+        self.r_first = state.get('r_first')
+        self.d_sq = [float(v) for v in state.get('d_sq', [])]

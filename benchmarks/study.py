@@ -72,6 +72,7 @@ OBJECTIVES = OrderedDict(
 )
 POLICY_LABELS = {'fixed': 'Fixed', 'random': 'Random', 'adaptive': 'Adaptive', 'llm': 'LossAgent (LLM)'}
 PRETRAINED = 'Pre-trained (L1)'
+BICUBIC = 'Bicubic'
 
 # Sizes. `full` is what `make study` runs; `smoke` is the seconds-long end-to-end check.
 PROFILES = {
@@ -130,12 +131,18 @@ def train_options(name: str, p: dict, seed: int, policy: dict | None, pretrained
     return json.loads(json.dumps(opt))  # plain dicts, so yaml.safe_dump writes them
 
 
-def policy_options(policy: str, objective: str | None) -> dict:
+# agent/adaptive_policy.py strategies: `es` (the (1+1)-ES, the policy's default) and `paired`
+# (antithetic probes scored by the change each stage made; probe size chosen before any result).
+ADAPTIVE_STRATEGIES = {'es': {}, 'paired': {'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.5}}
+STRATEGY_LABELS = {'es': 'ES', 'paired': 'paired'}
+
+
+def policy_options(policy: str, objective: str | None, strategy: str = 'es') -> dict:
     if policy in ('fixed', 'random'):
         return {'type': policy}
     weights = OBJECTIVES[objective][1]
     if policy == 'adaptive':
-        return {'type': 'adaptive', 'objective_weights': dict(weights)}
+        return {'type': 'adaptive', 'objective_weights': dict(weights), **ADAPTIVE_STRATEGIES[strategy]}
     label = OBJECTIVES[objective][0]
     return {'type': 'llm', 'base_url': os.environ['LOSSAGENT_LLM_URL'],
             'extra_needs': [f'The goal is to improve {label} on the validation images'
@@ -161,7 +168,7 @@ class Run:
         return self.root / 'models' / 'net_g_latest.pth'
 
 
-def plan(p: dict, llm: bool, pretrained: str) -> list[Run]:
+def plan(p: dict, llm: bool, pretrained: str, strategies=('es', 'paired')) -> list[Run]:
     runs = []
     for seed in p['seeds']:
         for policy in ('fixed', 'random'):
@@ -169,13 +176,15 @@ def plan(p: dict, llm: bool, pretrained: str) -> list[Run]:
             runs.append(Run(name, POLICY_LABELS[policy], seed, policy, None,
                             train_options(name, p, seed, policy_options(policy, None), pretrained)))
         for objective in p['objectives']:
-            for policy in ('adaptive',) + (('llm',) if llm else ()):
-                name = f"{p['prefix']}_s{seed}_{policy}_{objective}"
-                opt = train_options(name, p, seed, policy_options(policy, objective), pretrained)
+            variants = [('adaptive', s) for s in strategies] + ([('llm', None)] if llm else [])
+            for policy, strategy in variants:
+                kind = policy if strategy in (None, 'es') else f'{policy}-{strategy}'  # es keeps the plain name
+                name = f"{p['prefix']}_s{seed}_{kind}_{objective}"
+                opt = train_options(name, p, seed, policy_options(policy, objective, strategy), pretrained)
                 if policy == 'llm':
                     opt['agent']['experts'] = llm_experts(objective)
-                runs.append(Run(name, f'{POLICY_LABELS[policy]} ({OBJECTIVES[objective][0]})', seed, policy,
-                                objective, opt))
+                label = POLICY_LABELS[policy] + (f'-{STRATEGY_LABELS[strategy]}' if strategy else '')
+                runs.append(Run(name, f'{label} ({OBJECTIVES[objective][0]})', seed, policy, objective, opt))
     return runs
 
 
@@ -206,11 +215,17 @@ def stamp(opt: dict) -> dict:
     return {'source': source_hash(), 'options': opt}
 
 
+REUSE_ANY_CODE = False  # --reuse
+
+
 def finished(run_root: Path, opt_path: Path, opt: dict) -> bool:
-    """A previous run with the very same options and code that reached its final checkpoint."""
+    """A previous run with the very same options and code (options only with --reuse) that reached
+    its final checkpoint."""
     saved = run_root / 'study_options.yml'
-    return (run_root / 'models' / 'net_g_latest.pth').exists() and saved.exists() \
-        and yaml.safe_load(saved.read_text()) == stamp(opt)
+    if not ((run_root / 'models' / 'net_g_latest.pth').exists() and saved.exists()):
+        return False
+    saved = yaml.safe_load(saved.read_text())
+    return saved['options'] == opt if REUSE_ANY_CODE else saved == stamp(opt)
 
 
 def start_training(name: str, opt: dict, out: Path, threads: int):
@@ -241,7 +256,7 @@ def finish_training(name: str, opt: dict, proc, out: Path) -> None:
 
 
 def run_all(runs: list[Run], out: Path, jobs: int, threads: int, t0: float, est_per_run: float) -> None:
-    pending, active, done = list(runs), [], 0
+    pending, active, done, took = list(runs), [], 0, []
     while pending or active:
         while pending and len(active) < jobs:
             run = pending.pop(0)
@@ -261,10 +276,12 @@ def run_all(runs: list[Run], out: Path, jobs: int, threads: int, t0: float, est_
             finish_training(run.name, run.opt, proc, out)
             active.remove(item)
             done += 1
+            took.append(time.time() - started)
+            per_run = sum(took) / len(took)  # measured, not the estimate, once a run has finished
             left = len(pending) + len(active)
             elapsed = time.time() - t0
-            print(f'  {run.name}: {time.time() - started:.0f}s | {done}/{len(runs)} runs, '
-                  f'{elapsed / 60:.1f} min so far, ~{left * est_per_run / jobs / 60:.0f} min of training left',
+            print(f'  {run.name}: {took[-1]:.0f}s | {done}/{len(runs)} runs, '
+                  f'{elapsed / 60:.1f} min so far, ~{left * per_run / jobs / 60:.0f} min of training left',
                   flush=True)
 
 
@@ -297,6 +314,40 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def read_seed_tables(paths: list[Path]):
     from lossagent_eval.tables import BenchmarkTable
     return [BenchmarkTable.read_csv(str(path)) for path in paths]
+
+
+def bicubic_scores(eval_opt: dict) -> dict:
+    """{metric: {dataset: mean}} of MATLAB-bicubic x2 upsampling, scored the way test.py scores a method."""
+    import numpy as np
+    import lossagent_compat  # noqa: F401
+    import lossagent_data  # noqa: F401
+    from basicsr.data import build_dataset
+    from basicsr.utils import tensor2img
+    from basicsr.utils.matlab_functions import imresize
+    from lossagent_eval.benchmark import Metric, _dataset_opts
+    opt = dict(eval_opt, _file='(study)')
+    metrics = {k: Metric(k, m, 2, 'cpu') for k, m in opt['metrics'].items()}
+    out = {k: {} for k in metrics}
+    for name, dopt in _dataset_opts(opt).items():
+        vals = {k: [] for k in metrics}
+        dataset = build_dataset(dopt)
+        for i in range(len(dataset)):
+            item = dataset[i]
+            lq = item['lq'].numpy().transpose(1, 2, 0)
+            up = np.clip(imresize(lq, 2), 0, 1).transpose(2, 0, 1)
+            import torch
+            img, gt = tensor2img(torch.from_numpy(np.ascontiguousarray(up))), tensor2img(item['gt'])
+            for k, m in metrics.items():
+                vals[k].append(m(img, gt))
+        for k in metrics:
+            out[k][name] = float(np.mean(vals[k]))
+    return out
+
+
+def add_row(table, row: str, scores: dict, before: str) -> None:
+    table.rows.insert(table.rows.index(before), row)
+    for metric in table.metrics:
+        table.scores[metric][row] = {d: scores.get(metric, {}).get(d) for d in table.datasets}
 
 
 def objective_value(table, method: str, objective: str, column: str) -> float:
@@ -355,14 +406,16 @@ def render(blocks, directions, labels, columns, decimals, title: str, n_seeds: i
             cells = []
             for c in columns:
                 m, s = stats[row][c]
-                text = f'{m:.{d}f}' + (f' ± {s:.{d}f}' if n_seeds > 1 and row not in (PRETRAINED, REF_ROW) else '')
+                text = f'{m:.{d}f}' + (f' ± {s:.{d}f}' if n_seeds > 1 and row not in (PRETRAINED, BICUBIC, REF_ROW)
+                                       else '')
                 if row != REF_ROW and round(m, d) == best[c]:
                     text = f'**{text}**'
                 cells.append(text)
             label = (labels[key] + ('↓' if directions[key] else '↑')) if i == 0 else ''
             lines.append(f'| {label} | {row} | ' + ' | '.join(cells) + ' |')
     lines += ['', f'Mean ± sample std over {n_seeds} seed(s); ↑ / ↓: higher / lower is better; best mean per '
-              f'column in bold (at the printed precision). {PRETRAINED} is the common start of every run (no std). '
+              f'column in bold (at the printed precision). {PRETRAINED} is the common start of every run and {BICUBIC} '
+              f'MATLAB-style bicubic upsampling (both the same for every seed: no std). '
               f'{REF_ROW}: NIQE of the ground truth, not ranked. Objective rows: the signed relative gain over '
               f'{PRETRAINED} of the objective\'s experts (equal weights), in percent.', '']
     return '\n'.join(lines)
@@ -374,7 +427,7 @@ def paired(blocks, columns, objectives: list[str], n_seeds: int) -> str:
     keys = ['niqe', 'psnr', 'ssim'] + [f'objective:{o}' for o in objectives]
     names = {'niqe': 'ΔNIQE (↓ better)', 'psnr': 'ΔPSNR dB (↑)', 'ssim': 'ΔSSIM (↑)'}
     names.update({f'objective:{o}': f'Δobjective {OBJECTIVES[o][0]} %-pts (↑)' for o in objectives})
-    methods = [r for r in blocks['psnr'] if r not in (PRETRAINED, 'Fixed')]
+    methods = [r for r in blocks['psnr'] if r not in (BICUBIC, PRETRAINED, 'Fixed')]
     lines = ['## Paired differences against Fixed (same seed), held-out Avg.', '',
              '| Method | ' + ' | '.join(names[k] for k in keys) + ' |', '|---|' + '---:|' * len(keys)]
     for m in methods:
@@ -405,7 +458,7 @@ def write_csv(path: Path, blocks, columns) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # plots
-def plot_run(run: Run, path: Path) -> None:
+def plot_run(run: Run, path: Path) -> Path:
     """Loss weights per stage (log scale) and the agent's validation NIQE / PSNR, one PNG per run."""
     import matplotlib
     matplotlib.use('Agg')
@@ -441,6 +494,7 @@ def plot_run(run: Run, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,6 +532,11 @@ def main(argv=None) -> int:
                     help='torch threads per process (default 1: results do not depend on --jobs, and a shared '
                          'machine does not oversubscribe; 2 threads were 5-10x slower with other jobs running)')
     ap.add_argument('--estimate', action='store_true', help='print the plan and the runtime estimate only')
+    ap.add_argument('--adaptive', nargs='+', choices=sorted(ADAPTIVE_STRATEGIES), default=['es', 'paired'],
+                    help='strategies of the adaptive policy to run (default: es paired; agent/adaptive_policy.py)')
+    ap.add_argument('--reuse', action='store_true',
+                    help='reuse finished runs with identical options even when the code changed since '
+                         '(default: only when the code hash matches too)')
     ap.add_argument('--prefix', default=None, help='experiment name prefix (default study, study_smoke with --smoke)')
     ap.add_argument('--plots', default=None, help='also copy the seed-0 weight-curve PNGs into this folder')
     args = ap.parse_args(argv)
@@ -495,13 +554,16 @@ def main(argv=None) -> int:
     llm = bool(os.environ.get('LOSSAGENT_LLM_URL'))
     pre_name = f"{p['prefix']}_pretrain"
     pretrained = str(ROOT / 'experiments' / pre_name / 'models' / 'net_g_latest.pth')
-    runs = plan(p, llm, pretrained)
+    global REUSE_ANY_CODE
+    REUSE_ANY_CODE = args.reuse
+    runs = plan(p, llm, pretrained, args.adaptive)
     per_seed = len(runs) // len(p['seeds'])
     est, per_run = estimate(p, len(runs), per_seed, args.jobs)
 
     print(f'study: {"SMOKE " if args.smoke else ""}{len(runs)} fine-tuning runs = {len(p["seeds"])} seed(s) x '
           f'[fixed, random (shared by all objectives)] + adaptive{" + llm" if llm else ""} x objectives '
-          f'{p["objectives"]}; {p["iters"]} iterations each, a stage every {p["stage_iters"]}; '
+          f'{p["objectives"]} (adaptive strategies: {" ".join(args.adaptive)}); {p["iters"]} iterations each, '
+          f'a stage every {p["stage_iters"]}; '
           f'from one L1 pre-training of {p["pretrain_iters"]} iterations.')
     if not llm:
         print('study: llm policy skipped: no endpoint configured (set LOSSAGENT_LLM_URL=http://host:port/v1 to add it)')
@@ -539,26 +601,35 @@ def main(argv=None) -> int:
     print('study: [4/4] tables and plots', flush=True)
     sys.path.insert(0, str(ROOT))
     tables = read_seed_tables(csvs)
+    bicubic = bicubic_scores(eval_options(p, p['seeds'][0], [], pretrained, out / 'results'))
+    for table in tables:
+        add_row(table, BICUBIC, bicubic, PRETRAINED)
     blocks, directions, labels, columns = aggregate(tables, p['objectives'])
     decimals = {'niqe': 2, 'psnr': 2, 'ssim': 4, 'objective': 2}
     n = len(p['seeds'])
     table_md = render(blocks, directions, labels, columns, decimals,
-                      f'Held-out photos (never seen by training or the agent), x2, {n} seed(s)', n)
+                      f'Held-out photos (never seen by training or the agent), x2, {n} seed(s), '
+                      f'adaptive strategies {", ".join(args.adaptive)}', n)
     paired_md = paired(blocks, columns, p['objectives'], n)
     (out / 'study_table.md').write_text(table_md + '\n' + paired_md)
     write_csv(out / 'study_table.csv', blocks, columns)
-    first = p['seeds'][0]
-    for run in runs:
-        if run.seed == first:
-            plot_run(run, out / 'plots' / f'{run.name}.png')
-            if args.plots:
-                Path(args.plots).mkdir(parents=True, exist_ok=True)
-                shutil.copy(out / 'plots' / f'{run.name}.png', Path(args.plots) / f'{run.name}.png')
+    first = [run for run in runs if run.seed == p['seeds'][0]]
+    pngs = [plot_run(run, out / 'plots' / f'{run.name}.png') for run in first]
+    try:  # the shared plotting module, when this checkout has it: all policies of one seed side by side
+        from agent.plot import plot_compare
+        pngs += plot_compare([run.root for run in first], out / 'plots', log_y='on')
+    except ImportError:
+        pass
+    if args.plots:
+        Path(args.plots).mkdir(parents=True, exist_ok=True)
+        for png in pngs:
+            shutil.copy(png, Path(args.plots) / Path(png).name)
     wall = time.time() - t0
     report = {
         'command': ' '.join([Path(PY).name, 'benchmarks/study.py'] + (argv if argv is not None else sys.argv[1:])),
         'date_utc': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'versions': versions(),
-        'cpus': os.cpu_count(), 'jobs': args.jobs, 'threads': args.threads, 'llm': llm, 'profile': p,
+        'adaptive': args.adaptive, 'reuse': args.reuse, 'source': source_hash(), 'cpus': os.cpu_count(), 'jobs': args.jobs,
+        'threads': args.threads, 'llm': llm, 'profile': p,
         'wall_s': round(wall, 1), 'pretrain_s': round(t_pre, 1), 'training_s': round(t_train, 1),
         'eval_s': round(t_eval, 1), 'estimate_s': round(est, 1), 'runs': [r.name for r in runs],
     }

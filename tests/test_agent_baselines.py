@@ -1,5 +1,6 @@
 """Random and adaptive policies: seeded, and a resume from state_dict continues the same trajectory."""
 import json
+import math
 import random
 
 import pytest
@@ -36,7 +37,8 @@ def run(policy, stages, history=None, rng=None, weights=None):
 
 
 @pytest.mark.parametrize('kind, opts', [('random', {}), ('random', {'log_uniform': True, 'range': [0.1, 10]}),
-                                        ('adaptive', {}), ('adaptive', {'objective_weights': {'NIQE': 2}})])
+                                        ('adaptive', {}), ('adaptive', {'objective_weights': {'NIQE': 2}}),
+                                        ('adaptive', {'strategy': 'paired'})])
 def test_seeded_and_resumable(kind, opts):
     def make(seed=5):
         return build_policy({'type': kind, **opts}, N, INIT, EXPERTS, seed=seed)
@@ -70,6 +72,38 @@ def test_adaptive_climbs_a_simple_objective_within_the_trust_region():
     assert max(w['Perceptual'] for w in out) <= 0.1 * 2.7183 + 1e-6  # e^1 around the initial weight
     assert p.successes > 0 and p.evals == 30
     assert p.best['Perceptual'] > -2.31  # moved up from log(0.1): the objective rewards perceptual
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_adaptive_paired_climbs_despite_a_training_trend(seed):
+    """The fake NIQE also falls by 0.1 per stage whatever the weights: levels would reward any late
+    candidate; the paired strategy compares the change of each stage, so it follows Perceptual."""
+    p = build_policy({'type': 'adaptive', 'strategy': 'paired', 'trust_region': 1.0}, N, INIT, EXPERTS, seed=seed)
+    out, history, _ = run(p, 30)
+    assert all(w['L1'] == 1.0 for w in out)
+    assert max(w['Perceptual'] for w in out) <= 0.1 * 2.7183 + 1e-6
+    assert p.evals == 30 and p.successes > 0
+    assert p.center['Perceptual'] > -2.31 + 0.5  # the centre moved up from log(0.1)
+    # the first two probes are antithetic around the initial weights (the first centre)
+    for name, w0 in zip(N[1:], INIT[1:]):
+        assert math.isclose(math.log(out[0][name]) + math.log(out[1][name]), 2 * math.log(w0), abs_tol=1e-4)
+        assert out[0][name] != out[1][name]
+
+
+def test_adaptive_paired_restarts_a_pair_after_an_invalid_stage():
+    p = build_policy({'type': 'adaptive', 'strategy': 'paired'}, N, INIT, EXPERTS, seed=0)
+    h = History([StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [5.0], 'CLIPIQA': [0.5]}),
+                 StageRecord(1, 100, dict(zip(N, INIT)), {'NIQE': [4.9], 'CLIPIQA': [0.5]})])
+    d = p.decide(h)
+    assert d.fallback is None and p.phase == 1 and d.weights != dict(zip(N, INIT))
+    h.append(StageRecord(2, 200, d.weights, {'NIQE': [None], 'CLIPIQA': [float('nan')]}))
+    d = p.decide(h)
+    assert d.fallback.startswith('no valid expert scores') and p.phase == 0
+    h.append(StageRecord(3, 300, d.weights, {'NIQE': [4.8], 'CLIPIQA': [0.5]}))
+    d = p.decide(h)  # the previous stage has no objective: no change to score, start a new pair
+    assert p.phase == 1
+    with pytest.raises(AgentConfigError, match=r'agent\.policy\.strategy'):
+        build_policy({'type': 'adaptive', 'strategy': 'cma'}, N, INIT, EXPERTS)
 
 
 def test_adaptive_handles_invalid_stages_and_bad_options():

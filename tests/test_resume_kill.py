@@ -34,11 +34,11 @@ def kill_mid_stage(run, after_state: int, at_iter: int, timeout: float = 240):
     assert proc.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
 
 
-@pytest.mark.parametrize('policy', ['fixed', 'adaptive', 'llm'])
+@pytest.mark.parametrize('policy', ['fixed', 'adaptive', 'adaptive_paired', 'llm'])
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(make_run, policy):
     from openai_stub_server import OpenAIStubServer
     with OpenAIStubServer() as server:  # answers depend only on the prompt: deterministic
-        policy_opt = {'type': policy}
+        policy_opt = {'type': 'adaptive', 'strategy': 'paired'} if policy == 'adaptive_paired' else {'type': policy}
         if policy == 'llm':
             policy_opt.update(base_url=server.base_url, model='stub')
         opt = tiny_options(f'kill_{policy}', stage_iters=4, total_iter=12, policy=policy_opt)

@@ -21,7 +21,7 @@ def test_study_smoke(tmp_path):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert 'llm policy skipped' in proc.stdout
 
-        methods = ['Pre-trained (L1)', 'Fixed', 'Random', 'Adaptive (NIQE)']
+        methods = ['Bicubic', 'Pre-trained (L1)', 'Fixed', 'Random', 'Adaptive-ES (NIQE)', 'Adaptive-paired (NIQE)']
         md = (out / 'study_table.md').read_text()
         header = next(line for line in md.splitlines() if line.startswith('| Metrics'))
         assert header == '| Metrics | Methods | coffee | Avg. |'
@@ -39,7 +39,8 @@ def test_study_smoke(tmp_path):
         for block in ('PSNR↑', 'SSIM↑', 'Objective NIQE (rel. gain, %)↑'):
             assert blocks[block] == methods
         assert '## Paired differences against Fixed' in md
-        assert '| Adaptive (NIQE) |' in md.split('## Paired differences')[1]
+        paired = md.split('## Paired differences')[1]
+        assert '| Adaptive-ES (NIQE) |' in paired and '| Adaptive-paired (NIQE) |' in paired
 
         with open(out / 'study_table.csv', newline='') as f:
             table = list(csv.DictReader(f))
@@ -47,7 +48,7 @@ def test_study_smoke(tmp_path):
         assert {r['column'] for r in table} == {'coffee', 'Avg.'}
         for r in table:
             assert float(r['mean']) == float(r['mean'])  # finite numbers, no NaN
-        for policy in ('fixed', 'random', 'adaptive_niqe'):
+        for policy in ('fixed', 'random', 'adaptive_niqe', 'adaptive-paired_niqe'):
             assert (out / 'plots' / f'{prefix}_s0_{policy}.png').stat().st_size > 1000
         assert (out / 'study_report.json').exists()
     finally:
