@@ -42,3 +42,7 @@ test: $(STAMP)
 
 clean:
 	rm -rf experiments/$(DEMO_NAME)* tb_logger results .pytest_cache
+
+# Training-time and memory overhead of the agent on this machine -> benchmarks/results.md (~4 min).
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
