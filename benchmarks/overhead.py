@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import ctypes
 import gc
 import io
 import logging
@@ -78,7 +79,11 @@ def proc_status_kb(field: str):
 
 
 def reset_peak_rss() -> bool:
-    """Linux: writing 5 to clear_refs resets VmHWM (peak RSS) to the current RSS."""
+    """Linux: writing 5 to clear_refs resets VmHWM (peak RSS) to the current RSS. Freed heap is
+    handed back first (malloc_trim), or the previous run's leftovers would count as this run's."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
     try:
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')
@@ -161,7 +166,6 @@ def prefetch_batches(opt: dict, count: int) -> list[dict]:
 
 def run_once(opt: dict, batches: list[dict]) -> dict:
     """Build a fresh model (same seed), train on `batches`, time each iteration."""
-    gc.collect()
     peak_reset = reset_peak_rss()
     rss_before = proc_status_kb('VmRSS')
     torch.manual_seed(opt['manual_seed'])
@@ -229,7 +233,8 @@ def summarize(runs: list[dict], stage_iters: int) -> dict:
             'latency_med': statistics.median(latency) if latency else None,
             'fallbacks': fallbacks, 'boundaries': len(blocking),
             'peak_delta_mb': statistics.median(peaks) if peaks else None,
-            'peak_abs_mb': max(r['peak_kb'] for r in runs) / 1024 if runs[0]['peak_kb'] else None,
+            'peak_abs_mb': statistics.median(r['peak_kb'] for r in runs) / 1024 if runs[0]['peak_kb'] else None,
+            'iter_spread': (max(per_iter) - min(per_iter)) / min(per_iter),
             'peak_reset': all(r['peak_reset'] for r in runs)}
 
 
@@ -242,7 +247,7 @@ def results_table(stats: dict, skipped: dict, delay: float) -> str:
     rows = ['| variant | what | s/iter between boundaries, min / median | ratio vs baseline (median; min) '
             '| boundary blocking s, min / median | boundary_s in log, median | policy latency_s, median '
             f'| boundary share of a {PAPER_STAGE_ITERS}-iter stage (extrapolated) '
-            f'| training-time overhead at {PAPER_STAGE_ITERS}-iter stages (extrapolated) | peak RSS growth MB, median (peak RSS, max) |',
+            f'| training-time overhead at {PAPER_STAGE_ITERS}-iter stages (extrapolated) | peak RSS MB, median (growth during the run) |',
             '|' + '---|' * 10]
     for name, what in VARIANTS.items():
         what = what.format(delay=delay)
@@ -259,16 +264,18 @@ def results_table(stats: dict, skipped: dict, delay: float) -> str:
         rows.append(f"| {name} | {what}{note} | {fmt(s['iter_min'], '.4f')} / {fmt(s['iter_med'], '.4f')} | {ratio} "
                     f"| {fmt(s['block_min'], '.3f')} / {fmt(s['block_med'], '.3f')} | {fmt(s['logged_med'])} "
                     f"| {fmt(s['latency_med'])} | {fmt(share and 100 * share, '.2f', '%')} "
-                    f"| {fmt(overhead and 100 * overhead, '+.2f', '%')} | {fmt(s['peak_delta_mb'], '.0f')} "
-                    f"({fmt(s['peak_abs_mb'], '.0f')}) |")
+                    f"| {fmt(overhead and 100 * overhead, '+.2f', '%')} | {fmt(s['peak_abs_mb'], '.0f')} "
+                    f"({fmt(s['peak_delta_mb'], '+.0f')}) |")
     return '\n'.join(rows)
 
 
 def report(stats, skipped, args, elapsed, loads, command) -> str:
     reps = args.reps
-    peak_method = ('VmHWM from /proc/self/status, reset before each run via /proc/self/clear_refs; growth = '
-                   'peak minus RSS before building the model' if all(s['peak_reset'] for s in stats.values())
+    peak_method = ('VmHWM (peak resident set) from /proc/self/status, reset before each run via '
+                   '/proc/self/clear_refs after gc + malloc_trim; growth = peak minus the RSS before the model '
+                   'is built' if all(s['peak_reset'] for s in stats.values())
                    else 'VmHWM (could not be reset per run: process-wide peak so far)')
+    noise = 100 * max(s['iter_spread'] for s in stats.values())
     return f"""# Loss-agent overhead on this machine
 
 `{command}` ({time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed:.0f} s)
@@ -278,7 +285,8 @@ def report(stats, skipped, args, elapsed, loads, command) -> str:
 - Machine: {cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} thread(s)
   (--threads; with 2 OpenMP threads on this shared 2-core machine iterations ran 5-15x slower and erratic),
   Python {sys.version.split()[0]}. Load average (1 min) {loads[0]:.2f} at start, {loads[1]:.2f} at the end:
-  the machine is shared, so absolute times are noisy; the interleaved ratios are what to read.
+  the machine is shared, so absolute times are noisy; the interleaved ratios are what to read. Across
+  repetitions a variant's s/iter varied by up to {noise:.1f}%: per-iteration ratios within that are noise.
 - Task: {DEMO_OPT.relative_to(ROOT)}{' shrunk (--quick)' if args.quick else ''}, a stage every {args.stage_iters}
   iterations, {args.stages} deciding boundaries then {args.stage_iters // 2} more iterations per run,
   {reps} repetitions per variant, interleaved with the order rotated each repetition; all runs train on the
