@@ -9,7 +9,7 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=['agent', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_data'],
+    packages=['agent', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_data', 'lossagent_eval'],
     py_modules=['lossagent_compat'],
     package_data={'agent': ['templates/*.txt']},
     # torch/torchvision and basicsr are installed first by the Makefile: basicsr's source archive

@@ -16,6 +16,10 @@ class OptionError(ValueError):
     """A wrong option in the YAML; the message names the key. Reported as one line at start-up."""
 
 
+class AgentConfigError(OptionError):
+    """A bad `agent.*` option, raised at construction; the message names the key."""
+
+
 @dataclass(frozen=True)
 class ExpertInfo:
     """What a policy knows about one expert: its name and which way is better."""
@@ -39,6 +43,9 @@ class StageRecord:
     iteration: int
     weights: dict[str, float]
     scores: dict[str, list[Score]]
+
+    def num_images(self) -> int:
+        return max((len(v) for v in self.scores.values()), default=0)
 
     def mean_scores(self) -> dict[str, Optional[float]]:
         return {name: mean_of_numbers(values) for name, values in self.scores.items()}
@@ -94,9 +101,13 @@ class Decision:
         return asdict(self)
 
 
+def is_number(value) -> bool:
+    """A usable score: a finite int/float (not a bool, not a text critique, not None)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def mean_of_numbers(values) -> Optional[float]:
-    numbers = [float(v) for v in values
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    numbers = [float(v) for v in values if is_number(v)]
     return sum(numbers) / len(numbers) if numbers else None
 
 

@@ -6,10 +6,13 @@ Differences from SRGANModel, all driven by the options YAML:
 - no discriminator is built when the repository has no adversarial loss;
 - with an `agent` section, a StageAgent rewrites the weights every `agent.stage_iters`
   iterations (before BasicSR saves a checkpoint at the same iteration), and its state is
-  saved in the training state so `--auto_resume` continues the same trajectory.
+  saved in the training state so `--auto_resume` continues the same trajectory;
+- the training state also holds the RNG states, and a non-finite loss skips the update and is
+  reported (once per kind) with its iteration instead of spreading NaN into the weights.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import OrderedDict
@@ -22,6 +25,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from .loss_repository import LossRepository
+from .rng_state import host_rng_state, restore_host_rng_state, seed_iteration
 from .stage_agent import StageAgent
 from agent import OptionError
 
@@ -47,6 +51,8 @@ class LossAgentModel(SRGANModel):
         self.net_d_init_iters = train_opt.get('net_d_init_iters', 0)
         self.setup_optimizers()
         self.setup_schedulers()
+        self.nonfinite_reported: set[str] = set()
+        self.skipped_updates = 0
         self.agent = None
         if self.opt.get('agent'):
             self.agent = StageAgent(self.opt, self.losses, self.device, self.opt['path']['experiments_root'])
@@ -94,6 +100,7 @@ class LossAgentModel(SRGANModel):
             self.optimizers.append(self.optimizer_d)
 
     def optimize_parameters(self, current_iter):
+        seed_iteration(int(self.opt.get('manual_seed', 0)), self.opt.get('rank', 0), current_iter)
         net_g = self.get_bare_model(self.net_g)
         if self.agent is not None:
             self.agent.start(net_g, current_iter - 1)
@@ -108,21 +115,44 @@ class LossAgentModel(SRGANModel):
             l_g_total, terms = self.losses.generator_loss(self.output, self.gt, self.net_d)
             loss_dict.update(terms)
             l_g_total.backward()
-            self.optimizer_g.step()
+            self._step_if_finite(self.optimizer_g, self.net_g, 'generator', l_g_total, current_iter)
 
         if self.net_d is not None:
-            loss_dict.update(self._optimize_discriminator())
+            loss_dict.update(self._optimize_discriminator(current_iter))
 
         self.log_dict = self.reduce_loss_dict(loss_dict)
         for name, weight in self.losses.get_weights().items():
             self.log_dict[f'w_{name}'] = weight  # in the iteration log line and TensorBoard
+        if self.skipped_updates:
+            self.log_dict['skipped_updates'] = self.skipped_updates
 
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
         if self.agent is not None:
             self.agent.after_iteration(net_g, current_iter)
 
-    def _optimize_discriminator(self) -> OrderedDict:
+    def _step_if_finite(self, optimizer, net, what: str, loss, current_iter: int) -> None:
+        """Skip the update when the gradients are not finite; say so once per network.
+
+        Gradients are checked, not the local loss: with DDP they are all-reduced, so every
+        rank takes the same decision.
+        """
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
+        if torch.isfinite(norm):
+            optimizer.step()
+            return
+        optimizer.zero_grad()
+        self.skipped_updates += 1
+        if what not in self.nonfinite_reported:
+            self.nonfinite_reported.add(what)
+            value = float(loss.detach())
+            get_root_logger().warning(
+                f'Non-finite {what} loss/gradients at iteration {current_iter} (loss {value}): update skipped, '
+                f'weights kept; further skips are counted in the log as skipped_updates'
+                + ('' if math.isfinite(value) else ' (check the loss weights and the learning rate)'))
+
+    def _optimize_discriminator(self, current_iter: int) -> OrderedDict:
         cri_gan = self.losses.adversarial.criterion
         for p in self.net_d.parameters():
             p.requires_grad = True
@@ -133,11 +163,13 @@ class LossAgentModel(SRGANModel):
         fake_d_pred = self.net_d(self.output.detach().contiguous())
         l_d_fake = cri_gan(fake_d_pred, False, is_disc=True)
         l_d_fake.backward()
-        self.optimizer_d.step()
+        self._step_if_finite(self.optimizer_d, self.net_d, 'discriminator', l_d_real + l_d_fake, current_iter)
         return OrderedDict(l_d_real=l_d_real, out_d_real=torch.mean(real_d_pred.detach()),
                            l_d_fake=l_d_fake, out_d_fake=torch.mean(fake_d_pred.detach()))
 
     def save(self, epoch, current_iter):
+        if current_iter == -1 and self.agent is not None:  # BasicSR's "save the latest model": the end
+            self.agent.close()
         if hasattr(self, 'net_g_ema'):
             self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
         else:
@@ -152,7 +184,7 @@ class LossAgentModel(SRGANModel):
             return
         state = {'epoch': epoch, 'iter': current_iter,
                  'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers]}
+                 'schedulers': [s.state_dict() for s in self.schedulers], 'rng': host_rng_state()}
         if self.agent is not None:
             state['agent'] = self.agent.state_dict()
         save_path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
@@ -169,6 +201,8 @@ class LossAgentModel(SRGANModel):
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
+        if 'rng' in resume_state:
+            restore_host_rng_state(resume_state['rng'])
         if self.agent is not None:
             if 'agent' not in resume_state:
                 raise OptionError('path.resume_state: this training state has no agent state '

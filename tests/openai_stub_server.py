@@ -17,6 +17,7 @@ resume tests use from a separate process:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import threading
@@ -52,9 +53,15 @@ def loss_names_from_prompt(body: dict) -> list[str]:
 
 
 def deterministic_responder(body: dict, index: int) -> str:
-    """Answers like Llama-3 does, with weights that depend only on the request count."""
+    """Answers like Llama-3 does, with weights that depend only on the prompt's text.
+
+    The same prompt always gets the same answer, whatever the order of requests, so a
+    resumed run and an uninterrupted one get identical decisions.
+    """
     names = loss_names_from_prompt(body)
-    values = [round(0.2 + 0.1 * ((index + i) % 7), 3) for i in range(len(names))]
+    text = '\n'.join(str(m.get('content', '')) for m in body.get('messages', []))
+    digest = hashlib.sha256(text.encode()).digest()
+    values = [round(0.2 + digest[i] / 255 * 1.3, 3) for i in range(len(names))]
     ratio = ':'.join(f'{v:g}' for v in values)
     return (f"Here's a proposed set of weights.\nWeights: {':'.join(names)}={ratio}\n"
             'Thoughts: shifting emphasis between the losses to explore.')
@@ -111,6 +118,9 @@ class OpenAIStubServer(ThreadingHTTPServer):
     """`with OpenAIStubServer(responder) as srv: client(base_url=srv.base_url)`."""
 
     daemon_threads = True
+    # socketserver's default listen backlog of 5 drops SYNs when 10+ clients connect at once;
+    # the kernel retries after 1 s, which looked like a server that does not batch
+    request_queue_size = 128
 
     def __init__(self, responder: Responder = deterministic_responder, delay: float = 0.0,
                  port: int = 0, model: str = 'stub-llama-3'):

@@ -101,3 +101,40 @@ def test_bad_options_fail_at_start_up_with_one_line(make_run, override, message)
     assert proc.returncode != 0
     assert message in proc.stderr
     assert 'Start training' not in proc.stdout + proc.stderr
+
+
+def test_llm_policy_against_a_real_http_server(make_run):
+    from openai_stub_server import OpenAIStubServer
+
+    def responder(body, index):
+        return 'Sure!\n**Weights:** L1:SSIM=0.8:0.9\nThoughts: more structure.'
+
+    with OpenAIStubServer(responder) as server:
+        run = make_run(tiny_options('e2e_llm', stage_iters=3, total_iter=6,
+                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'}))
+        run.train()
+    records = run.records()
+    assert [r['policy'] for r in records] == ['initial', 'llm', 'llm']
+    for r in records[1:]:
+        assert r['fallback'] is None
+        assert r['weights_after'] == {'L1': 0.8, 'SSIM': 0.9}
+        assert len(r['answers']) == 3  # one prompt per validation image
+    # the prompt shows the loss names, each expert's direction and the history
+    prompt = str(records[2]['prompts'][0])
+    assert 'L1:SSIM' in prompt and 'lower' in prompt.lower() and 'higher' in prompt.lower()
+    assert len(server.requests) == 6
+
+
+def test_llm_server_down_keeps_training_on_the_last_weights(make_run):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    run = make_run(tiny_options('e2e_llm_down', stage_iters=3, total_iter=6,
+                                policy={'type': 'llm', 'base_url': f'http://127.0.0.1:{port}/v1',
+                                        'retries': 1, 'timeout_s': 2}))
+    run.train()
+    records = run.records()
+    assert len(records) == 3
+    for r in records[1:]:
+        assert r['fallback'] and r['weights_after'] == r['weights_before'] == {'L1': 1.0, 'SSIM': 0.5}

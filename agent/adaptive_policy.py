@@ -1,0 +1,120 @@
+"""A non-LLM policy fed by the same expert scores: a (1+1) evolution strategy on log-weights.
+
+It keeps an incumbent (the best weights seen by the objective, `agent/objective.py`),
+trains one perturbed candidate per stage, and keeps the candidate as the new incumbent
+when the stage's objective beat the incumbent's by `min_improvement`; otherwise it goes
+back to perturbing the incumbent. The step size follows the 1/5th success rule (grow by
+`success_factor` on success, shrink by its fourth root on failure), and every candidate
+stays within a trust region of `trust_region` (in log space; ln 10 = 2.3 means within
+x10 / /10 of the initial weights). Training progress moves the objective even under
+fixed weights, so after `patience` failures in a row the incumbent's value is re-measured
+from the latest stage instead of chasing a level reached earlier. Seeded and resumable.
+"""
+from __future__ import annotations
+
+import math
+
+from .base import AgentConfigError, Decision, History, LossPolicy
+from .objective import check_objective_weights, stage_objective
+from .options import flag, number, read_options
+from .registry import register_policy
+from .rng import JsonRandom
+
+ADAPTIVE_DEFAULTS = {
+    'sigma': 0.3,             # initial step in log-weight space (0.3 ~ x1.35)
+    'sigma_min': 0.02,
+    'sigma_max': 1.0,
+    'success_factor': 1.5,    # 1/5th rule: sigma *= f on success, f**-0.25 on failure
+    'trust_region': 2.3,      # max |log w - log w_initial| per loss
+    'anchor': True,           # keep the first loss at its initial weight (the others are relative)
+    'objective_weights': {},  # expert name -> weight in the objective (default 1 each)
+    'min_improvement': 0.0,   # a candidate must beat the incumbent by this much (noise margin)
+    'patience': 3,            # failures in a row before re-measuring the incumbent's value
+}
+
+
+@register_policy('adaptive')
+class AdaptivePolicy(LossPolicy):
+    def __init__(self, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
+        super().__init__(loss_names, initial_weights, experts, opt, seed, task)
+        o = read_options(self.opt, ADAPTIVE_DEFAULTS)
+        self.sigma0 = number(o, 'sigma', 1e-6, 10)
+        self.sigma_min = number(o, 'sigma_min', 0, 10)
+        self.sigma_max = number(o, 'sigma_max', 1e-6, 10)
+        if not self.sigma_min <= self.sigma0 <= self.sigma_max:
+            raise AgentConfigError('agent.policy.sigma: expected sigma_min <= sigma <= sigma_max')
+        self.factor = number(o, 'success_factor', 1.0, 10)
+        self.radius = number(o, 'trust_region', 0, 50)
+        self.anchor = flag(o, 'anchor')
+        self.margin = number(o, 'min_improvement', 0, math.inf)
+        self.patience = number(o, 'patience', 1, 10 ** 6, integer=True)
+        self.objective_weights = check_objective_weights(o['objective_weights'], self.experts)
+        if any(w < 0 for w in self.initial_weights.values()):
+            raise AgentConfigError('agent.policy: the adaptive policy needs non-negative initial weights')
+        # losses with initial weight 0 have no log-weight: they stay 0 (and so does the anchor)
+        self.active = [n for i, n in enumerate(self.loss_names)
+                       if self.initial_weights[n] > 0 and not (self.anchor and i == 0)]
+        self.x0 = {n: math.log(self.initial_weights[n]) for n in self.active}
+        self.rng = JsonRandom(self.seed)
+        self.best = None      # incumbent log-weights {name: float}
+        self.f_best = None
+        self.sigma = self.sigma0
+        self.fails = 0
+        self.successes = 0
+        self.evals = 0
+
+    def decide(self, history: History) -> Decision:
+        current = self.current_weights(history)
+        if len(history) < 2:
+            return Decision(weights=current, policy=self.name, fallback='no trained stage yet')
+        f, gains = stage_objective(history.last, history.records[0], self.experts, self.objective_weights)
+        if f is None:
+            return Decision(weights=current, policy=self.name, info={'gains': gains},
+                            fallback=f'no valid expert scores at stage {history.last.stage}')
+        trained = {n: math.log(max(history.last.weights.get(n, 0.0), 1e-12)) for n in self.active}
+        self.evals += 1
+        if self.best is None:
+            outcome = 'start'
+            self.best, self.f_best = trained, f
+        elif f > self.f_best + self.margin:
+            outcome = 'accepted'
+            self.best, self.f_best = trained, f
+            self.successes += 1
+            self.fails = 0
+            self.sigma = min(self.sigma_max, self.sigma * self.factor)
+        else:
+            outcome = 'rejected'
+            self.fails += 1
+            self.sigma = max(self.sigma_min, self.sigma * self.factor ** -0.25)
+            if self.fails >= self.patience:
+                outcome = 'rejected, incumbent re-measured'
+                self.f_best, self.fails = f, 0
+        weights = self._propose()
+        info = {'objective': f, 'gains': gains, 'outcome': outcome, 'incumbent_objective': self.f_best,
+                'incumbent': self._weights(self.best), 'sigma': self.sigma}
+        return Decision(weights=weights, policy=self.name, info=info)
+
+    def _propose(self) -> dict:
+        x = {}
+        for n in self.active:  # draw in a fixed order so the sequence is reproducible
+            step = self.rng.gauss(0.0, self.sigma)
+            x[n] = min(self.x0[n] + self.radius, max(self.x0[n] - self.radius, self.best[n] + step))
+        return self._weights(x)
+
+    def _weights(self, x: dict) -> dict:
+        return {n: float(f'{math.exp(x[n]):.6g}') if n in x else self.initial_weights[n] for n in self.loss_names}
+
+    def state_dict(self) -> dict:
+        return {'rng': self.rng.state(), 'best': self.best, 'f_best': self.f_best, 'sigma': self.sigma,
+                'fails': self.fails, 'successes': self.successes, 'evals': self.evals}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        self.rng.set_state(state['rng'])
+        self.best = {k: float(v) for k, v in state['best'].items()} if state.get('best') is not None else None
+        self.f_best = state.get('f_best')
+        self.sigma = float(state.get('sigma', self.sigma0))
+        self.fails = int(state.get('fails', 0))
+        self.successes = int(state.get('successes', 0))
+        self.evals = int(state.get('evals', 0))

@@ -1,0 +1,208 @@
+"""Chat clients that never raise at a stage boundary: OpenAI-compatible HTTP (vLLM) or llama.cpp.
+
+`chat()` returns a ChatResult with the answer text or an error string. Retries are our
+own loop (the openai client's `max_retries` is 0) so that their number, backoff and the
+boundary's deadline are under our control and testable. The API key is read from the
+environment variable named by `api_key_env` and handed only to the openai client: it is
+never stored in options, results, decisions, prompts or state.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .base import AgentConfigError
+from .options import choice, number
+
+CLIENT_DEFAULTS = {
+    'backend': 'openai',        # openai (any OpenAI-compatible server, e.g. vLLM) | llamacpp
+    'base_url': None,           # default: $LOSSAGENT_LLM_URL, e.g. http://127.0.0.1:8000/v1
+    'model': 'meta-llama/Meta-Llama-3-8B-Instruct',
+    'api_key_env': 'OPENAI_API_KEY',  # the variable's *name*; vLLM needs no key ('EMPTY' is sent)
+    'timeout_s': 60.0,          # per request attempt
+    'retries': 2,               # extra attempts after a timeout, connection error, 5xx, 429, bad body
+    'backoff_s': 1.0,           # sleep before retry i is backoff_s * 2**i (never past the deadline)
+    'temperature': 0.6,         # Llama-3-Instruct's own default
+    'top_p': None,
+    'max_tokens': 512,
+    'stop': [],                 # extra stop strings
+    'stop_token_ids': [128009], # Llama-3 <|eot_id|>; sent via extra_body (vLLM extension)
+    'model_path': None,         # llamacpp backend: a GGUF file
+    'n_ctx': 8192,              # llamacpp backend: context length
+    'n_gpu_layers': 0,          # llamacpp backend: layers offloaded to the GPU (-1 = all)
+}
+RETRY_STATUS = {408, 409, 429}
+
+
+@dataclass
+class ChatResult:
+    text: Optional[str] = None     # the answer; None when every attempt failed
+    error: Optional[str] = None    # the last failure, one line
+    attempts: int = 0
+    latency_s: float = 0.0
+
+
+def check_client_options(o: dict, prefix: str = 'agent.policy') -> None:
+    """Validate the shared client options in place (numbers from YAML strings become floats)."""
+    choice(o, 'backend', ('openai', 'llamacpp'), prefix)
+    o['backend'] = o['backend'].lower()
+    o['timeout_s'] = number(o, 'timeout_s', 0.01, 3600, prefix=prefix)
+    o['retries'] = number(o, 'retries', 0, 20, integer=True, prefix=prefix)
+    o['backoff_s'] = number(o, 'backoff_s', 0, 600, prefix=prefix)
+    o['temperature'] = number(o, 'temperature', 0, 5, prefix=prefix)
+    o['top_p'] = number(o, 'top_p', 0, 1, allow_none=True, prefix=prefix)
+    o['max_tokens'] = number(o, 'max_tokens', 1, 1 << 20, integer=True, prefix=prefix)
+    if isinstance(o['stop'], str):
+        o['stop'] = [o['stop']]
+    if not isinstance(o['stop'], list) or not all(isinstance(s, str) for s in o['stop']):
+        raise AgentConfigError(f"{prefix}.stop: got {o['stop']!r}; expected a list of strings")
+    ids = o['stop_token_ids'] or []
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise AgentConfigError(f"{prefix}.stop_token_ids: got {o['stop_token_ids']!r}; expected a list of ints")
+    o['stop_token_ids'] = ids
+
+
+def build_client(o: dict, request_fields: Optional[dict] = None, prefix: str = 'agent.policy'):
+    """The client for validated options `o`; config problems raise AgentConfigError now."""
+    if o['backend'] == 'llamacpp':
+        return LlamaCppChatClient(o, request_fields or {}, prefix)
+    return OpenAIChatClient(o, request_fields or {}, prefix)
+
+
+class OpenAIChatClient:
+    def __init__(self, o: dict, request_fields: dict, prefix: str = 'agent.policy'):
+        import openai  # a hard dependency of the agent, imported here to keep `agent` light
+        self._openai = openai
+        base_url = o['base_url'] or os.environ.get('LOSSAGENT_LLM_URL')
+        if not base_url:
+            raise AgentConfigError(f'{prefix}.base_url: no LLM server given; set it (e.g. '
+                                   'http://127.0.0.1:8000/v1 for `vllm serve`) or export LOSSAGENT_LLM_URL')
+        if not str(base_url).startswith(('http://', 'https://')):
+            raise AgentConfigError(f'{prefix}.base_url: got {base_url!r}; expected an http(s):// URL')
+        self.base_url = str(base_url)
+        self.o = o
+        self.fields = dict(request_fields)
+        key = os.environ.get(o['api_key_env'] or 'OPENAI_API_KEY') or 'EMPTY'
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0,
+                                     timeout=o['timeout_s'])
+
+    def _request(self, messages: list[dict], seed: Optional[int], timeout: float) -> str:
+        o = self.o
+        kwargs: dict[str, Any] = dict(self.fields)
+        extra = dict(kwargs.pop('extra_body', {}) or {})
+        if o['stop_token_ids']:
+            extra['stop_token_ids'] = list(o['stop_token_ids'])
+        if o['top_p'] is not None:
+            kwargs['top_p'] = o['top_p']
+        if o['stop']:
+            kwargs['stop'] = list(o['stop'])
+        if seed is not None:
+            kwargs['seed'] = int(seed)
+        if extra:
+            kwargs['extra_body'] = extra
+        resp = self._client.chat.completions.create(
+            model=o['model'], messages=messages, temperature=o['temperature'],
+            max_tokens=o['max_tokens'], timeout=timeout, **kwargs)
+        content = resp.choices[0].message.content  # garbage bodies fail here -> retried
+        if content is not None and not isinstance(content, str):
+            raise TypeError(f'message content is {type(content).__name__}, not text')
+        return content or ''
+
+    def chat(self, messages: list[dict], deadline: Optional[float] = None,
+             seed: Optional[int] = None) -> ChatResult:
+        """Ask once plus `retries` times; `deadline` (time.monotonic()) bounds everything."""
+        start = time.monotonic()
+        result = ChatResult()
+        for attempt in range(self.o['retries'] + 1):
+            left = self.o['timeout_s'] if deadline is None else min(self.o['timeout_s'], deadline - time.monotonic())
+            if left <= 0.01:
+                result.error = (result.error + '; ' if result.error else '') + 'boundary budget exhausted'
+                break
+            result.attempts += 1
+            try:
+                result.text = self._request(messages, seed, left)
+                result.error = None
+                break
+            except Exception as e:  # noqa: BLE001 -- any failure of the server must not stop training
+                result.error, retry = self._describe(e)
+            if not retry or attempt == self.o['retries']:
+                break
+            pause = self.o['backoff_s'] * 2 ** attempt
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                result.error += '; no time left to retry'
+                break
+            time.sleep(pause)
+        result.latency_s = time.monotonic() - start
+        return result
+
+    def _describe(self, e: Exception) -> tuple[str, bool]:
+        """A one-line error (never containing the key) and whether trying again can help."""
+        oa = self._openai
+        if isinstance(e, oa.APITimeoutError):
+            return 'timeout', True
+        if isinstance(e, oa.APIConnectionError):
+            return f'cannot connect to {self.base_url}', True
+        if isinstance(e, oa.APIStatusError):
+            status = e.status_code
+            body = ' '.join(str(getattr(e, 'message', '')).split())[:200]
+            return f'HTTP {status}: {body}', status >= 500 or status in RETRY_STATUS
+        return f'bad response: {type(e).__name__}: {" ".join(str(e).split())[:200]}', True
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class LlamaCppChatClient:
+    """In-process GGUF model via llama-cpp-python; one request at a time (the model is not thread-safe)."""
+
+    def __init__(self, o: dict, request_fields: dict, prefix: str = 'agent.policy'):
+        path = o.get('model_path')
+        missing = []
+        if not path or not Path(path).is_file():
+            missing.append(f'{prefix}.model_path must name an existing GGUF file (got {path!r})')
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            Llama = None
+            missing.append('the llama-cpp-python package is not installed (pip install llama-cpp-python)')
+        if missing:
+            raise AgentConfigError(f'{prefix}.backend: llamacpp needs ' + ' and '.join(missing))
+        if 'extra_body' in request_fields and 'json' not in request_fields['extra_body'].get('structured_outputs', {}):
+            raise AgentConfigError(f'{prefix}.structured_output: the llamacpp backend supports none, json '
+                                   'and response_format')
+        self.o = o
+        self.response_format = None
+        schema = request_fields.get('extra_body', {}).get('structured_outputs', {}).get('json') or \
+            request_fields.get('response_format', {}).get('json_schema', {}).get('schema')
+        if schema:
+            self.response_format = {'type': 'json_object', 'schema': schema}
+        self._llm = Llama(model_path=str(path), n_ctx=int(o['n_ctx']), n_gpu_layers=int(o['n_gpu_layers']),
+                          verbose=False)
+        self._lock = threading.Lock()
+
+    def chat(self, messages: list[dict], deadline: Optional[float] = None,
+             seed: Optional[int] = None) -> ChatResult:
+        start = time.monotonic()
+        if deadline is not None and time.monotonic() >= deadline:
+            return ChatResult(error='boundary budget exhausted')
+        try:
+            with self._lock:
+                out = self._llm.create_chat_completion(
+                    messages=messages, temperature=self.o['temperature'], max_tokens=self.o['max_tokens'],
+                    stop=self.o['stop'] or None, seed=seed, response_format=self.response_format,
+                    **({'top_p': self.o['top_p']} if self.o['top_p'] is not None else {}))
+            text = out['choices'][0]['message']['content'] or ''
+            return ChatResult(text=text, attempts=1, latency_s=time.monotonic() - start)
+        except Exception as e:  # noqa: BLE001
+            return ChatResult(error=f'llama.cpp: {type(e).__name__}: {e}'[:300], attempts=1,
+                              latency_s=time.monotonic() - start)
+
+    def close(self) -> None:
+        self._llm = None

@@ -1,0 +1,61 @@
+"""Which way each expert goes, from `agent.experts` in the YAML.
+
+    agent:
+      experts:
+        NIQE: {metric: niqe}                      # direction from the table below
+        MyScore: {metric: my_metric, lower_better: true}
+        Critic: {kind: text}                      # a text critique per image
+
+A missing `lower_better` is looked up by pyiqa metric name; an unknown metric without
+`lower_better` is an error naming the key (a wrong direction silently trains the wrong way).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from .base import AgentConfigError, ExpertInfo
+
+LOWER_BETTER = {
+    'niqe': True, 'piqe': True, 'brisque': True, 'lpips': True, 'lpips-vgg': True, 'dists': True,
+    'pi': True, 'ilniqe': True, 'nrqm': False, 'fid': True, 'mad': True, 'gmsd': True, 'nlpd': True,
+    'psnr': False, 'psnry': False, 'ssim': False, 'ms_ssim': False, 'fsim': False, 'vif': False,
+    'clipiqa': False, 'clipiqa+': False, 'maniqa': False, 'qalign': False, 'musiq': False,
+    'hyperiqa': False, 'topiq_nr': False, 'topiq_fr': False, 'dbcnn': False, 'paq2piq': False,
+    'nima': False, 'cw_ssim': False, 'vsi': False, 'liqe': False,
+}
+
+
+def known_direction(metric: Optional[str]) -> Optional[bool]:
+    """lower_better for a pyiqa metric name (case-insensitive), None if unknown."""
+    return LOWER_BETTER.get(str(metric).lower()) if metric else None
+
+
+def experts_from_opt(experts_opt, key: str = 'agent.experts') -> list[ExpertInfo]:
+    """`agent.experts` (a mapping name -> options, or a list of {name: ..., ...}) -> ExpertInfo list."""
+    if isinstance(experts_opt, dict):
+        items = [(name, spec or {}) for name, spec in experts_opt.items()]
+    elif isinstance(experts_opt, list):
+        items = []
+        for spec in experts_opt:
+            if not isinstance(spec, dict) or 'name' not in spec:
+                raise AgentConfigError(f'{key}: list entries need a name: got {spec!r}')
+            items.append((spec['name'], spec))
+    else:
+        raise AgentConfigError(f'{key}: got {experts_opt!r}; expected a mapping name -> {{metric, lower_better}}')
+    out = []
+    for name, spec in items:
+        if not isinstance(spec, dict):
+            raise AgentConfigError(f'{key}.{name}: got {spec!r}; expected a mapping')
+        kind = spec.get('kind', 'score')
+        if kind not in ('score', 'text'):
+            raise AgentConfigError(f"{key}.{name}.kind: got {kind!r}; allowed values are ['score', 'text']")
+        lower = spec.get('lower_better')
+        if lower is None and kind == 'score':
+            lower = known_direction(spec.get('metric', name))
+            if lower is None:
+                raise AgentConfigError(f'{key}.{name}.lower_better: unknown metric '
+                                       f"{spec.get('metric', name)!r}; say whether lower is better")
+        if lower is not None and not isinstance(lower, bool):
+            raise AgentConfigError(f'{key}.{name}.lower_better: got {lower!r}; expected true or false')
+        out.append(ExpertInfo(name=str(name), lower_better=bool(lower), kind=kind))
+    return out

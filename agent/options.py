@@ -1,0 +1,85 @@
+"""Reading `agent.policy` options: defaults, typo detection, one-line errors naming the key.
+
+A typo in a YAML key would otherwise silently fall back to a default and run a whole
+training with a setting nobody asked for, so unknown keys are errors.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Optional
+
+from .base import AgentConfigError
+
+
+def read_options(opt: Optional[dict], defaults: dict, prefix: str = 'agent.policy') -> dict:
+    """`defaults` updated with `opt`; any key not in `defaults` is an error."""
+    opt = dict(opt or {})
+    if 'api_key' in opt:  # checked first so the key is never echoed in an "unknown option" list
+        raise AgentConfigError(f'{prefix}.api_key: do not put keys in YAML; set an environment variable '
+                               f'and name it with {prefix}.api_key_env')
+    unknown = sorted(set(opt) - set(defaults))
+    if unknown:
+        raise AgentConfigError(f'{prefix}.{unknown[0]}: unknown option; known options are {sorted(defaults)}')
+    merged = dict(defaults)
+    merged.update(opt)
+    return merged
+
+
+def choice(opts: dict, key: str, allowed: Iterable[Any], prefix: str = 'agent.policy') -> Any:
+    allowed = list(allowed)
+    value = opts[key]
+    if isinstance(value, str):
+        value = value.lower()
+    if value not in allowed:
+        raise AgentConfigError(f'{prefix}.{key}: got {opts[key]!r}; allowed values are {allowed}')
+    return value
+
+
+def number(opts: dict, key: str, low: float = -math.inf, high: float = math.inf, integer: bool = False,
+           allow_none: bool = False, prefix: str = 'agent.policy') -> Any:
+    value = opts[key]
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str):  # YAML reads `1e-4` without a dot as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if not ok or not low <= value <= high:
+        kind = 'an integer' if integer else 'a number'
+        raise AgentConfigError(f'{prefix}.{key}: got {opts[key]!r}; expected {kind} in [{low}, {high}]'
+                               + (' or null' if allow_none else ''))
+    return int(value) if integer else float(value)
+
+
+def flag(opts: dict, key: str, prefix: str = 'agent.policy') -> bool:
+    value = opts[key]
+    if not isinstance(value, bool):
+        raise AgentConfigError(f'{prefix}.{key}: got {value!r}; expected true or false')
+    return value
+
+
+def pair(opts: dict, key: str, prefix: str = 'agent.policy') -> tuple[float, float]:
+    value = opts[key]
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise AgentConfigError(f'{prefix}.{key}: got {value!r}; expected [low, high]') from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise AgentConfigError(f'{prefix}.{key}: got {value!r}; expected finite [low, high] with low < high')
+    return low, high
+
+
+def string_list(opts: dict, key: str, prefix: str = 'agent.policy') -> list[str]:
+    """A string or a list of strings (YAML lets users write either)."""
+    value = opts[key]
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return [v for v in value if v.strip()]
+    raise AgentConfigError(f'{prefix}.{key}: got {value!r}; expected a string or a list of strings')

@@ -1,0 +1,74 @@
+"""Window helpers shared by the window-attention backbones (HAT, MambaIRv2).
+
+Not an `*_arch.py` file, so the package does not auto-import it; the arch files import it.
+The index/mask formulas follow SwinIR/HAT exactly: checkpoints store `relative_position_index_*`
+buffers, so our buffers must hold the very same integers for a strict load to give the same network.
+"""
+import torch
+import torch.nn.functional as F
+
+
+def window_partition(x, window_size):
+    """(b, h, w, c) -> (b * num_windows, window_size, window_size, c)."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size, window_size, c)
+
+
+def window_reverse(windows, window_size, h, w):
+    """Inverse of `window_partition`: (b * num_windows, ws, ws, c) -> (b, h, w, c)."""
+    b = int(windows.shape[0] / (h * w / window_size / window_size))
+    x = windows.view(b, h // window_size, w // window_size, window_size, window_size, -1)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, -1)
+
+
+def relative_position_index_sa(window_size):
+    """Index into a (2ws-1)^2 bias table for every (query, key) pair of one window."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij'))
+    flat = torch.flatten(coords, 1)
+    rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0).contiguous()
+    rel[:, :, 0] += window_size - 1
+    rel[:, :, 1] += window_size - 1
+    rel[:, :, 0] *= 2 * window_size - 1
+    return rel.sum(-1)
+
+
+def relative_position_index_oca(window_size, overlap_ratio):
+    """HAT's overlapping cross-attention: queries in a ws window, keys in the enlarged window."""
+    ws_ext = window_size + int(overlap_ratio * window_size)
+    ori = torch.flatten(torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size),
+                                                   indexing='ij')), 1)
+    ext = torch.flatten(torch.stack(torch.meshgrid(torch.arange(ws_ext), torch.arange(ws_ext), indexing='ij')), 1)
+    rel = (ext[:, None, :] - ori[:, :, None]).permute(1, 2, 0).contiguous()
+    rel[:, :, 0] += window_size - ws_ext + 1
+    rel[:, :, 1] += window_size - ws_ext + 1
+    rel[:, :, 0] *= window_size + ws_ext - 1
+    return rel.sum(-1)
+
+
+def shifted_window_mask(h, w, window_size, shift_size):
+    """(num_windows, ws*ws, ws*ws) mask, -100 between tokens from different regions after the roll."""
+    img_mask = torch.zeros((1, h, w, 1))
+    slices = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
+    cnt = 0
+    for hs in slices:
+        for wsl in slices:
+            img_mask[:, hs, wsl, :] = cnt
+            cnt += 1
+    mask_windows = window_partition(img_mask, window_size).view(-1, window_size * window_size)
+    mask = mask_windows.unsqueeze(1) - mask_windows.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+
+
+def pad_to_multiple(x, multiple):
+    """Reflect-pad the bottom/right of (b, c, h, w) so h and w divide by `multiple` (as HAT's test does).
+
+    Returns the padded tensor and the original (h, w) so the caller can crop the output.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h or pad_w:
+        # reflect needs pad < size; tiny inputs fall back to replicate
+        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return x, (h, w)

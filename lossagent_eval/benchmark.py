@@ -1,0 +1,197 @@
+"""Run a benchmark described by a test YAML (schema: options/test/README.md) and write its table.
+
+Order of work: datasets and metrics are built once; then per method the network is built, its
+checkpoint loaded, and every dataset restored and scored image by image. Outputs are quantized to
+uint8 first (as BasicSR's validation does), so scores describe the images a user would save.
+"""
+import copy
+import os
+import random
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+import lossagent_compat  # noqa: F401  (before basicsr)
+import lossagent_arch  # noqa: F401  (registers our archs)
+import lossagent_data  # noqa: F401  (registers our datasets)
+from basicsr.archs import build_network
+from basicsr.data import build_dataset
+from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr.utils import imwrite, tensor2img
+from lossagent_arch.window_util import pad_to_multiple
+from lossagent_eval.checkpoint import CheckpointError, load_checkpoint
+from lossagent_eval.tables import REF_ROW, BenchmarkTable
+from lossagent_models.iqa_metrics import create_iqa_metric, lower_is_better
+
+BASICSR_METRICS = {'psnr': calculate_psnr, 'ssim': calculate_ssim}  # the SR papers' Y-channel convention
+DEFAULT_LABELS = {'niqe': 'NIQE', 'maniqa': 'MANIQA', 'clipiqa': 'CLIPIQA', 'qalign': 'Q-Align', 'psnr': 'PSNR',
+                  'ssim': 'SSIM', 'lpips': 'LPIPS', 'musiq': 'MUSIQ', 'piqe': 'PIQE'}
+DEFAULT_DECIMALS = {'niqe': 2, 'qalign': 2, 'psnr': 2, 'piqe': 2, 'musiq': 2}
+
+
+class OptionError(ValueError):
+    """A required option is missing or malformed (message names the key and the file)."""
+
+
+def load_options(path):
+    if not os.path.isfile(path):
+        raise OptionError(f'-opt: option file {path} not found')
+    with open(path, encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    for key in ('name', 'methods', 'datasets', 'metrics'):
+        if not opt.get(key):
+            raise OptionError(f"{path}: option '{key}' is required (see options/test/README.md)")
+    opt['_file'] = path
+    return opt
+
+
+class Metric:
+    """One table row block: a pyiqa metric, or BasicSR's psnr/ssim on the Y channel."""
+
+    def __init__(self, key, mopt, scale, device):
+        mopt = dict(mopt or {})
+        self.key = key
+        self.type = mopt.pop('type', key)
+        self.label = mopt.pop('label', DEFAULT_LABELS.get(self.type, self.type.upper()))
+        self.decimals = mopt.pop('decimals', DEFAULT_DECIMALS.get(self.type, 4))
+        self.backend = mopt.pop('backend', 'basicsr' if self.type in BASICSR_METRICS else 'pyiqa')
+        crop_border = mopt.pop('crop_border', None)
+        self.test_y_channel = mopt.pop('test_y_channel', True)
+        self.lower_better = lower_is_better(self.type)
+        if self.backend == 'basicsr':
+            if self.type not in BASICSR_METRICS:
+                raise OptionError(f"metrics.{key}: backend basicsr only has {sorted(BASICSR_METRICS)}")
+            self.fn, self.needs_gt = BASICSR_METRICS[self.type], True
+        else:
+            self.fn = create_iqa_metric(self.type, device=device, owner=f'metrics.{key}', **mopt)
+            self.needs_gt = not getattr(self.fn, 'metric_mode', 'NR') == 'NR'
+            self.lower_better = bool(getattr(self.fn, 'lower_better', self.lower_better))
+        if crop_border is None:  # BasicSR's convention for full-reference SR scores: crop = scale; NR: none
+            crop_border = scale if self.needs_gt and scale > 1 else 0
+        self.crop_border = int(crop_border)
+        self.device = device
+
+    def __call__(self, img, gt=None):
+        """img, gt: uint8 BGR HxWxC arrays as tensor2img gives them."""
+        if self.backend == 'basicsr':
+            return float(self.fn(img, gt, crop_border=self.crop_border, test_y_channel=self.test_y_channel))
+        c = self.crop_border
+        if c:
+            img = img[c:-c, c:-c]
+            gt = gt[c:-c, c:-c] if gt is not None else None
+
+        def to_tensor(a):
+            return torch.from_numpy(np.ascontiguousarray(a[:, :, ::-1].transpose(2, 0, 1))).float().div(255.)[
+                None].to(self.device)
+
+        with torch.no_grad():
+            score = self.fn(to_tensor(img), to_tensor(gt)) if self.needs_gt else self.fn(to_tensor(img))
+        return float(score.reshape(-1)[0]) if torch.is_tensor(score) else float(score)
+
+
+def build_method_network(opt, method, mopt, device):
+    net_opt = copy.deepcopy(mopt.get('network_g') or opt.get('network_g'))
+    if not net_opt:
+        raise OptionError(f"{opt['_file']}: methods.{method} has no network_g and there is no shared network_g")
+    net = build_network(net_opt)
+    ckpt = mopt.get('pretrain_network_g')
+    if ckpt is not None:
+        load_checkpoint(net, ckpt, param_key=mopt.get('param_key_g', 'params'), strict=mopt.get('strict_load_g', True),
+                        strip_prefix=mopt.get('strip_prefix'), owner=f'methods.{method}.pretrain_network_g')
+    elif not mopt.get('allow_random_init', False):
+        raise OptionError(f"{opt['_file']}: methods.{method}.pretrain_network_g is required "
+                          f"(or allow_random_init: true)")
+    pad = mopt.get('pad_multiple', opt.get('pad_multiple', net_opt.get('window_size', 1)))
+    return net.to(device).eval(), int(pad)
+
+
+def restore(net, lq, pad, scale):
+    """Network output for one LQ batch, padded to `pad` and cropped back to scale x input."""
+    lq, (h, w) = pad_to_multiple(lq, pad) if pad > 1 else (lq, lq.shape[-2:])
+    with torch.no_grad():
+        out = net(lq)
+    return out[..., :h * scale, :w * scale]
+
+
+def _items(dataset):
+    for i in range(len(dataset)):
+        yield dataset[i]
+
+
+def _dataset_opts(opt):
+    datasets = OrderedDict()
+    for key, dopt in opt['datasets'].items():
+        dopt = dict(dopt)
+        dopt.setdefault('name', key)
+        dopt.setdefault('phase', 'val')
+        dopt.setdefault('scale', opt.get('scale', 1))
+        dopt.setdefault('io_backend', {'type': 'disk'})
+        datasets[dopt['name']] = dopt
+    return datasets
+
+
+def run_benchmark(opt_path, root='.'):
+    """Evaluate every method on every dataset; returns (table, results_dir)."""
+    opt = load_options(opt_path)
+    seed = opt.get('manual_seed', 0)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    device = torch.device('cuda' if opt.get('num_gpu', 0) and torch.cuda.is_available() else 'cpu')
+    scale = int(opt.get('scale', 1))
+    val = opt.get('val') or {}
+    results_dir = os.path.join(root, opt.get('path', {}).get('results_root', 'results'), opt['name'])
+    os.makedirs(results_dir, exist_ok=True)
+
+    for method, mopt in opt['methods'].items():  # fail before minutes of work, not after
+        ckpt = (mopt or {}).get('pretrain_network_g')
+        if ckpt is not None and not os.path.isfile(ckpt):
+            raise CheckpointError(f"methods.{method}.pretrain_network_g: checkpoint {ckpt!r} not found; "
+                                  f"place the file there or fix the option in {opt['_file']}")
+    datasets = OrderedDict((name, build_dataset(dopt)) for name, dopt in _dataset_opts(opt).items())
+    metrics = OrderedDict((key, Metric(key, mopt, scale, device)) for key, mopt in opt['metrics'].items())
+    methods = list(opt['methods'])
+    rows = methods + ([REF_ROW] if val.get('gt_row', True) else [])
+    table = BenchmarkTable(list(metrics), rows, list(datasets), {k: m.lower_better for k, m in metrics.items()},
+                           labels={k: m.label for k, m in metrics.items()},
+                           decimals={k: m.decimals for k, m in metrics.items()})
+
+    if REF_ROW in rows:  # NR metrics on the ground truth, once per dataset
+        for dname, dataset in datasets.items():
+            sums = {k: [] for k, m in metrics.items() if not m.needs_gt}
+            for item in tqdm(_items(dataset), total=len(dataset), desc=f'{REF_ROW} {dname}', leave=False):
+                if 'gt' not in item:
+                    break
+                gt = tensor2img(item['gt'])
+                for k in sums:
+                    sums[k].append(metrics[k](gt))
+            for k, vals in sums.items():
+                table.set(k, REF_ROW, dname, float(np.mean(vals)) if vals else None)
+
+    for method in methods:
+        mopt = opt['methods'][method] or {}
+        net, pad = build_method_network(opt, method, mopt, device)
+        for dname, dataset in datasets.items():
+            per_metric = {k: [] for k in metrics}
+            for item in tqdm(_items(dataset), total=len(dataset), desc=f'{method} {dname}'):
+                out = restore(net, item['lq'][None].to(device), pad, scale)
+                img = tensor2img(out.cpu())
+                gt = tensor2img(item['gt']) if 'gt' in item else None
+                for k, metric in metrics.items():
+                    if metric.needs_gt and gt is None:
+                        continue
+                    per_metric[k].append(metric(img, gt))
+                if val.get('save_images', False):
+                    stem = os.path.splitext(os.path.basename(item['lq_path']))[0]
+                    imwrite(img, os.path.join(results_dir, 'visualization', method, dname, f'{stem}.png'))
+            for k, vals in per_metric.items():
+                table.set(k, method, dname, float(np.mean(vals)) if vals else None)
+        del net
+
+    table.write_csv(os.path.join(results_dir, f"{opt['name']}.csv"))
+    with open(os.path.join(results_dir, f"{opt['name']}.md"), 'w', encoding='utf-8') as f:
+        f.write(table.to_markdown(opt.get('title', opt['name'])))
+    return table, results_dir

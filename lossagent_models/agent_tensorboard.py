@@ -1,0 +1,51 @@
+"""TensorBoard view of the agent, in BasicSR's `tb_logger/<name>` folder (rank 0 only)."""
+from __future__ import annotations
+
+import os.path as osp
+
+import torch
+import torch.nn.functional as F
+
+
+def agent_tb_writer(opt: dict):
+    """A SummaryWriter beside BasicSR's, or None when BasicSR's TensorBoard logger is off."""
+    logger_opt = opt.get('logger', {})
+    if not logger_opt.get('use_tb_logger') or 'debug' in opt['name'] or opt.get('rank', 0) != 0:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(log_dir=osp.join(opt['root_path'], 'tb_logger', opt['name']), filename_suffix='.agent')
+
+
+def image_grid(images: list[torch.Tensor], size: int = 128) -> torch.Tensor:
+    """Restorations of different sizes side by side: each resized to `size`² for the grid."""
+    from torchvision.utils import make_grid
+    tiles = [F.interpolate(img[None].float().cpu(), size=(size, size), mode='bilinear', align_corners=False)[0]
+             for img in images]
+    return make_grid(torch.stack(tiles).clamp(0, 1), nrow=min(5, len(tiles)))
+
+
+def log_scores(writer, entry: dict, outputs: list[torch.Tensor]) -> None:
+    if writer is None:
+        return
+    step = entry['iteration']
+    for expert, values in entry['scores'].items():
+        mean = entry['mean_scores'].get(expert)
+        if isinstance(mean, (int, float)):
+            writer.add_scalar(f'agent/score/{expert}', mean, step)
+        for i, value in enumerate(values):
+            if isinstance(value, (int, float)):
+                writer.add_scalar(f'agent/score/{expert}/image_{i}', value, step)
+    if outputs:
+        writer.add_image('agent/validation', image_grid(outputs), step)
+    writer.flush()
+
+
+def log_decision(writer, entry: dict, applied_iteration: int) -> None:
+    if writer is None:
+        return
+    for name, weight in entry['weights_after'].items():
+        writer.add_scalar(f'agent/weight/{name}', weight, applied_iteration)
+    writer.add_scalar('agent/fallback', float(bool(entry.get('fallback'))), entry['iteration'])
+    if entry.get('latency_s') is not None:
+        writer.add_scalar('agent/latency_s', entry['latency_s'], entry['iteration'])
+    writer.flush()
