@@ -4,9 +4,9 @@
     python -m agent.plot experiments/fixed experiments/random experiments/llm --out figs/
                                                                  # + compare_weights.png, compare_scores.png
 
-- weights.png: the loss weights over iterations, like the paper's Figure 5. A decision made at
-  a boundary is applied from that iteration on, so the curve is a step that changes *at* the
-  boundary (drawstyle steps-post). A log y-axis is chosen when the weights differ by >= 50x
+- weights.png: the loss weights over iterations, like the paper's Figure 5. A decision applies
+  from its record's `applied_iteration` (the boundary + 1, later for asynchronous decisions;
+  the boundary itself in older logs), so the curve is a step (drawstyle steps-post). A log y-axis is chosen when the weights differ by >= 50x
   (L1 1.0 vs GAN 0.01 is a flat line otherwise).
 - scores.png: each expert's mean over the validation images per stage, with the per-image
   min/max band and the per-image points; the title says which way is better (from the log's
@@ -108,6 +108,13 @@ def is_fallback(record: dict) -> bool:
 
 
 # ---- drawing helpers -----------------------------------------------------------------------
+def applied_at(record: dict) -> float:
+    """Where a decision's weights start: `applied_iteration` (later than the boundary when the
+    decision was asynchronous), else the boundary itself."""
+    applied = number(record.get('applied_iteration'))
+    return applied if applied is not None else float(record['iteration'])
+
+
 def weight_series(records: list[dict], name: str) -> tuple[list[float], list[float]]:
     """(iterations, weight applied from there on): the first record's weights_before at its
     iteration, then each record's weights_after (stage 0 keeps them, so that is the same value)."""
@@ -117,7 +124,7 @@ def weight_series(records: list[dict], name: str) -> tuple[list[float], list[flo
         xs.append(float(records[0]['iteration']))
         ys.append(number(first[name]))
     for r in records:
-        xs.append(float(r['iteration']))
+        xs.append(applied_at(r))
         value = number(r['weights_after'].get(name))
         ys.append(value if value is not None else math.nan)
     return xs, ys
@@ -155,7 +162,7 @@ def draw_weights(ax, records: list[dict], names: list[str], colors: dict, scale:
         for name in names:
             y = number(r['weights_after'].get(name))
             if y is not None:
-                ax.plot([r['iteration']], [y], 'x', color=FALLBACK_COLOR, markersize=8, mew=2,
+                ax.plot([applied_at(r)], [y], 'x', color=FALLBACK_COLOR, markersize=8, mew=2,
                         label='fallback (weights kept)' if i == 0 and name == names[0] else None)
     apply_y_scale(ax, scale, all_values)
     ax.set_title(title)

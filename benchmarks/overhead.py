@@ -218,18 +218,21 @@ def start_stub(delay: float, work: Path) -> tuple[subprocess.Popen, str]:
 # ---- summary ------------------------------------------------------------------------------
 def summarize(runs: list[dict], stage_iters: int) -> dict:
     per_iter = [statistics.median(split_times(r['times'], stage_iters)[0]) for r in runs]
-    blocking, logged, latency = [], [], []
+    blocking, evals, latency, lag = [], [], [], []
     for r, t_iter in zip(runs, per_iter):
         blocking += [t - t_iter for t in split_times(r['times'], stage_iters)[1]]
         deciding = [rec for rec in r['records'] if rec.get('stage', 0) > 0]
-        logged += [rec['boundary_s'] for rec in deciding if isinstance(rec.get('boundary_s'), (int, float))]
+        evals += [rec['eval_s'] for rec in deciding if isinstance(rec.get('eval_s'), (int, float))]
+        lag += [rec['applied_iteration'] - rec['iteration'] for rec in deciding
+                if isinstance(rec.get('applied_iteration'), int)]
         latency += [rec['latency_s'] for rec in deciding if isinstance(rec.get('latency_s'), (int, float))]
     fallbacks = sum(1 for r in runs for rec in r['records'] if rec.get('fallback'))
     peaks = [(r['peak_kb'] - r['rss_before_kb']) / 1024 for r in runs if r['peak_kb'] and r['rss_before_kb']]
     return {'iter_min': min(per_iter), 'iter_med': statistics.median(per_iter),
             'block_min': min(blocking) if blocking else None,
             'block_med': statistics.median(blocking) if blocking else None,
-            'logged_med': statistics.median(logged) if logged else None,
+            'eval_med': statistics.median(evals) if evals else None,
+            'lag_med': statistics.median(lag) if lag else None,
             'latency_med': statistics.median(latency) if latency else None,
             'fallbacks': fallbacks, 'boundaries': len(blocking),
             'peak_delta_mb': statistics.median(peaks) if peaks else None,
@@ -245,14 +248,15 @@ def fmt(value, spec='.3f', unit='') -> str:
 def results_table(stats: dict, skipped: dict, delay: float) -> str:
     base = stats['baseline']
     rows = ['| variant | what | s/iter between boundaries, min / median | ratio vs baseline (median; min) '
-            '| boundary blocking s, min / median | boundary_s in log, median | policy latency_s, median '
+            '| boundary blocking s, min / median | eval_s in log, median | policy latency_s, median '
+            '| applied at boundary + iters, median '
             f'| boundary share of a {PAPER_STAGE_ITERS}-iter stage (extrapolated) '
             f'| training-time overhead at {PAPER_STAGE_ITERS}-iter stages (extrapolated) | peak RSS MB, median (growth during the run) |',
-            '|' + '---|' * 10]
+            '|' + '---|' * 11]
     for name, what in VARIANTS.items():
         what = what.format(delay=delay)
         if name in skipped:
-            rows.append(f'| {name} | {what} | {skipped[name]} |' + ' |' * 7)
+            rows.append(f'| {name} | {what} | {skipped[name]} |' + ' |' * 8)
             continue
         s = stats[name]
         ratio = f"{s['iter_med'] / base['iter_med']:.3f}; {s['iter_min'] / base['iter_min']:.3f}"
@@ -262,8 +266,8 @@ def results_table(stats: dict, skipped: dict, delay: float) -> str:
         overhead = (stage_s + block) / (PAPER_STAGE_ITERS * base['iter_med']) - 1 if name != 'baseline' else None
         note = f" ({s['fallbacks']} fallbacks)" if s['fallbacks'] else ''
         rows.append(f"| {name} | {what}{note} | {fmt(s['iter_min'], '.4f')} / {fmt(s['iter_med'], '.4f')} | {ratio} "
-                    f"| {fmt(s['block_min'], '.3f')} / {fmt(s['block_med'], '.3f')} | {fmt(s['logged_med'])} "
-                    f"| {fmt(s['latency_med'])} | {fmt(share and 100 * share, '.2f', '%')} "
+                    f"| {fmt(s['block_min'], '.3f')} / {fmt(s['block_med'], '.3f')} | {fmt(s['eval_med'])} "
+                    f"| {fmt(s['latency_med'])} | {fmt(s['lag_med'], 'g')} | {fmt(share and 100 * share, '.2f', '%')} "
                     f"| {fmt(overhead and 100 * overhead, '+.2f', '%')} | {fmt(s['peak_abs_mb'], '.0f')} "
                     f"({fmt(s['peak_delta_mb'], '+.0f')}) |")
     return '\n'.join(rows)
@@ -296,8 +300,10 @@ def report(stats, skipped, args, elapsed, loads, command) -> str:
   (warm-up; iteration 1 also scores stage 0) and not the iterations that end a stage.
 - *boundary blocking*: the time the training loop stood still at a boundary = that iteration's time minus
   the run's median iteration (baseline: the same iterations, which have no boundary: the noise floor).
-  *boundary_s in log*: the stage hook's own clock in decisions.jsonl
-  (for async: the work done beside training). *policy latency_s*: the policy's part of it.
+  From decisions.jsonl: *eval_s* = restoring the validation images + the experts (on the training thread,
+  in both modes); *policy latency_s* = the policy's answer (in the agent's worker thread: training waits
+  for it when synchronous, not when async); *applied at boundary + iters* = from which iteration after the
+  boundary the new weights were used (1 when synchronous; async: the iterations trained meanwhile, +1).
 - *share of a {PAPER_STAGE_ITERS}-iter stage* and *overhead at {PAPER_STAGE_ITERS}-iter stages* are
   EXTRAPOLATED, not measured: blocking / ({PAPER_STAGE_ITERS} x s/iter + blocking), and
   ({PAPER_STAGE_ITERS} x s/iter(variant) + blocking) / ({PAPER_STAGE_ITERS} x s/iter(baseline)) - 1. The paper's

@@ -60,6 +60,8 @@ def test_weight_curve_is_a_step_that_changes_at_each_boundary():
     xs, ys = plot.weight_series(records, 'GAN')
     assert xs == [0, 0, 80, 160]
     assert ys == [0.01, 0.01, records[1]['weights_after']['GAN'], records[2]['weights_after']['GAN']]
+    records[2]['applied_iteration'] = 163  # an asynchronous decision applies when its answer arrived
+    assert plot.weight_series(records, 'GAN')[0] == [0, 0, 80, 163]
     # 1.0 vs 0.01: a linear axis would flatten GAN; zeros need symlog
     assert plot.choose_y_scale([1.0, 0.5, 0.01]) == 'log'
     assert plot.choose_y_scale([1.0, 0.0, 0.01]) == 'symlog'
