@@ -1,6 +1,6 @@
 """What the loss agent costs in training time and memory, on this machine: `make bench`.
 
-    python benchmarks/overhead.py [--reps 3] [--stage-iters 10] [--stages 3] [--llm-delay 0.5]
+    python benchmarks/overhead.py [--reps 3] [--stage-iters 8] [--stages 2] [--llm-delay 0.5] [--threads 1]
 
 Runs, in this one process and on the same prefetched batches, the demo's task
 (options/train/demo_cpu.yml: SwinIR x2, L1:SSIM:GAN, NIQE/PIQE/PSNR on 10 validation crops) as
@@ -179,7 +179,7 @@ def run_once(opt: dict, batches: list[dict]) -> dict:
         times.append(time.perf_counter() - started)
     agent = getattr(model, 'agent', None)
     if agent is not None:
-        agent.close()  # an async decision still in flight finishes here, outside the timed loop
+        agent.close()  # does not wait for an async answer: the half stage after the last boundary lets it land
     peak = proc_status_kb('VmHWM')
     log = Path(opt['path']['experiments_root']) / 'agent' / 'decisions.jsonl'
     records = list(read_records(log)) if log.exists() else []
@@ -216,8 +216,16 @@ def start_stub(delay: float, work: Path) -> tuple[subprocess.Popen, str]:
 
 
 # ---- summary ------------------------------------------------------------------------------
-def summarize(runs: list[dict], stage_iters: int) -> dict:
-    per_iter = [statistics.median(split_times(r['times'], stage_iters)[0]) for r in runs]
+def per_iteration(runs: list[dict], stage_iters: int) -> list[float]:
+    """Each run's median iteration between boundaries, in repetition order."""
+    return [statistics.median(split_times(r['times'], stage_iters)[0]) for r in runs]
+
+
+def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> dict:
+    per_iter = per_iteration(runs, stage_iters)
+    # Paired within a repetition (its variants ran back to back), so load that drifts over minutes
+    # on a shared machine cancels; comparing medians of different repetitions would not.
+    ratios = [t / b for t, b in zip(per_iter, per_iteration(baseline_runs, stage_iters))]
     blocking, evals, latency, lag = [], [], [], []
     for r, t_iter in zip(runs, per_iter):
         blocking += [t - t_iter for t in split_times(r['times'], stage_iters)[1]]
@@ -237,7 +245,7 @@ def summarize(runs: list[dict], stage_iters: int) -> dict:
             'fallbacks': fallbacks, 'boundaries': len(blocking),
             'peak_delta_mb': statistics.median(peaks) if peaks else None,
             'peak_abs_mb': statistics.median(r['peak_kb'] for r in runs) / 1024 if runs[0]['peak_kb'] else None,
-            'iter_spread': (max(per_iter) - min(per_iter)) / min(per_iter),
+            'ratio_med': statistics.median(ratios), 'ratio_min': min(ratios), 'ratio_max': max(ratios),
             'peak_reset': all(r['peak_reset'] for r in runs)}
 
 
@@ -246,8 +254,7 @@ def fmt(value, spec='.3f', unit='') -> str:
 
 
 def results_table(stats: dict, skipped: dict, delay: float) -> str:
-    base = stats['baseline']
-    rows = ['| variant | what | s/iter between boundaries, min / median | ratio vs baseline (median; min) '
+    rows = ['| variant | what | s/iter between boundaries, min / median | s/iter ratio vs baseline, paired: median (min..max) '
             '| boundary blocking s, min / median | eval_s in log, median | policy latency_s, median '
             '| applied at boundary + iters, median '
             f'| boundary share of a {PAPER_STAGE_ITERS}-iter stage (extrapolated) '
@@ -259,11 +266,11 @@ def results_table(stats: dict, skipped: dict, delay: float) -> str:
             rows.append(f'| {name} | {what} | {skipped[name]} |' + ' |' * 8)
             continue
         s = stats[name]
-        ratio = f"{s['iter_med'] / base['iter_med']:.3f}; {s['iter_min'] / base['iter_min']:.3f}"
+        ratio = f"{s['ratio_med']:.3f} ({s['ratio_min']:.3f}..{s['ratio_max']:.3f})"
         block = s['block_med'] if s['block_med'] is not None else 0.0
         stage_s = PAPER_STAGE_ITERS * s['iter_med']
         share = block / (stage_s + block) if name != 'baseline' else None
-        overhead = (stage_s + block) / (PAPER_STAGE_ITERS * base['iter_med']) - 1 if name != 'baseline' else None
+        overhead = s['ratio_med'] * (stage_s + block) / stage_s - 1 if name != 'baseline' else None
         note = f" ({s['fallbacks']} fallbacks)" if s['fallbacks'] else ''
         rows.append(f"| {name} | {what}{note} | {fmt(s['iter_min'], '.4f')} / {fmt(s['iter_med'], '.4f')} | {ratio} "
                     f"| {fmt(s['block_min'], '.3f')} / {fmt(s['block_med'], '.3f')} | {fmt(s['eval_med'])} "
@@ -279,7 +286,6 @@ def report(stats, skipped, args, elapsed, loads, command) -> str:
                    '/proc/self/clear_refs after gc + malloc_trim; growth = peak minus the RSS before the model '
                    'is built' if all(s['peak_reset'] for s in stats.values())
                    else 'VmHWM (could not be reset per run: process-wide peak so far)')
-    noise = 100 * max(s['iter_spread'] for s in stats.values())
     return f"""# Loss-agent overhead on this machine
 
 `{command}` ({time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed:.0f} s)
@@ -289,8 +295,9 @@ def report(stats, skipped, args, elapsed, loads, command) -> str:
 - Machine: {cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} thread(s)
   (--threads; with 2 OpenMP threads on this shared 2-core machine iterations ran 5-15x slower and erratic),
   Python {sys.version.split()[0]}. Load average (1 min) {loads[0]:.2f} at start, {loads[1]:.2f} at the end:
-  the machine is shared, so absolute times are noisy; the interleaved ratios are what to read. Across
-  repetitions a variant's s/iter varied by up to {noise:.1f}%: per-iteration ratios within that are noise.
+  the machine is shared, so absolute times are noisy; the paired ratios are what to read. A ratio is
+  taken within each repetition (its variants ran back to back, so slow minutes hit them alike); its
+  min..max over repetitions shows the noise: differences inside that range are not measured effects.
 - Task: {DEMO_OPT.relative_to(ROOT)}{' shrunk (--quick)' if args.quick else ''}, a stage every {args.stage_iters}
   iterations, {args.stages} deciding boundaries then {args.stage_iters // 2} more iterations per run,
   {reps} repetitions per variant, interleaved with the order rotated each repetition; all runs train on the
@@ -306,7 +313,8 @@ def report(stats, skipped, args, elapsed, loads, command) -> str:
   boundary the new weights were used (1 when synchronous; async: the iterations trained meanwhile, +1).
 - *share of a {PAPER_STAGE_ITERS}-iter stage* and *overhead at {PAPER_STAGE_ITERS}-iter stages* are
   EXTRAPOLATED, not measured: blocking / ({PAPER_STAGE_ITERS} x s/iter + blocking), and
-  ({PAPER_STAGE_ITERS} x s/iter(variant) + blocking) / ({PAPER_STAGE_ITERS} x s/iter(baseline)) - 1. The paper's
+  ratio x ({PAPER_STAGE_ITERS} x s/iter + blocking) / ({PAPER_STAGE_ITERS} x s/iter) - 1 (s/iter: the
+  variant's median; ratio: the paired median, so its noise carries over). The paper's
   Table 12 reports +10.8% (CISR) .. +18.0% (RISR), nearly all of it LLM reasoning (CISR: 58 min over 20
   stages, ~174 s per boundary, against ~28 min of training per stage); here the LLM is a stub answering
   after {args.llm_delay} s, so the llm rows show the agent's own machinery, not a real LLM's latency.
@@ -320,8 +328,8 @@ def report(stats, skipped, args, elapsed, loads, command) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--reps', type=int, default=3, help='repetitions of each variant (interleaved)')
-    parser.add_argument('--stage-iters', type=int, default=10, help='iterations per stage in the timed runs')
-    parser.add_argument('--stages', type=int, default=3, help='deciding boundaries per run')
+    parser.add_argument('--stage-iters', type=int, default=8, help='iterations per stage in the timed runs')
+    parser.add_argument('--stages', type=int, default=2, help='deciding boundaries per run')
     parser.add_argument('--llm-delay', type=float, default=0.5, help='seconds the stub LLM waits before answering')
     parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks' / 'results.md')
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS),
@@ -355,7 +363,7 @@ def main(argv=None) -> int:
             batches = prefetch_batches(variant_options(base, 'baseline', url, work), iters)
             # Untimed: the process's first model pays one-off costs (lazy kernel set-up, allocator
             # growth, pyiqa imports) that would otherwise land on whichever variant runs first.
-            run_once(variant_options(base, variants[-1], url, work), batches[:args.stage_iters + 1])
+            run_once(variant_options(base, variants[-1], url, work), batches[:WARMUP_ITERS + 1])
             runs = {v: [] for v in variants}
             for rep in range(args.reps):
                 order = variants[rep % len(variants):] + variants[:rep % len(variants)]
@@ -370,7 +378,7 @@ def main(argv=None) -> int:
             if stub is not None:
                 stub.terminate()
                 stub.wait(timeout=10)
-    stats = {v: summarize(runs[v], args.stage_iters) for v in variants}
+    stats = {v: summarize(runs[v], runs['baseline'], args.stage_iters) for v in variants}
     text = report(stats, skipped, args, time.perf_counter() - started, (load_start, os.getloadavg()[0]), command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
