@@ -11,9 +11,10 @@ Runs, in this one process and on the same prefetched batches, the demo's task
   llm sync   + the `llm` policy against tests/openai_stub_server.py, which answers every prompt
              after --llm-delay seconds (a separate process, like vLLM would be)
   llm async  the same with `agent.async: true` (the decision runs beside training)
-Variants are interleaved and their order rotated per repetition, so a busy neighbour on the
-machine hits them alike. Only the training iterations are timed (feed_data +
-optimize_parameters + the LR update), not model building or data loading.
+In each repetition the variants are fresh models trained in lockstep (iteration i of each, back
+to back, order rotated every iteration), so load from other work on a shared machine hits them
+alike and every comparison is paired. Only training iterations are timed (feed_data +
+optimize_parameters + LR update). Peak memory is measured separately, one variant at a time.
 Writes benchmarks/results.md (or --out) and prints it.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / 'benchmarks')]
 os.environ.setdefault('HF_HUB_OFFLINE', '1')  # hub lookups otherwise hang before failing offline
 
 import yaml  # noqa: E402
@@ -53,10 +54,10 @@ from basicsr.models import build_model  # noqa: E402
 from basicsr.utils import get_root_logger  # noqa: E402
 from basicsr.utils.options import ordered_yaml, parse_options  # noqa: E402
 
+from overhead_report import WARMUP_ITERS, between_iterations, report, results_table, summarize  # noqa: E402
+
 DEMO_OPT = ROOT / 'options' / 'train' / 'demo_cpu.yml'
-PAPER_STAGE_ITERS = 5000
-WARMUP_ITERS = 2  # the first iterations of a fresh model allocate; not timed as "between boundaries"
-ASYNC_KEY = 'async'  # agent.async, which the lead is adding to the stage hook
+ASYNC_KEY = 'async'  # agent.async: decisions beside training
 
 VARIANTS = {  # name -> what differs from the baseline
     'baseline': 'LossAgentModel, no agent section (= SRGANModel math)',
@@ -126,10 +127,10 @@ def base_options(args) -> dict:
     return opt
 
 
-def variant_options(base: dict, variant: str, llm_url: str, work: Path) -> dict:
-    """Through BasicSR's own parse_options, as train.py would read the YAML."""
+def variant_options(base: dict, variant: str, llm_url: str, work: Path, tag: str) -> dict:
+    """Through BasicSR's own parse_options, as train.py would read the YAML; a folder per run."""
     opt = copy.deepcopy(base)
-    opt['name'] = 'bench_' + variant.replace(' ', '_')
+    opt['name'] = f"bench_{variant.replace(' ', '_')}_{tag}"
     if variant == 'baseline':
         opt.pop('agent')
     elif variant == 'fixed':
@@ -164,41 +165,58 @@ def prefetch_batches(opt: dict, count: int) -> list[dict]:
     return batches
 
 
-def run_once(opt: dict, batches: list[dict]) -> dict:
-    """Build a fresh model (same seed), train on `batches`, time each iteration."""
+def train_step(model, it: int, batch: dict) -> float:
+    started = time.perf_counter()
+    model.update_learning_rate(it, warmup_iter=-1)
+    model.feed_data(batch)
+    model.optimize_parameters(it)
+    return time.perf_counter() - started
+
+
+def records_of(opt: dict) -> list[dict]:
+    log = Path(opt['path']['experiments_root']) / 'agent' / 'decisions.jsonl'
+    return list(read_records(log)) if log.exists() else []
+
+
+def close(model) -> None:
+    if getattr(model, 'agent', None) is not None:
+        model.agent.close()  # does not wait for an async answer still out (the last half stage lets it land)
+
+
+def memory_run(opt: dict, batches: list[dict]) -> tuple:
+    """(peak RSS MB, its growth over the RSS before building) for one variant alone: build, train."""
     peak_reset = reset_peak_rss()
     rss_before = proc_status_kb('VmRSS')
     torch.manual_seed(opt['manual_seed'])
     model = build_model(opt)
-    times = []
     for it, batch in enumerate(batches, start=1):
-        started = time.perf_counter()
-        model.update_learning_rate(it, warmup_iter=-1)
-        model.feed_data(batch)
-        model.optimize_parameters(it)
-        times.append(time.perf_counter() - started)
-    agent = getattr(model, 'agent', None)
-    if agent is not None:
-        agent.close()  # does not wait for an async answer: the half stage after the last boundary lets it land
+        train_step(model, it, batch)
+    close(model)
     peak = proc_status_kb('VmHWM')
-    log = Path(opt['path']['experiments_root']) / 'agent' / 'decisions.jsonl'
-    records = list(read_records(log)) if log.exists() else []
-    del model, agent
+    del model
     gc.collect()
-    return {'times': times, 'records': records, 'peak_kb': peak, 'rss_before_kb': rss_before,
-            'peak_reset': peak_reset}
+    if not (peak_reset and peak and rss_before):
+        return None, None
+    return peak / 1024, (peak - rss_before) / 1024
 
 
-def split_times(times: list[float], stage_iters: int) -> tuple[list[float], list[float]]:
-    """(iterations between boundaries, iterations that ended with a deciding boundary).
-    Iteration 1 also scores stage 0 (no decision); it is warm-up and in neither list."""
-    between, boundary = [], []
-    for it, t in enumerate(times, start=1):
-        if it % stage_iters == 0:
-            boundary.append(t)
-        elif it > WARMUP_ITERS:
-            between.append(t)
-    return between, boundary
+def lockstep(opts: dict, batches: list[dict]) -> dict:
+    """Every variant a fresh model (same seed); iteration i of each back to back, order rotated."""
+    models = {}
+    for name, opt in opts.items():
+        torch.manual_seed(opt['manual_seed'])
+        models[name] = build_model(opt)
+    names, times = list(opts), {name: [] for name in opts}
+    for it, batch in enumerate(batches, start=1):
+        shift = it % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(train_step(models[name], it, batch))
+    for model in models.values():
+        close(model)
+    runs = {name: {'times': times[name], 'records': records_of(opts[name])} for name in names}
+    del models
+    gc.collect()
+    return runs
 
 
 def start_stub(delay: float, work: Path) -> tuple[subprocess.Popen, str]:
@@ -215,120 +233,10 @@ def start_stub(delay: float, work: Path) -> tuple[subprocess.Popen, str]:
     return proc, f'http://127.0.0.1:{port_file.read_text().strip()}/v1'
 
 
-# ---- summary ------------------------------------------------------------------------------
-def per_iteration(runs: list[dict], stage_iters: int) -> list[float]:
-    """Each run's median iteration between boundaries, in repetition order."""
-    return [statistics.median(split_times(r['times'], stage_iters)[0]) for r in runs]
-
-
-def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> dict:
-    per_iter = per_iteration(runs, stage_iters)
-    # Paired within a repetition (its variants ran back to back), so load that drifts over minutes
-    # on a shared machine cancels; comparing medians of different repetitions would not.
-    ratios = [t / b for t, b in zip(per_iter, per_iteration(baseline_runs, stage_iters))]
-    blocking, evals, latency, lag = [], [], [], []
-    for r, t_iter in zip(runs, per_iter):
-        blocking += [t - t_iter for t in split_times(r['times'], stage_iters)[1]]
-        deciding = [rec for rec in r['records'] if rec.get('stage', 0) > 0]
-        evals += [rec['eval_s'] for rec in deciding if isinstance(rec.get('eval_s'), (int, float))]
-        lag += [rec['applied_iteration'] - rec['iteration'] for rec in deciding
-                if isinstance(rec.get('applied_iteration'), int)]
-        latency += [rec['latency_s'] for rec in deciding if isinstance(rec.get('latency_s'), (int, float))]
-    fallbacks = sum(1 for r in runs for rec in r['records'] if rec.get('fallback'))
-    peaks = [(r['peak_kb'] - r['rss_before_kb']) / 1024 for r in runs if r['peak_kb'] and r['rss_before_kb']]
-    return {'iter_min': min(per_iter), 'iter_med': statistics.median(per_iter),
-            'block_min': min(blocking) if blocking else None,
-            'block_med': statistics.median(blocking) if blocking else None,
-            'eval_med': statistics.median(evals) if evals else None,
-            'lag_med': statistics.median(lag) if lag else None,
-            'latency_med': statistics.median(latency) if latency else None,
-            'fallbacks': fallbacks, 'boundaries': len(blocking),
-            'peak_delta_mb': statistics.median(peaks) if peaks else None,
-            'peak_abs_mb': statistics.median(r['peak_kb'] for r in runs) / 1024 if runs[0]['peak_kb'] else None,
-            'ratio_med': statistics.median(ratios), 'ratio_min': min(ratios), 'ratio_max': max(ratios),
-            'peak_reset': all(r['peak_reset'] for r in runs)}
-
-
-def fmt(value, spec='.3f', unit='') -> str:
-    return 'n/a' if value is None else f'{value:{spec}}{unit}'
-
-
-def results_table(stats: dict, skipped: dict, delay: float) -> str:
-    rows = ['| variant | what | s/iter between boundaries, min / median | s/iter ratio vs baseline, paired: median (min..max) '
-            '| boundary blocking s, min / median | eval_s in log, median | policy latency_s, median '
-            '| applied at boundary + iters, median '
-            f'| boundary share of a {PAPER_STAGE_ITERS}-iter stage (extrapolated) '
-            f'| training-time overhead at {PAPER_STAGE_ITERS}-iter stages (extrapolated) | peak RSS MB, median (growth during the run) |',
-            '|' + '---|' * 11]
-    for name, what in VARIANTS.items():
-        what = what.format(delay=delay)
-        if name in skipped:
-            rows.append(f'| {name} | {what} | {skipped[name]} |' + ' |' * 8)
-            continue
-        s = stats[name]
-        ratio = f"{s['ratio_med']:.3f} ({s['ratio_min']:.3f}..{s['ratio_max']:.3f})"
-        block = s['block_med'] if s['block_med'] is not None else 0.0
-        stage_s = PAPER_STAGE_ITERS * s['iter_med']
-        share = block / (stage_s + block) if name != 'baseline' else None
-        overhead = s['ratio_med'] * (stage_s + block) / stage_s - 1 if name != 'baseline' else None
-        note = f" ({s['fallbacks']} fallbacks)" if s['fallbacks'] else ''
-        rows.append(f"| {name} | {what}{note} | {fmt(s['iter_min'], '.4f')} / {fmt(s['iter_med'], '.4f')} | {ratio} "
-                    f"| {fmt(s['block_min'], '.3f')} / {fmt(s['block_med'], '.3f')} | {fmt(s['eval_med'])} "
-                    f"| {fmt(s['latency_med'])} | {fmt(s['lag_med'], 'g')} | {fmt(share and 100 * share, '.2f', '%')} "
-                    f"| {fmt(overhead and 100 * overhead, '+.2f', '%')} | {fmt(s['peak_abs_mb'], '.0f')} "
-                    f"({fmt(s['peak_delta_mb'], '+.0f')}) |")
-    return '\n'.join(rows)
-
-
-def report(stats, skipped, args, elapsed, loads, command) -> str:
-    reps = args.reps
-    peak_method = ('VmHWM (peak resident set) from /proc/self/status, reset before each run via '
-                   '/proc/self/clear_refs after gc + malloc_trim; growth = peak minus the RSS before the model '
-                   'is built' if all(s['peak_reset'] for s in stats.values())
-                   else 'VmHWM (could not be reset per run: process-wide peak so far)')
-    return f"""# Loss-agent overhead on this machine
-
-`{command}` ({time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed:.0f} s)
-
-{results_table(stats, skipped, args.llm_delay)}
-
-- Machine: {cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} thread(s)
-  (--threads; with 2 OpenMP threads on this shared 2-core machine iterations ran 5-15x slower and erratic),
-  Python {sys.version.split()[0]}. Load average (1 min) {loads[0]:.2f} at start, {loads[1]:.2f} at the end:
-  the machine is shared, so absolute times are noisy; the paired ratios are what to read. A ratio is
-  taken within each repetition (its variants ran back to back, so slow minutes hit them alike); its
-  min..max over repetitions shows the noise: differences inside that range are not measured effects.
-- Task: {DEMO_OPT.relative_to(ROOT)}{' shrunk (--quick)' if args.quick else ''}, a stage every {args.stage_iters}
-  iterations, {args.stages} deciding boundaries then {args.stage_iters // 2} more iterations per run,
-  {reps} repetitions per variant, interleaved with the order rotated each repetition; all runs train on the
-  same prefetched batches from a fresh model with the same seed. Min and median are over repetitions
-  (s/iter: each run's median iteration between boundaries) or over all deciding boundaries.
-- *s/iter between boundaries*: feed_data + optimize_parameters + LR update, not iteration 1 to {WARMUP_ITERS}
-  (warm-up; iteration 1 also scores stage 0) and not the iterations that end a stage.
-- *boundary blocking*: the time the training loop stood still at a boundary = that iteration's time minus
-  the run's median iteration (baseline: the same iterations, which have no boundary: the noise floor).
-  From decisions.jsonl: *eval_s* = restoring the validation images + the experts (on the training thread,
-  in both modes); *policy latency_s* = the policy's answer (in the agent's worker thread: training waits
-  for it when synchronous, not when async); *applied at boundary + iters* = from which iteration after the
-  boundary the new weights were used (1 when synchronous; async: the iterations trained meanwhile, +1).
-- *share of a {PAPER_STAGE_ITERS}-iter stage* and *overhead at {PAPER_STAGE_ITERS}-iter stages* are
-  EXTRAPOLATED, not measured: blocking / ({PAPER_STAGE_ITERS} x s/iter + blocking), and
-  ratio x ({PAPER_STAGE_ITERS} x s/iter + blocking) / ({PAPER_STAGE_ITERS} x s/iter) - 1 (s/iter: the
-  variant's median; ratio: the paired median, so its noise carries over). The paper's
-  Table 12 reports +10.8% (CISR) .. +18.0% (RISR), nearly all of it LLM reasoning (CISR: 58 min over 20
-  stages, ~174 s per boundary, against ~28 min of training per stage); here the LLM is a stub answering
-  after {args.llm_delay} s, so the llm rows show the agent's own machinery, not a real LLM's latency.
-- Peak memory: {peak_method}. It covers building the model, the experts and the validation images.
-- Baseline: BasicSR's own SRGANModel cannot train SwinIR with its VGGStyleDiscriminator (`.view()` on a
-  strided output) and has no SSIM loss, so the baseline is LossAgentModel without an `agent` section,
-  which computes SRGANModel's losses and updates on the same networks.
-"""
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--reps', type=int, default=3, help='repetitions of each variant (interleaved)')
-    parser.add_argument('--stage-iters', type=int, default=8, help='iterations per stage in the timed runs')
+    parser.add_argument('--reps', type=int, default=3, help='repetitions (each trains all variants in lockstep)')
+    parser.add_argument('--stage-iters', type=int, default=6, help='iterations per stage in the timed runs')
     parser.add_argument('--stages', type=int, default=2, help='deciding boundaries per run')
     parser.add_argument('--llm-delay', type=float, default=0.5, help='seconds the stub LLM waits before answering')
     parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks' / 'results.md')
@@ -353,33 +261,55 @@ def main(argv=None) -> int:
         if name != 'baseline' and name not in args.variants:
             skipped.setdefault(name, 'not run (--variants)')
     variants = [v for v in VARIANTS if v not in skipped]
+    tail = max(1, args.stage_iters // 2)  # after the last boundary: lets an async answer land
+    iters = args.stages * args.stage_iters + tail
 
     with tempfile.TemporaryDirectory(prefix='lossagent-bench-') as tmp:
         work = Path(tmp)
         base = base_options(args)
-        iters = args.stages * args.stage_iters + args.stage_iters // 2
         stub, url = start_stub(args.llm_delay, work) if 'llm sync' in variants else (None, '')
         try:
-            batches = prefetch_batches(variant_options(base, 'baseline', url, work), iters)
-            # Untimed: the process's first model pays one-off costs (lazy kernel set-up, allocator
-            # growth, pyiqa imports) that would otherwise land on whichever variant runs first.
-            run_once(variant_options(base, variants[-1], url, work), batches[:WARMUP_ITERS + 1])
-            runs = {v: [] for v in variants}
+            batches = prefetch_batches(variant_options(base, 'baseline', url, work, 'data'), iters)
+            # Untimed: the process's first model pays one-off costs (imports, lazy kernel set-up,
+            # allocator growth) that would otherwise land on the first variant's memory.
+            memory_run(variant_options(base, variants[-1], url, work, 'warmup'), batches[:WARMUP_ITERS + 1])
+            memory = {}
+            for name in variants:  # alone, through the first deciding boundary
+                memory[name] = memory_run(variant_options(base, name, url, work, 'memory'),
+                                          batches[:args.stage_iters + 1])
+                print(f'memory {name:10s} peak {memory[name][0] or 0:.0f} MB', flush=True)
+            runs = {name: [] for name in variants}
             for rep in range(args.reps):
-                order = variants[rep % len(variants):] + variants[:rep % len(variants)]
-                for variant in order:
-                    opt = variant_options(base, variant, url, work)
-                    result = run_once(opt, batches)
-                    runs[variant].append(result)
-                    between, _ = split_times(result['times'], args.stage_iters)
-                    print(f'rep {rep + 1}/{args.reps} {variant:10s} {statistics.median(between):.4f} s/iter, '
-                          f'{sum(result["times"]):.1f} s total', flush=True)
+                opts = {name: variant_options(base, name, url, work, f'rep{rep}') for name in variants}
+                for name, run in lockstep(opts, batches).items():
+                    runs[name].append(run)
+                    t = run['times']
+                    median = statistics.median(t[i - 1] for i in between_iterations(len(t), args.stage_iters))
+                    print(f'rep {rep + 1}/{args.reps} {name:10s} {median:.4f} s/iter, {sum(t):.1f} s in all',
+                          flush=True)
         finally:
             if stub is not None:
                 stub.terminate()
                 stub.wait(timeout=10)
-    stats = {v: summarize(runs[v], runs['baseline'], args.stage_iters) for v in variants}
-    text = report(stats, skipped, args, time.perf_counter() - started, (load_start, os.getloadavg()[0]), command)
+
+    stats = {name: summarize(runs[name], runs['baseline'], args.stage_iters) for name in variants}
+    for name in variants:
+        stats[name]['peak_mb'], stats[name]['growth_mb'] = memory[name]
+    resettable = all(m[0] is not None for m in memory.values())
+    facts = {
+        'command': command, 'date': time.strftime('%Y-%m-%d %H:%M %Z'), 'elapsed': time.perf_counter() - started,
+        'machine': f'{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}, Python {sys.version.split()[0]}',
+        'threads': torch.get_num_threads(), 'load': (load_start, os.getloadavg()[0]),
+        'task': f"{DEMO_OPT.relative_to(ROOT)}{' shrunk (--quick)' if args.quick else ''}",
+        'reps': args.reps, 'stage_iters': args.stage_iters, 'stages': args.stages, 'tail': tail,
+        'delay': args.llm_delay,
+        'peak_method': ('VmHWM (peak resident set) from /proc/self/status, reset via /proc/self/clear_refs after gc + '
+                        'malloc_trim before each variant is built and trained alone through its first deciding '
+                        'boundary; growth = that peak minus the RSS before building (model, experts, validation '
+                        'images, one boundary)') if resettable else 'n/a (VmHWM cannot be reset here)',
+    }
+    text = report(results_table(stats, skipped, {k: v.format(delay=args.llm_delay) for k, v in VARIANTS.items()}),
+                  facts)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print('\n' + text)
