@@ -94,12 +94,19 @@ def test_auto_resume_on_cpu_keeps_the_agent_state(make_run):
     ('agent:experts:NIQE:metric=nosuchmetric', "agent.experts.NIQE: unknown pyiqa metric 'nosuchmetric'"),
     ('agent:policy:type=nosuchpolicy', "agent.policy.type: unknown policy 'nosuchpolicy'"),
     ('agent:stage_iters=0', 'agent.stage_iters must be a positive integer'),
+    ('network_g:type=NoSuchNet', "network_g.type: unknown architecture 'NoSuchNet'"),
+    ('datasets:train:type=NoSuchData', "datasets.train.type: unknown dataset 'NoSuchData'"),
+    ('datasets:train:dataroot_gt=/nonexistent/DF2K_HR', 'datasets.train.dataroot_gt: /nonexistent/DF2K_HR does not exist'),
+    ('path:pretrain_network_g=/nonexistent/net_g.pth', 'path.pretrain_network_g: /nonexistent/net_g.pth does not exist'),
+    ('agent:initial_weights=[1.0,0.5,0.1]', 'agent.initial_weights: 3 weights for 2 losses'),
+    ('agent:policy:type=llm', 'agent.policy.base_url'),
 ])
 def test_bad_options_fail_at_start_up_with_one_line(make_run, override, message):
     run = make_run(tiny_options('e2e_bad'))
     proc = run.train('--force_yml', override, check=False, timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert message in proc.stderr
+    assert 'Traceback' not in proc.stderr  # one line, not a stack
     assert 'Start training' not in proc.stdout + proc.stderr
 
 
@@ -138,3 +145,32 @@ def test_llm_server_down_keeps_training_on_the_last_weights(make_run):
     assert len(records) == 3
     for r in records[1:]:
         assert r['fallback'] and r['weights_after'] == r['weights_before'] == {'L1': 1.0, 'SSIM': 0.5}
+
+
+def test_text_and_human_experts_reach_the_llm_prompt(make_run, tmp_path):
+    from openai_stub_server import OpenAIStubServer
+
+    def responder(body, index):
+        content = body['messages'][-1]['content']
+        if isinstance(content, list):  # a vision request: the critique expert
+            assert any(part.get('type') == 'image_url' and part['image_url']['url'].startswith('data:image/png;base64,')
+                       for part in content)
+            return 'The textures look smeared and slightly blurry.'
+        return 'Weights: L1:SSIM=0.7:0.6\nThoughts: sharpen.'
+
+    feedback = tmp_path / 'feedback.txt'
+    feedback.write_text('Too smooth: please bring back the fur texture.')
+    with OpenAIStubServer(responder) as server:
+        experts = {'NIQE': {'metric': 'niqe'},
+                   'Critic': {'type': 'critique', 'base_url': server.base_url, 'model': 'stub-vlm'},
+                   'Human': {'type': 'human', 'timeout_s': 0, 'file': str(feedback)}}
+        run = make_run(tiny_options('e2e_text', stage_iters=3, total_iter=3, experts=experts,
+                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'}))
+        run.train()
+    records = run.records()
+    assert records[1]['scores']['Critic'] == ['The textures look smeared and slightly blurry.'] * 3
+    assert records[1]['scores']['Human'] == ['Too smooth: please bring back the fur texture.'] * 3
+    prompt = str(records[1]['prompts'][0])
+    assert 'smeared' in prompt and 'fur texture' in prompt
+    assert records[1]['weights_after'] == {'L1': 0.7, 'SSIM': 0.6}
+    assert len(list((run.root / 'agent' / 'stage_1').glob('*.png'))) == 3
