@@ -174,3 +174,43 @@ def test_text_and_human_experts_reach_the_llm_prompt(make_run, tmp_path):
     assert 'smeared' in prompt and 'fur texture' in prompt
     assert records[1]['weights_after'] == {'L1': 0.7, 'SSIM': 0.6}
     assert len(list((run.root / 'agent' / 'stage_1').glob('*.png'))) == 3
+
+
+def test_async_decisions_apply_when_the_answer_arrives(make_run):
+    from openai_stub_server import OpenAIStubServer
+    with OpenAIStubServer(delay=0.6) as server:
+        run = make_run(tiny_options('e2e_async', stage_iters=6, total_iter=18,
+                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'}))
+        run.opt['agent']['async'] = True
+        run.yml.write_text(__import__('yaml').safe_dump(run.opt, sort_keys=False))
+        run.train()
+    records = run.records()
+    weights = logged_weights(run)
+    delayed = [r for r in records[1:] if r['applied_iteration'] > r['iteration'] + 1]
+    assert delayed, 'training should have gone on while the server was thinking'
+    for r in records[1:]:
+        assert r['fallback'] is None
+        applied = r['applied_iteration']
+        assert r['iteration'] < applied <= r['iteration'] + 6 + 1
+        assert weights[applied - 1] == pytest.approx(r['weights_before'], rel=1e-4)
+        if applied in weights:
+            assert weights[applied] == pytest.approx(r['weights_after'], rel=1e-4)
+
+
+def test_api_key_is_used_but_never_written(make_run):
+    from openai_stub_server import OpenAIStubServer
+    secret = 'sk-test-DO-NOT-LEAK-1234567890'
+    with OpenAIStubServer() as server:
+        run = make_run(tiny_options('e2e_secret', stage_iters=2, total_iter=4,
+                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub',
+                                            'api_key_env': 'LOSSAGENT_TEST_KEY'}))
+        run.opt['logger']['use_tb_logger'] = True
+        run.yml.write_text(__import__('yaml').safe_dump(run.opt, sort_keys=False))
+        run.train(env={'LOSSAGENT_TEST_KEY': secret})
+    assert any({k.lower(): v for k, v in h.items()}.get('authorization') == f'Bearer {secret}'
+               for h in server.headers_seen)
+    from training import ROOT
+    written = [p for folder in (run.root, ROOT / 'tb_logger' / run.name) for p in folder.rglob('*') if p.is_file()]
+    assert written
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), f'{path} contains the API key'
