@@ -29,6 +29,7 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from agent import History, OptionError, StageRecord, build_policy
 from agent.decision_log import DecisionLog
@@ -135,7 +136,7 @@ class StageAgent:
         started = time.perf_counter()
         outputs = self.val_set.restore(net, self.device)
         scores, errors = OrderedDict(), {}
-        for expert in self.experts:
+        for expert in tqdm(self.experts, desc=f'stage {self.stage} experts', leave=False, disable=None):
             try:
                 values = list(expert.score(outputs, self.val_set.gts, {
                     'stage': self.stage, 'names': self.val_set.names, 'agent_dir': self.log.path.parent}))

@@ -214,3 +214,19 @@ def test_api_key_is_used_but_never_written(make_run):
     assert written
     for path in written:
         assert secret.encode() not in path.read_bytes(), f'{path} contains the API key'
+
+
+def test_nan_training_is_reported_once_and_scores_marked_invalid(make_run):
+    opt = tiny_options('e2e_nan', stage_iters=3, total_iter=6, policy={'type': 'adaptive'})
+    opt['train']['optim_g']['lr'] = 1e30  # blows the network up within a few steps
+    run = make_run(opt)
+    proc = run.train()
+    log = proc.stdout + proc.stderr + next(run.root.glob('train_*.log')).read_text()
+    assert log.count('Non-finite generator loss/gradients at iteration') >= 1
+    records = run.records()
+    assert len(records) == 3  # the run went on
+    broken = [r for r in records if not r['valid']]
+    for r in broken:
+        assert all(v is None for v in r['scores']['NIQE']) or r['mean_scores']['NIQE'] is None or \
+            any(v is None for v in r['scores']['NIQE'])
+        assert r['expert_errors']
