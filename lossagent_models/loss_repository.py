@@ -13,6 +13,7 @@ is read as the repository {L1 (or the pixel loss' name), Perceptual, GAN}.
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -126,6 +127,27 @@ class LossRepository:
             raise OptionError(f'weights for {missing} missing; repository is {self.names}')
         for e in self.entries:
             setattr(e.criterion, e.weight_attr, float(weights[e.name]))
+
+    def set_initial_weights(self, weights) -> None:
+        """`agent.initial_weights`: a list in repository order or a mapping by name."""
+        if isinstance(weights, dict):
+            unknown = sorted(set(weights) - set(self.names))
+            if unknown or len(weights) != len(self.names):
+                raise OptionError(f'agent.initial_weights: names {sorted(weights)} do not match the loss '
+                                  f'repository {self.names}')
+            values = [weights[n] for n in self.names]
+        elif isinstance(weights, (list, tuple)):
+            if len(weights) != len(self.names):
+                raise OptionError(f'agent.initial_weights: {len(weights)} weights for {len(self.names)} losses '
+                                  f'{self.names}')
+            values = list(weights)
+        else:
+            raise OptionError(f'agent.initial_weights: expected a list or a mapping, got {weights!r}')
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+               or not math.isfinite(v)]
+        if bad:
+            raise OptionError(f'agent.initial_weights: weights must be finite and >= 0, got {bad}')
+        self.set_weights(dict(zip(self.names, map(float, values))))
 
     def generator_loss(self, output: torch.Tensor, gt: torch.Tensor, net_d=None):
         """Total generator loss and the per-term log (BasicSR names for the classic three)."""

@@ -42,6 +42,8 @@ class LossAgentModel(SRGANModel):
         if self.ema_decay > 0:
             self._build_ema()
         self.losses = LossRepository(train_opt, self.device)
+        if (self.opt.get('agent') or {}).get('initial_weights') is not None:
+            self.losses.set_initial_weights(self.opt['agent']['initial_weights'])
         self._expose_legacy_criteria()
         self.net_d = None
         if self.losses.adversarial is not None:

@@ -29,6 +29,7 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from agent import History, OptionError, StageRecord, build_policy
 from agent.decision_log import DecisionLog
@@ -135,10 +136,10 @@ class StageAgent:
         started = time.perf_counter()
         outputs = self.val_set.restore(net, self.device)
         scores, errors = OrderedDict(), {}
-        for expert in self.experts:
+        for expert in tqdm(self.experts, desc=f'stage {self.stage} experts', leave=False, disable=None):
             try:
-                values = list(expert.score(outputs, self.val_set.gts, {'stage': self.stage,
-                                                                       'names': self.val_set.names}))
+                values = list(expert.score(outputs, self.val_set.gts, {
+                    'stage': self.stage, 'names': self.val_set.names, 'agent_dir': self.log.path.parent}))
             except Exception as err:  # one broken expert must not stop a long run
                 self.logger.warning(f'Expert {expert.name} failed at stage {self.stage}: {err!r}')
                 values, errors[expert.name] = [None] * len(outputs), repr(err)
@@ -151,6 +152,7 @@ class StageAgent:
         entry = {'stage': self.stage, 'iteration': iteration, 'weights_before': weights, 'scores': scores,
                  'mean_scores': record.mean_scores(),
                  'directions': {e.name: 'lower' if e.lower_better else 'higher' for e in self.experts},
+                 'experts': [{'name': e.name, 'lower_better': e.lower_better, 'kind': e.kind} for e in self.experts],
                  'images': self.val_set.names, 'valid': not errors, 'expert_errors': errors,
                  'policy': self.policy.name if decide else 'initial', 'fallback': None, 'superseded': False,
                  'eval_s': round(time.perf_counter() - started, 4)}
