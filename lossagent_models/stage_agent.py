@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from agent import History, OptionError, StageRecord, build_policy
 from agent.decision_log import DecisionLog
+from agent.plot import plot_experiment
 from basicsr.utils import get_root_logger
 
 from .agent_tensorboard import agent_tb_writer, log_decision, log_scores
@@ -246,7 +247,9 @@ class StageAgent:
                 f'{ratio(entry["weights_after"])} ({entry["policy"]}')
         if entry.get('fallback'):
             line += f', kept: {entry["fallback"]}'
-        if entry['applied_iteration'] != entry['iteration'] + 1:
+        if entry['applied_iteration'] is None:
+            line += ', not applied: training ended'
+        elif entry['applied_iteration'] != entry['iteration'] + 1:
             line += f', applied from iter {entry["applied_iteration"]}'
         self.logger.info(line + f', eval {entry["eval_s"]:.2f}s, decision {entry.get("latency_s") or 0:.2f}s)')
 
@@ -278,8 +281,21 @@ class StageAgent:
                          f'{"; re-asking the pending decision" if self.pending_since is not None else ""}')
 
     def close(self) -> None:
-        if self.rank == 0:
-            self.executor.shutdown(wait=False)
-            self.policy.close()
-            if self.tb is not None:
-                self.tb.close()
+        """End of training (rank 0): record a decision still out, plot the run, release resources.
+
+        A pending asynchronous decision is waited for (within the budget) so the last stage's
+        scores reach the log; its weights are never applied (`applied_iteration: null`).
+        """
+        if self.rank != 0:
+            return
+        if self.pending_since is not None and self._future is not None:
+            self._finish_entry(self._result(wait=True))
+            self._entry['applied_iteration'] = None
+            self.log.append(self._entry)
+            self._report(self._entry)
+            self.pending_since = self._future = self._entry = None
+        self.executor.shutdown(wait=False)
+        self.policy.close()
+        if self.tb is not None:
+            self.tb.close()
+        plot_experiment(self.log.path, logger=self.logger)
