@@ -84,7 +84,10 @@ class IQAExpert(Expert):
         scores = []
         for batch_out, batch_gt in _same_shape_batches(outputs, gts):
             batch_out = batch_out.clamp(0, 1)  # pyiqa asserts inputs in [0, 1]
-            value = self.metric(batch_out, batch_gt.clamp(0, 1)) if self.full_reference else self.metric(batch_out)
+            if self.full_reference:
+                value = self.metric(batch_out, batch_gt.clamp(0, 1))
+            else:
+                value = self.metric(batch_out)
             scores.extend(_finite_or_none(float(v)) for v in value.detach().reshape(-1).cpu())
         return scores
 
@@ -141,14 +144,14 @@ class HumanExpert(Expert):
 
 
 def _same_shape_batches(outputs, gts):
-    """Consecutive images of one shape go through a metric together."""
+    """Consecutive images of one shape go through a metric together (gts None: no ground truth)."""
     start = 0
     while start < len(outputs):
         end = start + 1
         while end < len(outputs) and outputs[end].shape == outputs[start].shape \
-                and gts[end].shape == gts[start].shape:
+                and (gts[end] is None or gts[end].shape == gts[start].shape):
             end += 1
-        yield torch.stack(outputs[start:end]), torch.stack(gts[start:end])
+        yield torch.stack(outputs[start:end]), None if gts[start] is None else torch.stack(gts[start:end])
         start = end
 
 

@@ -149,17 +149,21 @@ class LossRepository:
             raise OptionError(f'agent.initial_weights: weights must be finite and >= 0, got {bad}')
         self.set_weights(dict(zip(self.names, map(float, values))))
 
-    def generator_loss(self, output: torch.Tensor, gt: torch.Tensor, net_d=None):
-        """Total generator loss and the per-term log (BasicSR names for the classic three)."""
+    def generator_loss(self, output: torch.Tensor, gt: torch.Tensor, net_d=None, targets: dict | None = None):
+        """Total generator loss and the per-term log (BasicSR names for the classic three).
+
+        `targets` may replace `gt` per role ('pixel', 'perceptual'), e.g. Real-ESRGAN's sharpened GT.
+        """
+        targets = targets or {}
         total = 0
         log = OrderedDict()
         for e in self.entries:
             if e.role == 'pixel':
-                value = e.criterion(output, gt)
+                value = e.criterion(output, targets.get('pixel', gt))
                 total = total + value
                 log[f'l_g_{e.name}'] = value
             elif e.role == 'perceptual':
-                percep, style = e.criterion(output, gt)
+                percep, style = e.criterion(output, targets.get('perceptual', gt))
                 for tag, value in (('', percep), ('_style', style)):
                     if value is not None:
                         total = total + value

@@ -94,7 +94,14 @@ class StageAgent:
         self.log = DecisionLog(agent_dir / 'decisions.jsonl')
         self.experts = build_experts(agent_opt.get('experts'), self.device)
         self.val_set = AgentValidationSet(agent_opt.get('dataset'), _positive(agent_opt, 'num_images', 10),
-                                          int(agent_opt.get('image_seed', 0)), int(opt.get('scale', 1)))
+                                          int(agent_opt.get('image_seed', 0)), int(opt.get('scale', 1)),
+                                          agent_opt.get('pad_multiple', (opt.get('network_g') or {}).get('window_size', 1)))
+        if not self.val_set.has_gt:
+            full_reference = [e.name for e in self.experts if getattr(e, 'full_reference', False)]
+            if full_reference:
+                raise OptionError(f'agent.experts.{full_reference[0]}: a full-reference metric needs ground truth, '
+                                  f"but agent.dataset ({agent_opt['dataset'].get('type')}) has LQ images only; "
+                                  f'use no-reference experts')
         weights = self.repository.get_weights()
         self.policy = build_policy(agent_opt.get('policy', {'type': 'fixed'}), list(weights),
                                    list(weights.values()), [e.info for e in self.experts],
