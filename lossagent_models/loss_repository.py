@@ -24,6 +24,7 @@ from basicsr.losses import build_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from .iqa_metrics import MissingWeightsError
+from .preflight import registered, registered_names
 from agent import OptionError
 
 ADVERSARIAL_TYPES = {'GANLoss', 'MultiScaleGANLoss'}
@@ -76,9 +77,9 @@ def _role(loss_type: str, opt: dict) -> str:
 
 def _build(name: str, opt: dict) -> nn.Module:
     loss_type = opt.get('type')
-    if loss_type is None or loss_type not in LOSS_REGISTRY:
-        known = ', '.join(sorted(k for k, _ in LOSS_REGISTRY))
-        raise OptionError(f"train.losses.{name}.type: unknown loss '{loss_type}'; registered: {known}")
+    if not registered(LOSS_REGISTRY, loss_type):
+        raise OptionError(f"train.losses.{name}.type: unknown loss '{loss_type}'; "
+                          f'registered: {registered_names(LOSS_REGISTRY)}')
     try:
         return build_loss(copy.deepcopy(opt))
     except (OSError, RuntimeError) as err:  # URLError is an OSError: pretrained backbones offline

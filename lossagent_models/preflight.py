@@ -11,33 +11,40 @@ import os.path as osp
 from agent import OptionError
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
 
-DATA_ROOT_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file', 'meta_info')
+DATA_ROOT_PREFIXES = ('dataroot', 'meta_info')  # dataroot_gt, dataroot_lq, dataroot_derain, meta_info_file...
 DATA_HELP = 'see datasets/README.md for where each data set goes'
 
 
-def _names(registry) -> str:
-    return ', '.join(sorted(name for name, _ in registry))
+def registered(registry, name) -> bool:
+    """As `registry.get` finds it: BasicSR registers some classes as `<name>_basicsr`."""
+    return isinstance(name, str) and (name in registry or f'{name}_basicsr' in registry)
+
+
+def registered_names(registry) -> str:
+    return ', '.join(sorted({name.removesuffix('_basicsr') for name, _ in registry}))
 
 
 def _check_type(key: str, opt: dict, registry, what: str) -> None:
     kind = opt.get('type') if isinstance(opt, dict) else None
-    if kind not in registry:
-        raise OptionError(f"{key}.type: unknown {what} '{kind}'; registered: {_names(registry)}")
+    if not registered(registry, kind):
+        raise OptionError(f"{key}.type: unknown {what} '{kind}'; registered: {registered_names(registry)}")
 
 
 def _check_dataset(key: str, opt: dict) -> None:
     _check_type(key, opt, DATASET_REGISTRY, 'dataset')
     if (opt.get('io_backend') or {}).get('type', 'disk') != 'disk':
         return  # lmdb and others check their own paths
-    for root_key in DATA_ROOT_KEYS:
-        path = opt.get(root_key)
+    for root_key, path in opt.items():
+        if not root_key.startswith(DATA_ROOT_PREFIXES):
+            continue
         if isinstance(path, str) and not osp.exists(osp.expanduser(path)):
             raise OptionError(f'{key}.{root_key}: {path} does not exist ({DATA_HELP})')
 
 
 def check_options(opt: dict) -> None:
-    if opt.get('model_type') not in MODEL_REGISTRY:
-        raise OptionError(f"model_type: unknown model '{opt.get('model_type')}'; registered: {_names(MODEL_REGISTRY)}")
+    if not registered(MODEL_REGISTRY, opt.get('model_type')):
+        raise OptionError(f"model_type: unknown model '{opt.get('model_type')}'; "
+                          f'registered: {registered_names(MODEL_REGISTRY)}')
     for net in ('network_g', 'network_d'):
         if opt.get(net) is not None:
             _check_type(net, opt[net], ARCH_REGISTRY, 'architecture')
