@@ -16,7 +16,8 @@ import torch.nn as nn
 from basicsr.archs.arch_util import to_2tuple, trunc_normal_
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from lossagent_arch.window_util import (PatchEmbed, pad_to_multiple, relative_position_index_oca, relative_position_index_sa,
+from lossagent_arch.window_util import (PatchEmbed, init_transformer_weights, pad_to_multiple,
+                                        relative_position_index_oca, relative_position_index_sa,
                                         shifted_window_mask, window_partition, window_reverse)
 
 
@@ -268,17 +269,7 @@ class HAT(nn.Module):
         self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
         self.upsample = Upsample(upscale, num_feat)
         self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        self.apply(init_transformer_weights)
 
     def forward_features(self, x):
         x_size = (x.shape[2], x.shape[3])

@@ -24,8 +24,8 @@ from basicsr.archs.arch_util import to_2tuple, trunc_normal_
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from lossagent_arch.selective_scan import selective_scan
-from lossagent_arch.window_util import (PatchEmbed, relative_position_index_sa, shifted_window_mask, window_partition,
-                                        window_reverse)
+from lossagent_arch.window_util import (PatchEmbed, init_transformer_weights, relative_position_index_sa,
+                                        shifted_window_mask, window_partition, window_reverse)
 
 
 class Gate(nn.Module):
@@ -298,17 +298,7 @@ class MambaIRv2(nn.Module):
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
         else:
             raise ValueError(f"MambaIRv2: upsampler '{upsampler}' not supported (pixelshuffledirect, pixelshuffle)")
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        self.apply(init_transformer_weights)
 
     def forward_features(self, x, params):
         x_size = (x.shape[2], x.shape[3])

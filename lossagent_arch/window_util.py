@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from basicsr.archs.arch_util import trunc_normal_
+
 
 def window_partition(x, window_size):
     """(b, h, w, c) -> (b * num_windows, window_size, window_size, c)."""
@@ -85,3 +87,14 @@ class PatchEmbed(nn.Module):
     def forward(self, x):
         x = x.flatten(2).transpose(1, 2)
         return self.norm(x) if self.norm is not None else x
+
+
+def init_transformer_weights(m):
+    """The Swin-family initialisation: truncated-normal linears, unit LayerNorms."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=.02)
+        if m.bias is not None:
+            nn.init.constant_(m.bias, 0)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.constant_(m.bias, 0)
+        nn.init.constant_(m.weight, 1.0)
