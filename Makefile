@@ -33,6 +33,7 @@ demo: $(STAMP)
 	@$(PY) -m agent.summary experiments/$(DEMO_NAME)
 	@echo
 	@echo "Decision log:   experiments/$(DEMO_NAME)/agent/decisions.jsonl"
+	@echo "Plots:          experiments/$(DEMO_NAME)/agent/weights.png and scores.png"
 	@echo "Checkpoints:    experiments/$(DEMO_NAME)/models/ and training_states/"
 	@echo "Training log:   experiments/$(DEMO_NAME)/train_$(DEMO_NAME)_*.log"
 	@echo "TensorBoard:    $(PY) -m tensorboard.main --logdir tb_logger/$(DEMO_NAME)"
