@@ -33,15 +33,20 @@ demo: $(STAMP)
 	@$(PY) -m agent.summary experiments/$(DEMO_NAME)
 	@echo
 	@echo "Decision log:   experiments/$(DEMO_NAME)/agent/decisions.jsonl"
+	@echo "Plots:          experiments/$(DEMO_NAME)/agent/weights.png and scores.png"
 	@echo "Checkpoints:    experiments/$(DEMO_NAME)/models/ and training_states/"
 	@echo "Training log:   experiments/$(DEMO_NAME)/train_$(DEMO_NAME)_*.log"
 	@echo "TensorBoard:    $(PY) -m tensorboard.main --logdir tb_logger/$(DEMO_NAME)"
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 clean:
 	rm -rf experiments/$(DEMO_NAME)* tb_logger results .pytest_cache
+
+# Training-time and memory overhead of the agent on this machine -> benchmarks/results.md (~4 min).
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
 
 # The policy study (benchmarks/study.md): fixed vs random vs adaptive (and llm when LLM_URL or
 # LOSSAGENT_LLM_URL is set) loss weights, 3 seeds, two offline objectives, held-out photos.

@@ -4,7 +4,8 @@
       experts:
         NIQE: {metric: niqe}                      # direction from the table below
         MyScore: {metric: my_metric, lower_better: true}
-        Critic: {kind: text}                      # a text critique per image
+        Critic: {type: critique, ...}             # a text critique per image (kind text)
+        Human: {type: human}                      # a person's feedback (kind text)
 
 A missing `lower_better` is looked up by pyiqa metric name; an unknown metric without
 `lower_better` is an error naming the key (a wrong direction silently trains the wrong way).
@@ -12,6 +13,9 @@ A missing `lower_better` is looked up by pyiqa metric name; an unknown metric wi
 from __future__ import annotations
 
 from typing import Optional
+
+# The glue's expert types whose answers are text, not scores (lossagent_models/experts.py).
+TEXT_EXPERT_TYPES = {'critique': 'text', 'human': 'text'}
 
 from .base import AgentConfigError, ExpertInfo
 
@@ -46,7 +50,7 @@ def experts_from_opt(experts_opt, key: str = 'agent.experts') -> list[ExpertInfo
     for name, spec in items:
         if not isinstance(spec, dict):
             raise AgentConfigError(f'{key}.{name}: got {spec!r}; expected a mapping')
-        kind = spec.get('kind', 'score')
+        kind = spec.get('kind', TEXT_EXPERT_TYPES.get(spec.get('type'), 'score'))
         if kind not in ('score', 'text'):
             raise AgentConfigError(f"{key}.{name}.kind: got {kind!r}; allowed values are ['score', 'text']")
         lower = spec.get('lower_better')

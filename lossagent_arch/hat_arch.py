@@ -16,7 +16,8 @@ import torch.nn as nn
 from basicsr.archs.arch_util import to_2tuple, trunc_normal_
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from lossagent_arch.window_util import (pad_to_multiple, relative_position_index_oca, relative_position_index_sa,
+from lossagent_arch.window_util import (PatchEmbed, init_transformer_weights, pad_to_multiple,
+                                        relative_position_index_oca, relative_position_index_sa,
                                         shifted_window_mask, window_partition, window_reverse)
 
 
@@ -226,18 +227,6 @@ class Upsample(nn.Sequential):
         super().__init__(*layers)
 
 
-class _PatchEmbed(nn.Module):
-    """Flattens (b, c, h, w) to tokens and applies the optional norm (key `patch_embed.norm.*`)."""
-
-    def __init__(self, embed_dim, norm_layer=None):
-        super().__init__()
-        self.norm = norm_layer(embed_dim) if norm_layer is not None else None
-
-    def forward(self, x):
-        x = x.flatten(2).transpose(1, 2)
-        return self.norm(x) if self.norm is not None else x
-
-
 @ARCH_REGISTRY.register()
 class HAT(nn.Module):
     """Hybrid Attention Transformer; argument names as in the authors' option files.
@@ -265,7 +254,7 @@ class HAT(nn.Module):
         self.register_buffer('relative_position_index_OCA', relative_position_index_oca(window_size, overlap_ratio))
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
-        self.patch_embed = _PatchEmbed(embed_dim, norm_layer if patch_norm else None)
+        self.patch_embed = PatchEmbed(embed_dim, norm_layer if patch_norm else None)
         dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths))]
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):
@@ -280,17 +269,7 @@ class HAT(nn.Module):
         self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
         self.upsample = Upsample(upscale, num_feat)
         self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        self.apply(init_transformer_weights)
 
     def forward_features(self, x):
         x_size = (x.shape[2], x.shape[3])

@@ -24,8 +24,8 @@ from basicsr.archs.arch_util import to_2tuple, trunc_normal_
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from lossagent_arch.selective_scan import selective_scan
-from lossagent_arch.window_util import (relative_position_index_sa, shifted_window_mask, window_partition,
-                                        window_reverse)
+from lossagent_arch.window_util import (PatchEmbed, init_transformer_weights, relative_position_index_sa,
+                                        shifted_window_mask, window_partition, window_reverse)
 
 
 class Gate(nn.Module):
@@ -257,17 +257,6 @@ class ASSB(nn.Module):
         return self.conv(y).flatten(2).transpose(1, 2) + x
 
 
-class _PatchEmbed(nn.Module):
-
-    def __init__(self, embed_dim, norm_layer=None):
-        super().__init__()
-        self.norm = norm_layer(embed_dim) if norm_layer is not None else None
-
-    def forward(self, x):
-        x = x.flatten(2).transpose(1, 2)
-        return self.norm(x) if self.norm is not None else x
-
-
 @ARCH_REGISTRY.register()
 class MambaIRv2(nn.Module):
     """MambaIRv2 for SR; defaults are the light x4 config. `img_size` is accepted and unused."""
@@ -284,7 +273,7 @@ class MambaIRv2(nn.Module):
         self.mean = torch.Tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(
             1, 1, 1, 1)
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
-        self.patch_embed = _PatchEmbed(embed_dim, nn.LayerNorm if patch_norm else None)
+        self.patch_embed = PatchEmbed(embed_dim, nn.LayerNorm if patch_norm else None)
         self.register_buffer('relative_position_index_SA', relative_position_index_sa(window_size))
         self.layers = nn.ModuleList([
             ASSB(embed_dim, resi_connection, depth=depths[i], window_size=window_size, d_state=d_state,
@@ -309,17 +298,7 @@ class MambaIRv2(nn.Module):
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
         else:
             raise ValueError(f"MambaIRv2: upsampler '{upsampler}' not supported (pixelshuffledirect, pixelshuffle)")
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        self.apply(init_transformer_weights)
 
     def forward_features(self, x, params):
         x_size = (x.shape[2], x.shape[3])

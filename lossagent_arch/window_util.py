@@ -1,4 +1,4 @@
-"""Window helpers shared by the window-attention backbones (HAT, MambaIRv2).
+"""Pieces shared by the window-attention backbones (HAT, MambaIRv2): windows, masks, patch embedding.
 
 Not an `*_arch.py` file, so the package does not auto-import it; the arch files import it.
 The index/mask formulas follow SwinIR/HAT exactly: checkpoints store `relative_position_index_*`
@@ -6,6 +6,9 @@ buffers, so our buffers must hold the very same integers for a strict load to gi
 """
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from basicsr.archs.arch_util import trunc_normal_
 
 
 def window_partition(x, window_size):
@@ -72,3 +75,26 @@ def pad_to_multiple(x, multiple):
         mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
         x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
     return x, (h, w)
+
+
+class PatchEmbed(nn.Module):
+    """Flattens (b, c, h, w) to tokens and applies the optional norm (key `patch_embed.norm.*`)."""
+
+    def __init__(self, embed_dim, norm_layer=None):
+        super().__init__()
+        self.norm = norm_layer(embed_dim) if norm_layer is not None else None
+
+    def forward(self, x):
+        x = x.flatten(2).transpose(1, 2)
+        return self.norm(x) if self.norm is not None else x
+
+
+def init_transformer_weights(m):
+    """The Swin-family initialisation: truncated-normal linears, unit LayerNorms."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=.02)
+        if m.bias is not None:
+            nn.init.constant_(m.bias, 0)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.constant_(m.bias, 0)
+        nn.init.constant_(m.weight, 1.0)

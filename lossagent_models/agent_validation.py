@@ -7,18 +7,28 @@ import torch
 
 from basicsr.data import build_dataset
 from agent import OptionError
+from lossagent_arch.window_util import pad_to_multiple
 
 
 class AgentValidationSet:
-    """`agent.dataset` (any BasicSR dataset) reduced to `agent.num_images` samples kept in memory."""
+    """`agent.dataset` (any BasicSR dataset) reduced to `agent.num_images` samples kept in memory.
 
-    def __init__(self, dataset_opt: dict, num_images: int, seed: int, scale: int):
+    Datasets without ground truth (e.g. BasicSR's SingleImageDataset on RealSRSet) are allowed:
+    `gts` then holds None per image and only no-reference experts can score them.
+    Whole benchmark images rarely divide by a window-attention network's window: inputs are
+    reflect-padded to `pad_multiple` and the outputs cropped back (as test.py does).
+    """
+
+    def __init__(self, dataset_opt: dict, num_images: int, seed: int, scale: int, pad_multiple: int = 1):
         if not dataset_opt:
             raise OptionError('agent.dataset: missing (BasicSR dataset options for the agent\'s validation images)')
+        if isinstance(pad_multiple, bool) or not isinstance(pad_multiple, int) or pad_multiple < 1:
+            raise OptionError(f'agent.pad_multiple must be a positive integer, got {pad_multiple!r}')
         opt = dict(dataset_opt)
         opt.setdefault('phase', 'val')
         opt.setdefault('scale', scale)
         opt.setdefault('name', 'agent_val')
+        opt.setdefault('io_backend', {'type': 'disk'})
         dataset = build_dataset(opt)
         if len(dataset) == 0:
             raise OptionError(f"agent.dataset: '{opt['name']}' has no images")
@@ -27,10 +37,15 @@ class AgentValidationSet:
         samples = [dataset[i] for i in indices]
         self.names = [str(s.get('lq_path', s.get('gt_path', i))) for i, s in zip(indices, samples)]
         self.lqs = [s['lq'] for s in samples]
-        self.gts = [s['gt'] for s in samples]
+        self.gts = [s.get('gt') for s in samples]
+        self.pad_multiple = pad_multiple
 
     def __len__(self) -> int:
         return len(self.lqs)
+
+    @property
+    def has_gt(self) -> bool:
+        return all(gt is not None for gt in self.gts)
 
     @torch.no_grad()
     def restore(self, net: torch.nn.Module, device, batch_size: int = 16) -> list[torch.Tensor]:
@@ -38,7 +53,7 @@ class AgentValidationSet:
 
         Outputs stay on `device`, next to `self.gts` and the experts.
         """
-        if self.gts[0].device != torch.device(device):
+        if self.has_gt and self.gts[0].device != torch.device(device):
             self.gts = [gt.to(device) for gt in self.gts]
         was_training = net.training
         net.eval()
@@ -50,7 +65,11 @@ class AgentValidationSet:
                 while end < len(self.lqs) and end - start < batch_size and self.lqs[end].shape == self.lqs[start].shape:
                     end += 1
                 batch = torch.stack(self.lqs[start:end]).to(device)
-                outputs.extend(net(batch).float().clamp_(0, 1))
+                padded, (h, w) = pad_to_multiple(batch, self.pad_multiple) if self.pad_multiple > 1 \
+                    else (batch, batch.shape[-2:])
+                out = net(padded)
+                scale = out.shape[-1] // padded.shape[-1]
+                outputs.extend(out[..., :h * scale, :w * scale].float().clamp_(0, 1))
                 start = end
         finally:
             net.train(was_training)

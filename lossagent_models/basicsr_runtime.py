@@ -8,6 +8,8 @@ calls it before handing over to `basicsr.train.train_pipeline`:
 - `init_dist('pytorch')` uses NCCL with one GPU per local rank when CUDA is there and gloo
   otherwise (BasicSR calls `torch.cuda.set_device` unconditionally);
 - DDP wraps CPU modules without `device_ids` (BasicSR passes the current CUDA device);
+- the options are checked (`preflight.check_options`) before anything is built: BasicSR's own
+  errors for a wrong name or path come late and do not name the option key;
 - `load_resume_state` maps the state onto this process' device (BasicSR: the current CUDA
   device), finds `--auto_resume` states in this experiment's folder (BasicSR: relative to the
   working directory), and loads with `weights_only=True`;
@@ -29,6 +31,8 @@ from basicsr import train as basicsr_train
 from basicsr.models import base_model
 from basicsr.utils import check_resume, get_root_logger
 from basicsr.utils import options as basicsr_options
+
+from .preflight import check_options
 
 DEFAULT_DIST_TIMEOUT_S = 1800
 
@@ -92,7 +96,12 @@ def latest_state(states_dir: str):
 
 
 def load_resume_state(opt: dict):
-    """`--auto_resume` picks the newest state of this experiment; `path.resume_state` names one."""
+    """`--auto_resume` picks the newest state of this experiment; `path.resume_state` names one.
+
+    This is the first thing `train_pipeline` does with the parsed options, so the options are
+    checked here, before any folder, dataset or network is made.
+    """
+    check_options(opt)
     if opt['auto_resume']:
         path = latest_state(opt['path']['training_states'])
         if path is not None:

@@ -9,13 +9,24 @@ YAML (`agent.experts`), a mapping of the name the LLM sees to its options:
 
 Keys other than `type`, `metric` and `lower_better` go to `pyiqa.create_metric`. Metric
 objects are created once per run. New kinds of experts register in EXPERT_TYPES.
+
+Text experts put words in the prompt where a score would be:
+
+      Critic: {type: critique, base_url: http://127.0.0.1:8001/v1, model: Qwen/Qwen2.5-VL-7B-Instruct}
+      Human:  {type: human, timeout_s: 0, file: ~}   # reads experiments/<name>/agent/stage_<k>/feedback.txt
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable, Optional
 
+import cv2
 import torch
+
+from agent.critique import Critic
+from agent.human_feedback import wait_for_feedback
+from basicsr.utils import tensor2img
 
 from agent import ExpertInfo
 from .iqa_metrics import create_iqa_metric, lower_is_better
@@ -73,20 +84,74 @@ class IQAExpert(Expert):
         scores = []
         for batch_out, batch_gt in _same_shape_batches(outputs, gts):
             batch_out = batch_out.clamp(0, 1)  # pyiqa asserts inputs in [0, 1]
-            value = self.metric(batch_out, batch_gt.clamp(0, 1)) if self.full_reference else self.metric(batch_out)
+            if self.full_reference:
+                value = self.metric(batch_out, batch_gt.clamp(0, 1))
+            else:
+                value = self.metric(batch_out)
             scores.extend(_finite_or_none(float(v)) for v in value.detach().reshape(-1).cpu())
         return scores
 
 
+def png_bytes(image: torch.Tensor) -> bytes:
+    ok, buffer = cv2.imencode('.png', tensor2img(image.detach().float().cpu()))
+    if not ok:
+        raise RuntimeError('could not encode a validation image as PNG')
+    return buffer.tobytes()
+
+
+@register_expert('critique')
+class CritiqueExpert(Expert):
+    """A vision-language model on an OpenAI-compatible server describes each restored image."""
+    kind = 'text'
+
+    def __init__(self, name: str, opt: dict, device):
+        super().__init__(name, lower_better=False)
+        self.critic = Critic(opt, prefix=f'agent.experts.{name}')
+
+    def score(self, outputs, gts, context):
+        return self.critic.critique([png_bytes(img) for img in outputs])
+
+
+@register_expert('human')
+class HumanExpert(Expert):
+    """A person's words: the stage's images are written out, feedback is read from a file.
+
+    `experiments/<name>/agent/stage_<k>/` receives the restorations; text dropped into its
+    `feedback.txt` (or into `file`) within `timeout_s` seconds goes to the agent for every
+    image. An unattended run waits at most `timeout_s` (0: look once, never wait).
+    """
+    kind = 'text'
+
+    def __init__(self, name: str, opt: dict, device):
+        super().__init__(name, lower_better=False)
+        opt = dict(opt)
+        self.timeout_s = float(opt.pop('timeout_s', 0))
+        self.poll_s = float(opt.pop('poll_s', 1.0))
+        self.file = opt.pop('file', None)
+        if opt:
+            raise OptionError(f'agent.experts.{name}: unknown options {sorted(opt)} (timeout_s, poll_s, file)')
+        if self.timeout_s < 0:
+            raise OptionError(f'agent.experts.{name}.timeout_s must be >= 0, got {self.timeout_s}')
+
+    def score(self, outputs, gts, context):
+        stage_dir = Path(context['agent_dir']) / f'stage_{context["stage"]}'
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        for i, (name, image) in enumerate(zip(context['names'], outputs)):
+            (stage_dir / f'{i:02d}_{Path(str(name)).stem}.png').write_bytes(png_bytes(image))
+        paths = [stage_dir / 'feedback.txt'] + ([Path(self.file)] if self.file else [])
+        text = wait_for_feedback(paths, timeout_s=self.timeout_s, poll_s=self.poll_s)
+        return [text] * len(outputs)
+
+
 def _same_shape_batches(outputs, gts):
-    """Consecutive images of one shape go through a metric together."""
+    """Consecutive images of one shape go through a metric together (gts None: no ground truth)."""
     start = 0
     while start < len(outputs):
         end = start + 1
         while end < len(outputs) and outputs[end].shape == outputs[start].shape \
-                and gts[end].shape == gts[start].shape:
+                and (gts[end] is None or gts[end].shape == gts[start].shape):
             end += 1
-        yield torch.stack(outputs[start:end]), torch.stack(gts[start:end])
+        yield torch.stack(outputs[start:end]), None if gts[start] is None else torch.stack(gts[start:end])
         start = end
 
 

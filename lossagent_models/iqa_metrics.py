@@ -97,6 +97,7 @@ def create_iqa_metric(metric_name: str, device='cpu', owner: str = 'expert', **k
                 f"or pass pretrained_model_path") from err
         raise MissingWeightsError(
             f"{owner}: pyiqa metric '{metric_name}' could not be created ({type(err).__name__}: {err}); "
-            f"if it needs weights, place them under {pyiqa_weights_dir()} or the Hugging Face cache") from err
+            f"if it needs weights, place them under {pyiqa_weights_dir()} (pyiqa), "
+            f"{pyiqa_weights_dir().parent / 'clip'} (CLIP backbones) or the Hugging Face cache") from err
     metric.eval()  # MANIQA crops at random in train mode
     return metric

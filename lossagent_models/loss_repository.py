@@ -13,6 +13,7 @@ is read as the repository {L1 (or the pixel loss' name), Perceptual, GAN}.
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from basicsr.losses import build_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from .iqa_metrics import MissingWeightsError
+from .preflight import registered, registered_names
 from agent import OptionError
 
 ADVERSARIAL_TYPES = {'GANLoss', 'MultiScaleGANLoss'}
@@ -75,9 +77,9 @@ def _role(loss_type: str, opt: dict) -> str:
 
 def _build(name: str, opt: dict) -> nn.Module:
     loss_type = opt.get('type')
-    if loss_type is None or loss_type not in LOSS_REGISTRY:
-        known = ', '.join(sorted(k for k, _ in LOSS_REGISTRY))
-        raise OptionError(f"train.losses.{name}.type: unknown loss '{loss_type}'; registered: {known}")
+    if not registered(LOSS_REGISTRY, loss_type):
+        raise OptionError(f"train.losses.{name}.type: unknown loss '{loss_type}'; "
+                          f'registered: {registered_names(LOSS_REGISTRY)}')
     try:
         return build_loss(copy.deepcopy(opt))
     except (OSError, RuntimeError) as err:  # URLError is an OSError: pretrained backbones offline
@@ -127,17 +129,42 @@ class LossRepository:
         for e in self.entries:
             setattr(e.criterion, e.weight_attr, float(weights[e.name]))
 
-    def generator_loss(self, output: torch.Tensor, gt: torch.Tensor, net_d=None):
-        """Total generator loss and the per-term log (BasicSR names for the classic three)."""
+    def set_initial_weights(self, weights) -> None:
+        """`agent.initial_weights`: a list in repository order or a mapping by name."""
+        if isinstance(weights, dict):
+            unknown = sorted(set(weights) - set(self.names))
+            if unknown or len(weights) != len(self.names):
+                raise OptionError(f'agent.initial_weights: names {sorted(weights)} do not match the loss '
+                                  f'repository {self.names}')
+            values = [weights[n] for n in self.names]
+        elif isinstance(weights, (list, tuple)):
+            if len(weights) != len(self.names):
+                raise OptionError(f'agent.initial_weights: {len(weights)} weights for {len(self.names)} losses '
+                                  f'{self.names}')
+            values = list(weights)
+        else:
+            raise OptionError(f'agent.initial_weights: expected a list or a mapping, got {weights!r}')
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+               or not math.isfinite(v)]
+        if bad:
+            raise OptionError(f'agent.initial_weights: weights must be finite and >= 0, got {bad}')
+        self.set_weights(dict(zip(self.names, map(float, values))))
+
+    def generator_loss(self, output: torch.Tensor, gt: torch.Tensor, net_d=None, targets: dict | None = None):
+        """Total generator loss and the per-term log (BasicSR names for the classic three).
+
+        `targets` may replace `gt` per role ('pixel', 'perceptual'), e.g. Real-ESRGAN's sharpened GT.
+        """
+        targets = targets or {}
         total = 0
         log = OrderedDict()
         for e in self.entries:
             if e.role == 'pixel':
-                value = e.criterion(output, gt)
+                value = e.criterion(output, targets.get('pixel', gt))
                 total = total + value
                 log[f'l_g_{e.name}'] = value
             elif e.role == 'perceptual':
-                percep, style = e.criterion(output, gt)
+                percep, style = e.criterion(output, targets.get('perceptual', gt))
                 for tag, value in (('', percep), ('_style', style)):
                     if value is not None:
                         total = total + value

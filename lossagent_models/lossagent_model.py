@@ -42,6 +42,8 @@ class LossAgentModel(SRGANModel):
         if self.ema_decay > 0:
             self._build_ema()
         self.losses = LossRepository(train_opt, self.device)
+        if (self.opt.get('agent') or {}).get('initial_weights') is not None:
+            self.losses.set_initial_weights(self.opt['agent']['initial_weights'])
         self._expose_legacy_criteria()
         self.net_d = None
         if self.losses.adversarial is not None:
@@ -112,7 +114,7 @@ class LossAgentModel(SRGANModel):
         self.optimizer_g.zero_grad()
         self.output = self.net_g(self.lq)
         if current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters:
-            l_g_total, terms = self.losses.generator_loss(self.output, self.gt, self.net_d)
+            l_g_total, terms = self.losses.generator_loss(self.output, self.gt, self.net_d, self.loss_targets())
             loss_dict.update(terms)
             l_g_total.backward()
             self._step_if_finite(self.optimizer_g, self.net_g, 'generator', l_g_total, current_iter)
@@ -130,6 +132,14 @@ class LossAgentModel(SRGANModel):
             self.model_ema(decay=self.ema_decay)
         if self.agent is not None:
             self.agent.after_iteration(net_g, current_iter)
+
+    def loss_targets(self) -> dict | None:
+        """Per-role replacements of `self.gt` in the generator loss (None: `self.gt` for all)."""
+        return None
+
+    def discriminator_real(self) -> torch.Tensor:
+        """What the discriminator sees as real."""
+        return self.gt
 
     def _step_if_finite(self, optimizer, net, what: str, loss, current_iter: int) -> None:
         """Skip the update when the gradients are not finite; say so once per network.
@@ -157,7 +167,7 @@ class LossAgentModel(SRGANModel):
         for p in self.net_d.parameters():
             p.requires_grad = True
         self.optimizer_d.zero_grad()
-        real_d_pred = self.net_d(self.gt)
+        real_d_pred = self.net_d(self.discriminator_real())
         l_d_real = cri_gan(real_d_pred, True, is_disc=True)
         l_d_real.backward()
         fake_d_pred = self.net_d(self.output.detach().contiguous())

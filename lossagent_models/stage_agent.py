@@ -29,9 +29,11 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from agent import History, OptionError, StageRecord, build_policy
 from agent.decision_log import DecisionLog
+from agent.plot import plot_experiment
 from basicsr.utils import get_root_logger
 
 from .agent_tensorboard import agent_tb_writer, log_decision, log_scores
@@ -92,7 +94,14 @@ class StageAgent:
         self.log = DecisionLog(agent_dir / 'decisions.jsonl')
         self.experts = build_experts(agent_opt.get('experts'), self.device)
         self.val_set = AgentValidationSet(agent_opt.get('dataset'), _positive(agent_opt, 'num_images', 10),
-                                          int(agent_opt.get('image_seed', 0)), int(opt.get('scale', 1)))
+                                          int(agent_opt.get('image_seed', 0)), int(opt.get('scale', 1)),
+                                          agent_opt.get('pad_multiple', (opt.get('network_g') or {}).get('window_size', 1)))
+        if not self.val_set.has_gt:
+            full_reference = [e.name for e in self.experts if getattr(e, 'full_reference', False)]
+            if full_reference:
+                raise OptionError(f'agent.experts.{full_reference[0]}: a full-reference metric needs ground truth, '
+                                  f"but agent.dataset ({agent_opt['dataset'].get('type')}) has LQ images only; "
+                                  f'use no-reference experts')
         weights = self.repository.get_weights()
         self.policy = build_policy(agent_opt.get('policy', {'type': 'fixed'}), list(weights),
                                    list(weights.values()), [e.info for e in self.experts],
@@ -135,10 +144,10 @@ class StageAgent:
         started = time.perf_counter()
         outputs = self.val_set.restore(net, self.device)
         scores, errors = OrderedDict(), {}
-        for expert in self.experts:
+        for expert in tqdm(self.experts, desc=f'stage {self.stage} experts', leave=False, disable=None):
             try:
-                values = list(expert.score(outputs, self.val_set.gts, {'stage': self.stage,
-                                                                       'names': self.val_set.names}))
+                values = list(expert.score(outputs, self.val_set.gts, {
+                    'stage': self.stage, 'names': self.val_set.names, 'agent_dir': self.log.path.parent}))
             except Exception as err:  # one broken expert must not stop a long run
                 self.logger.warning(f'Expert {expert.name} failed at stage {self.stage}: {err!r}')
                 values, errors[expert.name] = [None] * len(outputs), repr(err)
@@ -151,6 +160,7 @@ class StageAgent:
         entry = {'stage': self.stage, 'iteration': iteration, 'weights_before': weights, 'scores': scores,
                  'mean_scores': record.mean_scores(),
                  'directions': {e.name: 'lower' if e.lower_better else 'higher' for e in self.experts},
+                 'experts': [{'name': e.name, 'lower_better': e.lower_better, 'kind': e.kind} for e in self.experts],
                  'images': self.val_set.names, 'valid': not errors, 'expert_errors': errors,
                  'policy': self.policy.name if decide else 'initial', 'fallback': None, 'superseded': False,
                  'eval_s': round(time.perf_counter() - started, 4)}
@@ -244,7 +254,9 @@ class StageAgent:
                 f'{ratio(entry["weights_after"])} ({entry["policy"]}')
         if entry.get('fallback'):
             line += f', kept: {entry["fallback"]}'
-        if entry['applied_iteration'] != entry['iteration'] + 1:
+        if entry['applied_iteration'] is None:
+            line += ', not applied: training ended'
+        elif entry['applied_iteration'] != entry['iteration'] + 1:
             line += f', applied from iter {entry["applied_iteration"]}'
         self.logger.info(line + f', eval {entry["eval_s"]:.2f}s, decision {entry.get("latency_s") or 0:.2f}s)')
 
@@ -276,8 +288,21 @@ class StageAgent:
                          f'{"; re-asking the pending decision" if self.pending_since is not None else ""}')
 
     def close(self) -> None:
-        if self.rank == 0:
-            self.executor.shutdown(wait=False)
-            self.policy.close()
-            if self.tb is not None:
-                self.tb.close()
+        """End of training (rank 0): record a decision still out, plot the run, release resources.
+
+        A pending asynchronous decision is waited for (within the budget) so the last stage's
+        scores reach the log; its weights are never applied (`applied_iteration: null`).
+        """
+        if self.rank != 0:
+            return
+        if self.pending_since is not None and self._future is not None:
+            self._finish_entry(self._result(wait=True))
+            self._entry['applied_iteration'] = None
+            self.log.append(self._entry)
+            self._report(self._entry)
+            self.pending_since = self._future = self._entry = None
+        self.executor.shutdown(wait=False)
+        self.policy.close()
+        if self.tb is not None:
+            self.tb.close()
+        plot_experiment(self.log.path, logger=self.logger)

@@ -15,6 +15,7 @@ import extract_subimages  # noqa: E402
 import generate_meta_info  # noqa: E402
 import generate_noisy_testset  # noqa: E402
 import make_bicubic_lr  # noqa: E402
+import convert_checkpoint  # noqa: E402,F401
 
 
 def _write(folder, name, h, w, seed=0):
@@ -72,3 +73,15 @@ def test_generate_noisy_testset_cli_is_reproducible(tmp_path):
     assert outs[0][0].shape == (32, 32, 3) and outs[0][1].shape == (32, 32, 3)
     noise = outs[0][0].astype(float) - cv2.imread(str(tmp_path / 'gt' / 'a.png')).astype(float)
     assert 15 < noise.std() < 30  # sigma 25 (minus clipping)
+
+
+def test_convert_checkpoint_lightning_to_basicsr(tmp_path):
+    import torch
+    import convert_checkpoint
+    src = {'epoch': 3, 'state_dict': {'net.a.weight': torch.ones(2), 'net.b': torch.zeros(1), 'loss_fn.x': torch.ones(1)}}
+    torch.save(src, tmp_path / 'model.ckpt')
+    convert_checkpoint.main(['--input', str(tmp_path / 'model.ckpt'), '--param-key', 'state_dict',
+                             '--strip-prefix', 'net.', '--output', str(tmp_path / 'out' / 'm.pth')])
+    out = torch.load(tmp_path / 'out' / 'm.pth', weights_only=True)
+    assert list(out) == ['params'] and sorted(out['params']) == ['a.weight', 'b']
+    assert torch.equal(out['params']['a.weight'], torch.ones(2))

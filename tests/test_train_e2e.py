@@ -31,6 +31,9 @@ def test_fixed_policy_logs_one_record_per_stage(make_run):
     # PSNR improves from the untrained network (a sanity check that experts see real outputs)
     assert records[-1]['mean_scores']['PSNR'] > records[0]['mean_scores']['PSNR']
     assert (run.root / 'models' / 'net_g_latest.pth').exists()
+    # plotted automatically at the end of training
+    assert (run.root / 'agent' / 'weights.png').stat().st_size > 0
+    assert (run.root / 'agent' / 'scores.png').stat().st_size > 0
 
 
 def test_random_policy_changes_weights_on_the_criteria_at_each_boundary(make_run):
@@ -94,12 +97,19 @@ def test_auto_resume_on_cpu_keeps_the_agent_state(make_run):
     ('agent:experts:NIQE:metric=nosuchmetric', "agent.experts.NIQE: unknown pyiqa metric 'nosuchmetric'"),
     ('agent:policy:type=nosuchpolicy', "agent.policy.type: unknown policy 'nosuchpolicy'"),
     ('agent:stage_iters=0', 'agent.stage_iters must be a positive integer'),
+    ('network_g:type=NoSuchNet', "network_g.type: unknown architecture 'NoSuchNet'"),
+    ('datasets:train:type=NoSuchData', "datasets.train.type: unknown dataset 'NoSuchData'"),
+    ('datasets:train:dataroot_gt=/nonexistent/DF2K_HR', 'datasets.train.dataroot_gt: /nonexistent/DF2K_HR does not exist'),
+    ('path:pretrain_network_g=/nonexistent/net_g.pth', 'path.pretrain_network_g: /nonexistent/net_g.pth does not exist'),
+    ('agent:initial_weights=[1.0,0.5,0.1]', 'agent.initial_weights: 3 weights for 2 losses'),
+    ('agent:policy:type=llm', 'agent.policy.base_url'),
 ])
 def test_bad_options_fail_at_start_up_with_one_line(make_run, override, message):
     run = make_run(tiny_options('e2e_bad'))
     proc = run.train('--force_yml', override, check=False, timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert message in proc.stderr
+    assert 'Traceback' not in proc.stderr  # one line, not a stack
     assert 'Start training' not in proc.stdout + proc.stderr
 
 
@@ -138,3 +148,90 @@ def test_llm_server_down_keeps_training_on_the_last_weights(make_run):
     assert len(records) == 3
     for r in records[1:]:
         assert r['fallback'] and r['weights_after'] == r['weights_before'] == {'L1': 1.0, 'SSIM': 0.5}
+
+
+def test_text_and_human_experts_reach_the_llm_prompt(make_run, tmp_path):
+    from openai_stub_server import OpenAIStubServer
+
+    def responder(body, index):
+        content = body['messages'][-1]['content']
+        if isinstance(content, list):  # a vision request: the critique expert
+            assert any(part.get('type') == 'image_url' and part['image_url']['url'].startswith('data:image/png;base64,')
+                       for part in content)
+            return 'The textures look smeared and slightly blurry.'
+        return 'Weights: L1:SSIM=0.7:0.6\nThoughts: sharpen.'
+
+    feedback = tmp_path / 'feedback.txt'
+    feedback.write_text('Too smooth: please bring back the fur texture.')
+    with OpenAIStubServer(responder) as server:
+        experts = {'NIQE': {'metric': 'niqe'},
+                   'Critic': {'type': 'critique', 'base_url': server.base_url, 'model': 'stub-vlm'},
+                   'Human': {'type': 'human', 'timeout_s': 0, 'file': str(feedback)}}
+        run = make_run(tiny_options('e2e_text', stage_iters=3, total_iter=3, experts=experts,
+                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'}))
+        run.train()
+    records = run.records()
+    assert records[1]['scores']['Critic'] == ['The textures look smeared and slightly blurry.'] * 3
+    assert records[1]['scores']['Human'] == ['Too smooth: please bring back the fur texture.'] * 3
+    prompt = str(records[1]['prompts'][0])
+    assert 'smeared' in prompt and 'fur texture' in prompt
+    assert records[1]['weights_after'] == {'L1': 0.7, 'SSIM': 0.6}
+    assert len(list((run.root / 'agent' / 'stage_1').glob('*.png'))) == 3
+
+
+def test_async_decisions_apply_when_the_answer_arrives(make_run):
+    from openai_stub_server import OpenAIStubServer
+    with OpenAIStubServer(delay=0.6) as server:
+        run = make_run(tiny_options('e2e_async', stage_iters=6, total_iter=18,
+                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'}))
+        run.opt['agent']['async'] = True
+        run.yml.write_text(__import__('yaml').safe_dump(run.opt, sort_keys=False))
+        run.train()
+    records = run.records()
+    assert [r['stage'] for r in records] == [0, 1, 2, 3]  # the last answer is recorded at the end
+    assert records[-1]['applied_iteration'] in (None, 19)
+    weights = logged_weights(run)
+    delayed = [r for r in records[1:-1] if r['applied_iteration'] > r['iteration'] + 1]
+    assert delayed, 'training should have gone on while the server was thinking'
+    for r in records[1:-1]:
+        assert r['fallback'] is None
+        applied = r['applied_iteration']
+        assert r['iteration'] < applied <= r['iteration'] + 6 + 1
+        assert weights[applied - 1] == pytest.approx(r['weights_before'], rel=1e-4)
+        if applied in weights:
+            assert weights[applied] == pytest.approx(r['weights_after'], rel=1e-4)
+
+
+def test_api_key_is_used_but_never_written(make_run):
+    from openai_stub_server import OpenAIStubServer
+    secret = 'sk-test-DO-NOT-LEAK-1234567890'
+    with OpenAIStubServer() as server:
+        run = make_run(tiny_options('e2e_secret', stage_iters=2, total_iter=4,
+                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub',
+                                            'api_key_env': 'LOSSAGENT_TEST_KEY'}))
+        run.opt['logger']['use_tb_logger'] = True
+        run.yml.write_text(__import__('yaml').safe_dump(run.opt, sort_keys=False))
+        run.train(env={'LOSSAGENT_TEST_KEY': secret})
+    assert any({k.lower(): v for k, v in h.items()}.get('authorization') == f'Bearer {secret}'
+               for h in server.headers_seen)
+    from training import ROOT
+    written = [p for folder in (run.root, ROOT / 'tb_logger' / run.name) for p in folder.rglob('*') if p.is_file()]
+    assert written
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), f'{path} contains the API key'
+
+
+def test_nan_training_is_reported_once_and_scores_marked_invalid(make_run):
+    opt = tiny_options('e2e_nan', stage_iters=3, total_iter=6, policy={'type': 'adaptive'})
+    opt['train']['optim_g']['lr'] = 1e30  # blows the network up within a few steps
+    run = make_run(opt)
+    proc = run.train()
+    log = proc.stdout + proc.stderr + next(run.root.glob('train_*.log')).read_text()
+    assert log.count('Non-finite generator loss/gradients at iteration') >= 1
+    records = run.records()
+    assert len(records) == 3  # the run went on
+    broken = [r for r in records if not r['valid']]
+    for r in broken:
+        assert all(v is None for v in r['scores']['NIQE']) or r['mean_scores']['NIQE'] is None or \
+            any(v is None for v in r['scores']['NIQE'])
+        assert r['expert_errors']

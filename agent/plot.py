@@ -1,0 +1,354 @@
+"""Plots of what the agent did, from a run's decision log (no torch, matplotlib's Agg only).
+
+    python -m agent.plot experiments/<name>                      # weights.png, scores.png
+    python -m agent.plot experiments/fixed experiments/random experiments/llm --out figs/
+                                                                 # + compare_weights.png, compare_scores.png
+
+- weights.png: the loss weights over iterations, like the paper's Figure 5. A decision applies
+  from its record's `applied_iteration` (the boundary + 1, later for asynchronous decisions;
+  the boundary itself in older logs), so the curve is a step (drawstyle steps-post). A log y-axis is chosen when the weights differ by >= 50x
+  (L1 1.0 vs GAN 0.01 is a flat line otherwise).
+- scores.png: each expert's mean over the validation images per stage, with the per-image
+  min/max band and the per-image points; the title says which way is better (from the log's
+  `directions`); stages where the policy's answer was not used (fallback) are marked.
+
+`plot_experiment(exp_dir)` is what training calls at the end; it never raises.
+Only matplotlib's object API is used (no pyplot): no global backend switch, no figure registry,
+safe to call from a training process.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .decision_log import read_records
+
+ARROWS = {'lower': '↓', 'higher': '↑'}
+LOG_RATIO = 50.0  # auto log-y when max/min of the positive weights reaches this
+FALLBACK_COLOR = 'tab:red'
+
+
+# ---- reading -------------------------------------------------------------------------------
+def log_path(path) -> Path:
+    """experiments/<name>, its agent/ folder, or the decisions.jsonl itself."""
+    path = Path(path)
+    if path.suffix == '.jsonl':
+        return path
+    if (path / 'decisions.jsonl').exists():
+        return path / 'decisions.jsonl'
+    return path / 'agent' / 'decisions.jsonl'
+
+
+def number(value) -> Optional[float]:
+    """A finite float, or None (None, NaN, text scores, bools and junk are not plotted)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def load_records(path) -> list[dict]:
+    """The run's current (not superseded) records that have an iteration and weights, by iteration."""
+    path = log_path(path)
+    if not path.exists():
+        return []
+    records = [r for r in read_records(path) if isinstance(r, dict) and number(r.get('iteration')) is not None
+               and isinstance(r.get('weights_after'), dict)]
+    return sorted(records, key=lambda r: r['iteration'])  # stable: equal iterations keep log order
+
+
+def loss_names(records: list[dict]) -> list[str]:
+    names: dict[str, None] = {}
+    for r in records:
+        for source in (r.get('weights_before'), r['weights_after']):
+            if isinstance(source, dict):
+                names.update(dict.fromkeys(source))
+    return list(names)
+
+
+def expert_names(records: list[dict]) -> list[str]:
+    """Experts with at least one numeric score, in the log's order (text experts are skipped)."""
+    names: dict[str, None] = {}
+    for r in records:
+        for key in ('directions', 'mean_scores', 'scores'):
+            if isinstance(r.get(key), dict):
+                names.update(dict.fromkeys(r[key]))
+    return [n for n in names if any(image_scores(r, n) or mean_score(r, n) is not None for r in records)]
+
+
+def image_scores(record: dict, expert: str) -> list[float]:
+    values = (record.get('scores') or {}).get(expert) if isinstance(record.get('scores'), dict) else None
+    if not isinstance(values, list):
+        values = [values]
+    return [v for v in map(number, values) if v is not None]
+
+
+def mean_score(record: dict, expert: str) -> Optional[float]:
+    means = record.get('mean_scores')
+    value = number(means.get(expert)) if isinstance(means, dict) else None
+    if value is None:
+        values = image_scores(record, expert)
+        value = sum(values) / len(values) if values else None
+    return value
+
+
+def direction(records: list[dict], expert: str) -> Optional[str]:
+    for r in records:
+        d = (r.get('directions') or {}).get(expert) if isinstance(r.get('directions'), dict) else None
+        if d in ARROWS:
+            return d
+    return None
+
+
+def is_fallback(record: dict) -> bool:
+    return bool(record.get('fallback'))
+
+
+# ---- drawing helpers -----------------------------------------------------------------------
+def applied_at(record: dict) -> float:
+    """Where a decision's weights start: `applied_iteration` (later than the boundary when the
+    decision was asynchronous), else the boundary itself."""
+    applied = number(record.get('applied_iteration'))
+    return applied if applied is not None else float(record['iteration'])
+
+
+def weight_series(records: list[dict], name: str) -> tuple[list[float], list[float]]:
+    """(iterations, weight applied from there on): the first record's weights_before at its
+    iteration, then each record's weights_after (stage 0 keeps them, so that is the same value)."""
+    xs, ys = [], []
+    first = records[0].get('weights_before')
+    if isinstance(first, dict) and number(first.get(name)) is not None:
+        xs.append(float(records[0]['iteration']))
+        ys.append(number(first[name]))
+    for r in records:
+        xs.append(applied_at(r))
+        value = number(r['weights_after'].get(name))
+        ys.append(value if value is not None else math.nan)
+    return xs, ys
+
+
+def choose_y_scale(values: Iterable[float], log_y='auto') -> str:
+    """'linear', 'log' or 'symlog' (log with zero weights, which a plain log axis would drop)."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    positive = [v for v in values if v > 0]
+    if log_y in (False, 'off', 'linear') or not positive:
+        return 'linear'
+    wide = max(positive) / min(positive) >= LOG_RATIO
+    if log_y in (True, 'on', 'log') or wide:
+        return 'symlog' if any(v <= 0 for v in values) else 'log'
+    return 'linear'
+
+
+def apply_y_scale(ax, scale: str, values: Iterable[float]) -> None:
+    if scale == 'symlog':
+        positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+        ax.set_yscale('symlog', linthresh=min(positive) if positive else 1e-3)
+    elif scale == 'log':
+        ax.set_yscale('log')
+
+
+def draw_weights(ax, records: list[dict], names: list[str], colors: dict, scale: str, title: str) -> None:
+    all_values = []
+    for name in names:
+        xs, ys = weight_series(records, name)
+        all_values += ys
+        ax.plot(xs, ys, drawstyle='steps-post', color=colors[name], label=name, linewidth=1.8)
+        ax.plot(xs[-len(records):], ys[-len(records):], 'o', color=colors[name], markersize=3)
+    kept = [r for r in records if is_fallback(r)]
+    for i, r in enumerate(kept):
+        for name in names:
+            y = number(r['weights_after'].get(name))
+            if y is not None:
+                ax.plot([applied_at(r)], [y], 'x', color=FALLBACK_COLOR, markersize=8, mew=2,
+                        label='fallback (weights kept)' if i == 0 and name == names[0] else None)
+    apply_y_scale(ax, scale, all_values)
+    ax.set_title(title)
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('loss weight' + (' (log)' if scale != 'linear' else ''))
+    ax.grid(True, alpha=0.3, which='both')
+
+
+def draw_scores(ax, records: list[dict], expert: str, color='tab:blue', label: Optional[str] = None,
+                points: bool = True) -> None:
+    xs, means, lows, highs = [], [], [], []
+    for r in records:
+        mean, values = mean_score(r, expert), image_scores(r, expert)
+        if mean is None:
+            continue
+        xs.append(r['iteration'])
+        means.append(mean)
+        lows.append(min(values) if values else mean)
+        highs.append(max(values) if values else mean)
+        if points and values:
+            ax.scatter([r['iteration']] * len(values), values, s=6, color=color, alpha=0.35, linewidths=0)
+    if not xs:
+        return
+    ax.fill_between(xs, lows, highs, color=color, alpha=0.15, linewidth=0)
+    ax.plot(xs, means, '-o', color=color, markersize=3, label=label or 'mean')
+
+
+def mark_fallbacks(ax, records: list[dict]) -> None:
+    for i, r in enumerate(r for r in records if is_fallback(r)):
+        ax.axvline(r['iteration'], color=FALLBACK_COLOR, linestyle=':', linewidth=1.2,
+                   label='fallback (weights kept)' if i == 0 else None)
+
+
+def expert_title(records: list[dict], expert: str) -> str:
+    d = direction(records, expert)
+    return f'{expert} {ARROWS[d]} ({d} is better)' if d else expert
+
+
+def grid(n: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = max(1, min(max_cols, n))
+    return math.ceil(n / cols), cols
+
+
+def save(fig, path: Path) -> Path:
+    """Write next to the target and rename, so a viewer never sees half a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.stem}.tmp.png')
+    fig.savefig(tmp, dpi=110, format='png')
+    os.replace(tmp, path)
+    return path
+
+
+def new_figure(rows: int, cols: int, width: float, height: float, **kwargs):
+    from matplotlib.figure import Figure  # the object API renders with Agg, no pyplot state
+    fig = Figure(figsize=(width * cols, height * rows), layout='constrained')
+    axes = fig.subplots(rows, cols, squeeze=False, **kwargs)
+    return fig, [ax for row in axes for ax in row]
+
+
+def run_label(path) -> str:
+    path = log_path(path)
+    return path.parent.parent.name if path.parent.name == 'agent' else path.parent.name
+
+
+def policy_label(records: list[dict], run: str = '') -> str:
+    """' (llm)': the policy that made the last decision, unless the run's name already says it."""
+    policies = [r.get('policy') for r in records if r.get('policy') not in (None, 'initial')]
+    return f' ({policies[-1]})' if policies and policies[-1] != run else ''
+
+
+# ---- figures ------------------------------------------------------------------------------
+def plot_weights(records: list[dict], out: Path, title: str = '', log_y='auto') -> Path:
+    names = loss_names(records)
+    colors = {n: f'C{i % 10}' for i, n in enumerate(names)}
+    values = [y for n in names for y in weight_series(records, n)[1]]
+    fig, (ax,) = new_figure(1, 1, 7.0, 4.0)
+    draw_weights(ax, records, names, colors, choose_y_scale(values, log_y), f'loss weights{title}')
+    ax.legend(loc='best', fontsize=8)
+    return save(fig, out)
+
+
+def plot_scores(records: list[dict], out: Path, title: str = '') -> Optional[Path]:
+    experts = expert_names(records)
+    if not experts:
+        return None
+    rows, cols = grid(len(experts))
+    fig, axes = new_figure(rows, cols, 4.2, 3.2)
+    for ax, expert in zip(axes, experts):
+        draw_scores(ax, records, expert)
+        mark_fallbacks(ax, records)
+        ax.set_title(expert_title(records, expert))
+        ax.set_xlabel('iteration')
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(experts):]:
+        ax.set_visible(False)
+    axes[0].legend(loc='best', fontsize=7, title='band: per-image min..max', title_fontsize=7)
+    fig.suptitle(f'expert scores on the validation images{title}')
+    return save(fig, out)
+
+
+def plot_compare(exp_dirs: list, out_dir, log_y='auto') -> list[Path]:
+    """Runs side by side: one weights panel per run (shared y), one scores panel per expert."""
+    runs = [(run_label(d), load_records(d)) for d in exp_dirs]
+    runs = [(label, records) for label, records in runs if records]
+    if not runs:
+        return []
+    out_dir = Path(out_dir)
+    names = list(dict.fromkeys(n for _, records in runs for n in loss_names(records)))
+    colors = {n: f'C{i % 10}' for i, n in enumerate(names)}
+    values = [y for _, records in runs for n in loss_names(records) for y in weight_series(records, n)[1]]
+    scale = choose_y_scale(values, log_y)
+    fig, axes = new_figure(1, len(runs), 4.2, 3.6, sharey=True)
+    for ax, (label, records) in zip(axes, runs):
+        draw_weights(ax, records, loss_names(records), colors, scale, label + policy_label(records, label))
+    axes[0].legend(loc='best', fontsize=8)
+    written = [save(fig, out_dir / 'compare_weights.png')]
+
+    experts = list(dict.fromkeys(e for _, records in runs for e in expert_names(records)))
+    if experts:
+        rows, cols = grid(len(experts))
+        fig, axes = new_figure(rows, cols, 4.2, 3.2)
+        for ax, expert in zip(axes, experts):
+            for i, (label, records) in enumerate(runs):
+                draw_scores(ax, records, expert, color=f'C{i % 10}', label=label, points=False)
+            ax.set_title(expert_title([r for _, records in runs for r in records], expert))
+            ax.set_xlabel('iteration')
+            ax.grid(True, alpha=0.3)
+        for ax in axes[len(experts):]:
+            ax.set_visible(False)
+        axes[0].legend(loc='best', fontsize=7)
+        fig.suptitle('mean expert scores (band: per-image min..max)')
+        written.append(save(fig, out_dir / 'compare_scores.png'))
+    return written
+
+
+def plot_experiment(exp_dir, out_dir=None, log_y='auto', logger: Optional[logging.Logger] = None) -> list[Path]:
+    """weights.png and scores.png into <exp_dir>/agent/ (or out_dir); the paths written.
+
+    Never raises: plotting must not cost a finished training run. Problems (no log yet, bad
+    records, matplotlib missing) are logged as a warning and [] is returned.
+    """
+    logger = logger or logging.getLogger('basicsr')
+    try:
+        records = load_records(exp_dir)
+        if not records:
+            logger.info(f'agent.plot: no stage records in {log_path(exp_dir)}; nothing to plot')
+            return []
+        out_dir = Path(out_dir) if out_dir is not None else log_path(exp_dir).parent
+        title = f' - {run_label(exp_dir)}{policy_label(records, run_label(exp_dir))}'
+        written = [plot_weights(records, out_dir / 'weights.png', title, log_y)]
+        scores = plot_scores(records, out_dir / 'scores.png', title)
+        return written + ([scores] if scores else [])
+    except Exception as err:  # noqa: BLE001  (a plot is never worth a traceback at the end of training)
+        logger.warning(f'agent.plot: could not plot {exp_dir}: {err!r}')
+        return []
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('experiments', nargs='+', type=Path, help='experiments/<name> folders (or decisions.jsonl)')
+    parser.add_argument('--out', type=Path, help="folder for the PNGs (default: each run's agent/ folder; "
+                                                 "compare_*.png go to the first run's)")
+    parser.add_argument('--log-y', choices=('auto', 'on', 'off'), default='auto',
+                        help='log y-axis for the weights (auto: when they differ by >= 50x)')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    logger = logging.getLogger('agent.plot')
+    several = len(args.experiments) > 1
+    written = []
+    for exp in args.experiments:
+        if not load_records(exp):
+            print(f'{exp}: no stage records at {log_path(exp)}')
+            continue
+        # several runs into one --out folder: one subfolder each, so they do not overwrite each other
+        out = args.out / run_label(exp) if args.out and several else args.out
+        written += plot_experiment(exp, out, args.log_y, logger)
+    if several:
+        out = args.out or log_path(args.experiments[0]).parent
+        try:
+            written += plot_compare(args.experiments, out, args.log_y)
+        except Exception as err:  # noqa: BLE001
+            print(f'compare plots failed: {err!r}')
+    for path in written:
+        print(path)
+    return 0 if written else 1
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

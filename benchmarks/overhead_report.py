@@ -1,0 +1,130 @@
+"""From the timings of benchmarks/overhead.py to numbers and benchmarks/results.md (no torch here).
+
+A *run* is one model trained for one repetition: {'times': seconds per iteration (1-based),
+'records': its decisions.jsonl}. Runs of all variants in one repetition trained in lockstep
+(iteration i of every variant back to back), so iteration i of a variant and iteration i of the
+baseline saw the same machine load: every comparison below is such a pair.
+"""
+from __future__ import annotations
+
+import statistics
+
+PAPER_STAGE_ITERS = 5000
+WARMUP_ITERS = 2  # iteration 1 also scores stage 0; the first iterations of a fresh model allocate
+
+
+def is_boundary(it: int, stage_iters: int) -> bool:
+    return it % stage_iters == 0
+
+
+def between_iterations(n: int, stage_iters: int) -> list[int]:
+    """1-based iterations that are neither warm-up nor a deciding boundary."""
+    return [it for it in range(WARMUP_ITERS + 1, n + 1) if not is_boundary(it, stage_iters)]
+
+
+def median_or_none(values):
+    return statistics.median(values) if values else None
+
+
+def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> dict:
+    """One variant over its repetitions; runs[k] and baseline_runs[k] trained in lockstep."""
+    per_iter, ratios, blocking = [], [], []
+    evals, latency, lag, fallbacks = [], [], [], 0
+    for run, base in zip(runs, baseline_runs):
+        t, b = run['times'], base['times']
+        between = between_iterations(len(t), stage_iters)
+        per_iter.append(statistics.median(t[it - 1] for it in between))
+        ratios.append(statistics.median(t[it - 1] / b[it - 1] for it in between))
+        blocking += [t[it - 1] - b[it - 1] for it in range(1, len(t) + 1) if is_boundary(it, stage_iters)]
+        deciding = [r for r in run['records'] if r.get('stage', 0) > 0]
+        evals += [r['eval_s'] for r in deciding if isinstance(r.get('eval_s'), (int, float))]
+        latency += [r['latency_s'] for r in deciding if isinstance(r.get('latency_s'), (int, float))]
+        lag += [r['applied_iteration'] - r['iteration'] for r in deciding
+                if isinstance(r.get('applied_iteration'), int)]
+        fallbacks += sum(1 for r in run['records'] if r.get('fallback'))
+    return {'iter_min': min(per_iter), 'iter_med': statistics.median(per_iter),
+            'ratio_med': statistics.median(ratios), 'ratio_min': min(ratios), 'ratio_max': max(ratios),
+            'block_min': min(blocking) if blocking else None, 'block_med': median_or_none(blocking),
+            'eval_med': median_or_none(evals), 'latency_med': median_or_none(latency),
+            'lag_med': median_or_none(lag), 'fallbacks': fallbacks}
+
+
+def extrapolate(s: dict) -> tuple[float, float]:
+    """(boundary share of a paper-length stage, training-time overhead), from the measured pieces."""
+    stage_s = PAPER_STAGE_ITERS * s['iter_med']
+    block = max(0.0, s['block_med'] or 0.0)
+    return block / (stage_s + block), s['ratio_med'] * (stage_s + block) / stage_s - 1
+
+
+def fmt(value, spec='.3f', unit='') -> str:
+    return 'n/a' if value is None else f'{value:{spec}}{unit}'
+
+
+def results_table(stats: dict, skipped: dict, variants: dict) -> str:
+    rows = ['| variant | what | s/iter between boundaries, min / median | s/iter ratio vs baseline, paired: '
+            'median (min..max) | boundary blocking s (paired), min / median | eval_s (log), median '
+            '| policy latency_s (log), median | applied at boundary + iters, median '
+            f'| boundary share of a {PAPER_STAGE_ITERS}-iter stage (extrapolated) '
+            f'| training-time overhead at {PAPER_STAGE_ITERS}-iter stages (extrapolated) '
+            '| peak RSS MB (growth while building + training) |',
+            '|' + '---|' * 11]
+    for name, what in variants.items():
+        if name in skipped:
+            rows.append(f'| {name} | {what} | {skipped[name]} |' + ' |' * 8)
+            continue
+        s = stats[name]
+        ratio = f"{s['ratio_med']:.3f} ({s['ratio_min']:.3f}..{s['ratio_max']:.3f})"
+        if name == 'baseline':
+            block = share = overhead = 'reference'
+        else:
+            share_v, overhead_v = extrapolate(s)
+            block = f"{fmt(s['block_min'])} / {fmt(s['block_med'])}"
+            share, overhead = f'{100 * share_v:.2f}%', f'{100 * overhead_v:+.2f}%'
+        note = f" ({s['fallbacks']} fallbacks)" if s['fallbacks'] else ''
+        memory = f"{fmt(s.get('peak_mb'), '.0f')} ({fmt(s.get('growth_mb'), '+.0f')})"
+        rows.append(f"| {name} | {what}{note} | {s['iter_min']:.4f} / {s['iter_med']:.4f} | {ratio} | {block} "
+                    f"| {fmt(s['eval_med'])} | {fmt(s['latency_med'])} | {fmt(s['lag_med'], 'g')} "
+                    f"| {share} | {overhead} | {memory} |")
+    return '\n'.join(rows)
+
+
+def report(table: str, facts: dict) -> str:
+    """facts: command, date, elapsed, machine, threads, load, task, reps, stage_iters, stages, tail,
+    delay, peak_method."""
+    f = facts
+    return f"""# Loss-agent overhead on this machine
+
+`{f['command']}` ({f['date']}, {f['elapsed']:.0f} s)
+
+{table}
+
+- Machine: {f['machine']}; torch with {f['threads']} thread(s) (`--threads`: with 2 OpenMP threads on this
+  shared 2-core machine iterations ran 5-15x slower and erratic). Load average (1 min) {f['load'][0]:.2f} at
+  start, {f['load'][1]:.2f} at the end: the machine was shared with other work, so absolute times are noisy
+  and only the paired numbers are meaningful.
+- Task: {f['task']}, a stage every {f['stage_iters']} iterations: {f['stages']} deciding boundaries, then
+  {f['tail']} more iterations, per run; {f['reps']} repetitions. In a repetition every variant is a fresh model
+  (same seed, same prefetched batches) and they train *in lockstep*: iteration i of each variant back to
+  back, order rotated every iteration, so a load spike hits them alike. Min/median/min..max are over the
+  repetitions, or over all deciding boundaries.
+- *s/iter between boundaries*: feed_data + optimize_parameters + LR update, the run's median over the
+  iterations that are not warm-up (1..{WARMUP_ITERS}; iteration 1 also scores stage 0) and not a boundary.
+  *Ratio*: median over those iterations of variant / baseline at the same iteration, per repetition.
+- *Boundary blocking*: how long training stood still at a boundary = the boundary iteration's time minus the
+  baseline's same iteration. From decisions.jsonl: *eval_s* = restoring the validation images + experts (on
+  the training thread in both modes); *policy latency_s* = the policy's answer (in the agent's worker thread:
+  waited for when synchronous, not when async); *applied at boundary + iters* = the first iteration with the
+  new weights (1 when synchronous). In lockstep, other variants' iterations run while an async answer is
+  awaited, so that lag is shorter here than alone (alone: about latency / s/iter iterations).
+- *Share of a {PAPER_STAGE_ITERS}-iter stage* and *overhead at {PAPER_STAGE_ITERS}-iter stages* are
+  EXTRAPOLATED, not measured: blocking / ({PAPER_STAGE_ITERS} x s/iter + blocking), and
+  ratio x ({PAPER_STAGE_ITERS} x s/iter + blocking) / ({PAPER_STAGE_ITERS} x s/iter) - 1, with the variant's
+  median s/iter and the median ratio (whose noise carries over). The paper's Table 12: +10.8% (CISR) ..
+  +18.0% (RISR), nearly all LLM reasoning (CISR: 58 min over 20 stages, ~174 s per boundary, against
+  ~28 min of training per stage). Here the LLM is a stub answering after {f['delay']} s: the llm rows show
+  the agent's own machinery; with a real server add (its latency - {f['delay']} s) per synchronous boundary.
+- Peak memory: {f['peak_method']}.
+- Baseline: BasicSR's own SRGANModel cannot train SwinIR with its VGGStyleDiscriminator (`.view()` on a
+  strided output) and has no SSIM loss, so the baseline is LossAgentModel without an `agent` section,
+  which computes SRGANModel's losses and updates on the same networks.
+"""

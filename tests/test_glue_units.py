@@ -1,0 +1,126 @@
+"""Unit tests of the pieces that glue the agent to BasicSR (no training loop)."""
+import json
+import os
+
+import pytest
+import torch
+
+import lossagent_compat  # noqa: F401
+import lossagent_losses  # noqa: F401
+from agent import OptionError
+from agent.decision_log import DecisionLog, read_records
+from lossagent_models.iqa_metrics import MissingWeightsError
+from lossagent_models.loss_repository import LossRepository
+
+
+# ---- decision log -------------------------------------------------------------------------
+def test_decision_log_skips_a_torn_line_and_marks_superseded(tmp_path):
+    log = DecisionLog(tmp_path / 'agent' / 'decisions.jsonl')
+    for it in (0, 5, 10, 15):
+        log.append({'stage': it // 5, 'iteration': it, 'score': float('nan') if it == 5 else 1.0})
+    with open(log.path, 'a') as f:
+        f.write('{"stage": 4, "iteration": 2')  # a crash in the middle of a write
+    assert [r['iteration'] for r in read_records(log.path)] == [0, 5, 10, 15]
+    assert list(read_records(log.path))[1]['score'] is None  # NaN is stored as null, never as NaN
+    assert log.supersede_after(5) == 2
+    assert [r['iteration'] for r in read_records(log.path)] == [0, 5]
+    everything = list(read_records(log.path, include_superseded=True))
+    assert [r.get('superseded', False) for r in everything] == [False, False, True, True]
+    assert all(line.endswith('}') for line in log.path.read_text().splitlines())  # torn tail removed
+
+
+# ---- loss repository ----------------------------------------------------------------------
+def test_repository_sets_weights_in_place_and_on_the_right_attribute():
+    repo = LossRepository({'losses': {'L1': {'type': 'L1Loss', 'loss_weight': 1.0},
+                                      'SSIM': {'type': 'SSIMLoss', 'loss_weight': 0.5}}}, torch.device('cpu'))
+    assert repo.names == ['L1', 'SSIM'] and repo.get_weights() == {'L1': 1.0, 'SSIM': 0.5}
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    total, terms = repo.generator_loss(x, y)
+    repo.set_weights({'L1': 2.0, 'SSIM': 0.0})
+    total2, terms2 = repo.generator_loss(x, y)
+    assert terms2['l_g_L1'] == pytest.approx(2 * terms['l_g_L1'])
+    assert terms2['l_g_SSIM'] == 0
+    with pytest.raises(OptionError, match='3 weights for 2 losses'):
+        repo.set_initial_weights([1, 2, 3])
+
+
+def test_srgan_keys_become_a_repository():
+    repo = LossRepository({'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1.0},
+                           'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla', 'loss_weight': 0.1}},
+                          torch.device('cpu'))
+    assert repo.names == ['MSE', 'GAN'] and repo.adversarial.name == 'GAN'
+    with pytest.raises(OptionError, match='not both'):
+        LossRepository({'losses': {'L1': {'type': 'L1Loss'}}, 'pixel_opt': {'type': 'L1Loss'}}, 'cpu')
+
+
+def test_perceptual_loss_without_vgg_weights_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no experiments/pretrained_models/vgg19-dcbb9e9d.pth here
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    with pytest.raises(MissingWeightsError, match='vgg19-dcbb9e9d.pth'):
+        LossRepository({'losses': {'Perceptual': {'type': 'PerceptualLoss', 'layer_weights': {'conv5_4': 1},
+                                                  'perceptual_weight': 0.1}}}, torch.device('cpu'))
+
+
+# ---- experts ------------------------------------------------------------------------------
+def test_iqa_experts_match_pyiqa_and_use_the_ground_truth():
+    import pyiqa
+    from lossagent_data.skimage_dataset import load_photo
+    from lossagent_models.experts import build_experts
+    photo = torch.from_numpy(load_photo('coffee')[:192, :192]).permute(2, 0, 1)
+    noisy = (photo + 0.05 * torch.randn_like(photo, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    experts = build_experts({'NIQE': {'metric': 'niqe'}, 'PSNR': {'metric': 'psnr'},
+                             'Sharp': {'metric': 'niqe', 'lower_better': False}}, 'cpu')
+    assert [(e.name, e.lower_better) for e in experts] == [('NIQE', True), ('PSNR', False), ('Sharp', False)]
+    niqe, psnr, _ = (e.score([noisy, photo], [photo, photo], {}) for e in experts)
+    direct = pyiqa.create_metric('niqe')
+    assert niqe[0] == pytest.approx(float(direct(noisy[None])), rel=1e-6)
+    assert psnr[1] > 60  # identical images (pyiqa caps PSNR instead of returning inf)
+    assert 20 < psnr[0] < 40
+
+
+def test_unknown_expert_type_is_an_option_error():
+    from lossagent_models.experts import build_experts
+    with pytest.raises(OptionError, match="agent.experts.X.type: unknown expert type 'oracle'"):
+        build_experts({'X': {'type': 'oracle'}}, 'cpu')
+
+
+# ---- launcher arguments -------------------------------------------------------------------
+def test_old_launcher_local_rank_forms_are_accepted(monkeypatch):
+    from lossagent_models.basicsr_runtime import normalize_launcher_args
+    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    assert normalize_launcher_args(['train.py', '--local-rank=1', '-opt', 'x.yml']) == \
+        ['train.py', '--local_rank=1', '-opt', 'x.yml']
+    assert os.environ['LOCAL_RANK'] == '1'
+    assert normalize_launcher_args(['t.py', '--local_rank', '3']) == ['t.py', '--local_rank', '3']
+
+
+def test_rng_state_round_trips_through_json():
+    import random
+    import numpy as np
+    from lossagent_models.rng_state import host_rng_state, restore_host_rng_state
+    state = json.loads(json.dumps(host_rng_state()))
+    expected = (random.random(), np.random.rand())
+    restore_host_rng_state(state)
+    assert (random.random(), np.random.rand()) == expected
+
+
+# ---- preflight on the paper's configs -----------------------------------------------------
+def paper_configs():
+    from training import ROOT
+    return sorted(p for p in (ROOT / 'options' / 'train').glob('*.yml') if p.name != 'demo_cpu.yml')
+
+
+@pytest.mark.parametrize('path', paper_configs(), ids=lambda p: p.stem)
+def test_paper_configs_pass_the_name_checks_and_stop_at_missing_data(path):
+    """Every type name resolves (as BasicSR's registry.get does); what is missing here is data."""
+    import yaml
+    import lossagent_arch  # noqa: F401
+    import lossagent_data  # noqa: F401
+    import lossagent_models  # noqa: F401
+    from basicsr.utils.options import ordered_yaml
+    from lossagent_models.preflight import check_options
+    opt = yaml.load(path.read_text(), Loader=ordered_yaml()[0])
+    opt['auto_resume'] = False
+    with pytest.raises(OptionError) as err:
+        check_options(opt)
+    assert str(err.value).startswith(('datasets.', 'path.pretrain_network', 'agent.dataset.')), str(err.value)
