@@ -85,9 +85,10 @@ PROFILES = {
                   agent_crop=96, agent_crops_per_side=1, agent_min_std=0.1, eval_crop=96, eval_crops_per_side=1,
                   heldout=['coffee'], prefix='study_smoke'),
 }
-# Seconds per item for one single-threaded process on the 2-core CPU this study was written on, for the
-# estimate (see benchmarks/study.md for the measured wall time).
-COST = dict(startup=8.0, pretrain_iter=0.07, iter=0.35, boundary_per_crop=0.1, eval_per_crop=0.08)
+# Seconds per item for one single-threaded process while two of them share the 2-core CPU, for the
+# estimate: the fastest per-run figures measured in the study of 2026-11-23 (a training iteration
+# 0.54 s, a 23-crop boundary 2.9 s; the machine was shared with other jobs, see benchmarks/study.md).
+COST = dict(startup=8.0, pretrain_iter=0.1, iter=0.54, boundary_per_crop=0.13, eval_per_crop=0.08)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ def run_all(runs: list[Run], out: Path, jobs: int, threads: int, t0: float, est_
             done += 1
             took.append(time.time() - started)
             per_run = sum(took) / len(took)  # measured, not the estimate, once a run has finished
-            left = len(pending) + len(active)
+            left = len(active) + sum(1 for r in pending if not finished(r.root, None, r.opt))  # reused runs take no time
             elapsed = time.time() - t0
             print(f'  {run.name}: {took[-1]:.0f}s | {done}/{len(runs)} runs, '
                   f'{elapsed / 60:.1f} min so far, ~{left * per_run / jobs / 60:.0f} min of training left',
@@ -567,9 +568,9 @@ def main(argv=None) -> int:
           f'from one L1 pre-training of {p["pretrain_iters"]} iterations.')
     if not llm:
         print('study: llm policy skipped: no endpoint configured (set LOSSAGENT_LLM_URL=http://host:port/v1 to add it)')
-    print(f'study: estimated wall time {est / 60:.1f} min with --jobs {args.jobs} --threads {args.threads} on '
-          f'{os.cpu_count()} free cores '
-          f'(per-iteration costs measured on this 2-core machine; slower while others use the cores)', flush=True)
+    print(f'study: estimated wall time {est / 60:.1f} min with --jobs {args.jobs} --threads {args.threads} '
+          f'(from per-run costs measured on a shared 2-core CPU; this machine has {os.cpu_count()} cores; '
+          f'longer while other jobs use them)', flush=True)
     if args.estimate:
         return 0
 
