@@ -121,9 +121,9 @@ class StageAgent:
             return
         self.started = True
         if self.rank == 0:
-            entry, outputs = self._evaluate(net, iteration, decide=False)
+            entry = self._evaluate(net, iteration, decide=False)
             entry.update(weights_after=entry['weights_before'], applied_iteration=iteration + 1)
-            self._write(entry, outputs)
+            self._write(entry)
 
     def after_iteration(self, net: torch.nn.Module, iteration: int) -> None:
         if self.pending_since is not None and (iteration - self.pending_since) % self.poll_iters == 0:
@@ -133,14 +133,14 @@ class StageAgent:
                 self._collect(iteration, wait=True)
             self.stage += 1
             if self.rank == 0:
-                self._entry, self._outputs = self._evaluate(net, iteration, decide=True)
+                self._entry = self._evaluate(net, iteration, decide=True)
                 self._submit()
             self.pending_since = iteration
             if not self.async_mode:
                 self._collect(iteration, wait=True)
 
     # ---- rank 0: evaluate and decide ------------------------------------------------------
-    def _evaluate(self, net, iteration: int, decide: bool) -> tuple[dict, list]:
+    def _evaluate(self, net, iteration: int, decide: bool) -> dict:
         started = time.perf_counter()
         outputs = self.val_set.restore(net, self.device)
         scores, errors = OrderedDict(), {}
@@ -165,7 +165,7 @@ class StageAgent:
                  'policy': self.policy.name if decide else 'initial', 'fallback': None, 'superseded': False,
                  'eval_s': round(time.perf_counter() - started, 4)}
         log_scores(self.tb, entry, outputs)
-        return entry, outputs
+        return entry
 
     def _submit(self) -> None:
         history = History(list(self.history.records))  # the main thread appends while we think
@@ -214,8 +214,8 @@ class StageAgent:
             f.write(json.dumps({'stage': self.stage, 'from_iteration': iteration + 1, 'weights': message}) + '\n')
         if self.rank == 0:
             self._entry['applied_iteration'] = iteration + 1
-            self._write(self._entry, self._outputs)
-            self._future = self._entry = self._outputs = None
+            self._write(self._entry)
+            self._future = self._entry = None
 
     def _finish_entry(self, decision: dict) -> dict:
         entry = self._entry
@@ -238,7 +238,7 @@ class StageAgent:
         dist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
-    def _write(self, entry: dict, outputs) -> None:
+    def _write(self, entry: dict) -> None:
         self.log.append(entry)
         log_decision(self.tb, entry, entry['applied_iteration'])
         self._report(entry)
@@ -265,7 +265,7 @@ class StageAgent:
         """Plain types only, so the training state loads with torch.load(weights_only=True)."""
         pending = None
         if self.pending_since is not None and self._entry is not None:
-            pending = json.loads(json.dumps({k: v for k, v in self._entry.items()}, default=str))
+            pending = json.loads(json.dumps(self._entry, default=str))
         return {'stage': self.stage, 'started': self.started, 'history': self.history.to_list(),
                 'weights': dict(self.repository.get_weights()), 'pending_since': self.pending_since,
                 'pending_entry': pending, 'policy': self.policy.state_dict() if self.policy is not None else {}}
@@ -281,7 +281,7 @@ class StageAgent:
         self.policy.load_state_dict(state.get('policy', {}))
         superseded = self.log.supersede_after(iteration)
         if self.pending_since is not None:  # the answer was lost with the process: ask again
-            self._entry, self._outputs = state['pending_entry'], []
+            self._entry = state['pending_entry']
             self._submit()
         self.logger.info(f'Loss agent resumed at stage {self.stage} (iter {iteration}) with weights '
                          f'{dict(self.repository.get_weights())}; {superseded} later records marked superseded'
