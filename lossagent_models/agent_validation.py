@@ -2,12 +2,25 @@
 from __future__ import annotations
 
 import random
+from typing import Optional
 
 import torch
 
 from basicsr.data import build_dataset
 from agent import OptionError
 from lossagent_arch.window_util import pad_to_multiple
+
+
+def equal_runs(keys: list, max_len: Optional[int] = None):
+    """(start, end) of each run of consecutive equal keys (e.g. image shapes), at most `max_len` long:
+    images of one shape are batched together, in their order."""
+    start = 0
+    while start < len(keys):
+        end = start + 1
+        while end < len(keys) and keys[end] == keys[start] and (max_len is None or end - start < max_len):
+            end += 1
+        yield start, end
+        start = end
 
 
 class AgentValidationSet:
@@ -59,18 +72,13 @@ class AgentValidationSet:
         net.eval()
         outputs: list[torch.Tensor] = []
         try:
-            start = 0
-            while start < len(self.lqs):
-                end = start + 1
-                while end < len(self.lqs) and end - start < batch_size and self.lqs[end].shape == self.lqs[start].shape:
-                    end += 1
+            for start, end in equal_runs([lq.shape for lq in self.lqs], batch_size):
                 batch = torch.stack(self.lqs[start:end]).to(device)
                 padded, (h, w) = pad_to_multiple(batch, self.pad_multiple) if self.pad_multiple > 1 \
                     else (batch, batch.shape[-2:])
                 out = net(padded)
                 scale = out.shape[-1] // padded.shape[-1]
                 outputs.extend(out[..., :h * scale, :w * scale].float().clamp_(0, 1))
-                start = end
         finally:
             net.train(was_training)
         return outputs

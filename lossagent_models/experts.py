@@ -29,6 +29,7 @@ from agent.human_feedback import wait_for_feedback
 from basicsr.utils import tensor2img
 
 from agent import ExpertInfo
+from .agent_validation import equal_runs
 from .iqa_metrics import create_iqa_metric, lower_is_better
 from agent import OptionError
 
@@ -145,14 +146,9 @@ class HumanExpert(Expert):
 
 def _same_shape_batches(outputs, gts):
     """Consecutive images of one shape go through a metric together (gts None: no ground truth)."""
-    start = 0
-    while start < len(outputs):
-        end = start + 1
-        while end < len(outputs) and outputs[end].shape == outputs[start].shape \
-                and (gts[end] is None or gts[end].shape == gts[start].shape):
-            end += 1
+    shapes = [(out.shape, None if gt is None else gt.shape) for out, gt in zip(outputs, gts)]
+    for start, end in equal_runs(shapes):
         yield torch.stack(outputs[start:end]), None if gts[start] is None else torch.stack(gts[start:end])
-        start = end
 
 
 def build_experts(experts_opt: dict, device) -> list[Expert]:
