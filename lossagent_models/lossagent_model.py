@@ -29,8 +29,7 @@ from .rng_state import host_rng_state, restore_host_rng_state, seed_iteration
 from .stage_agent import StageAgent
 from agent import OptionError
 
-LEGACY_ATTRIBUTES = {'cri_pix': ('L1', 'MSE', 'Charbonnier', 'Pixel'), 'cri_perceptual': ('Perceptual',),
-                     'cri_gan': ('GAN',)}
+LEGACY_ATTRIBUTES = {'cri_pix': ('L1', 'MSE', 'Charbonnier', 'Pixel'), 'cri_perceptual': ('Perceptual',)}
 
 
 @MODEL_REGISTRY.register()
@@ -80,13 +79,13 @@ class LossAgentModel(SRGANModel):
             self.load_network(self.net_d, load_path, self.opt['path'].get('strict_load_d', True),
                               self.opt['path'].get('param_key_d', 'params'))
         self.net_d.train()
-        self.cri_gan = self.losses.adversarial.criterion
 
     def _expose_legacy_criteria(self):
         """SRGANModel's attribute names, for code and users that look for them."""
         by_name = {e.name: e.criterion for e in self.losses.entries}
         for attribute, names in LEGACY_ATTRIBUTES.items():
             setattr(self, attribute, next((by_name[n] for n in names if n in by_name), None))
+        self.cri_gan = self.losses.adversarial.criterion if self.losses.adversarial is not None else None
         self.cri_ldl = None
 
     def setup_optimizers(self):
@@ -163,7 +162,7 @@ class LossAgentModel(SRGANModel):
                 + ('' if math.isfinite(value) else ' (check the loss weights and the learning rate)'))
 
     def _optimize_discriminator(self, current_iter: int) -> OrderedDict:
-        cri_gan = self.losses.adversarial.criterion
+        cri_gan = self.cri_gan
         for p in self.net_d.parameters():
             p.requires_grad = True
         self.optimizer_d.zero_grad()
