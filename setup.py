@@ -9,8 +9,9 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=['agent', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_data', 'lossagent_eval'],
-    py_modules=['lossagent_compat'],
+    packages=['agent', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_hook', 'lossagent_runtime',
+              'lossagent_data', 'lossagent_eval'],
+    py_modules=['lossagent_compat', 'lossagent_errors'],
     package_data={'agent': ['templates/*.txt']},
     # torch/torchvision and basicsr are installed first by the Makefile: basicsr's source archive
     # needs torch at build time (pip install --no-build-isolation basicsr==1.4.2).

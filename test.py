@@ -12,19 +12,20 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lossagent_compat  # noqa: F401,E402  (before basicsr)
+from lossagent_errors import UserError  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', required=True, help='path to the test option YAML')
     args = parser.parse_args(argv)
-    from lossagent_eval.benchmark import OptionError, run_benchmark
-    from lossagent_eval.checkpoint import CheckpointError
-    from lossagent_models.iqa_metrics import MissingWeightsError
+    from lossagent_eval.benchmark import run_benchmark
     try:
         table, results_dir = run_benchmark(args.opt)
-    except (OptionError, CheckpointError, MissingWeightsError, FileNotFoundError) as err:
-        sys.exit(f'test.py: {err}')  # one line, naming the option key and the path
+    except (UserError, FileNotFoundError) as err:
+        if os.environ.get('LOSSAGENT_TRACEBACK'):
+            raise
+        sys.exit(f'test.py: error: {err}')  # one line, naming the option key and the path
     print(table.to_markdown())
     print(f'written to {results_dir}')
 

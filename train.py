@@ -9,17 +9,16 @@ import lossagent_arch  # noqa: F401  (registers our architectures)
 import lossagent_data  # noqa: F401  (datasets)
 import lossagent_losses  # noqa: F401  (losses)
 import lossagent_models  # noqa: F401  (LossAgentModel)
-from agent import OptionError
-from basicsr.train import train_pipeline
-from lossagent_models import basicsr_runtime
-from lossagent_models.iqa_metrics import MissingWeightsError
+from lossagent_errors import UserError
+from lossagent_runtime import basicsr_fixes
+from lossagent_runtime.pipeline import train_pipeline
 
 
 def main() -> int:
-    basicsr_runtime.install()
+    basicsr_fixes.install()
     try:
-        train_pipeline(osp.dirname(osp.abspath(__file__)))
-    except (OptionError, MissingWeightsError, FileNotFoundError) as err:
+        train_pipeline(osp.dirname(osp.abspath(__file__)), sys.argv)
+    except (UserError, FileNotFoundError) as err:
         if os.environ.get('LOSSAGENT_TRACEBACK'):
             raise
         print(f'train.py: error: {err}', file=sys.stderr)

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import math
 
-from .base import AgentConfigError, Decision, History, LossPolicy
+from lossagent_errors import OptionError
+from .record import History
+from .policy import Decision, LossPolicy
 from .objective import check_objective_weights, stage_objective
 from .options import choice, flag, number, read_options
 from .registry import register_policy
@@ -60,7 +62,7 @@ class AdaptivePolicy(LossPolicy):
         self.sigma_min = number(o, 'sigma_min', 0, 10)
         self.sigma_max = number(o, 'sigma_max', 1e-6, 10)
         if not self.sigma_min <= self.sigma0 <= self.sigma_max:
-            raise AgentConfigError('agent.policy.sigma: expected sigma_min <= sigma <= sigma_max')
+            raise OptionError('agent.policy.sigma: expected sigma_min <= sigma <= sigma_max')
         self.factor = number(o, 'success_factor', 1.0, 10)
         self.radius = number(o, 'trust_region', 0, 50)
         self.anchor = flag(o, 'anchor')
@@ -68,7 +70,7 @@ class AdaptivePolicy(LossPolicy):
         self.patience = number(o, 'patience', 1, 10 ** 6, integer=True)
         self.objective_weights = check_objective_weights(o['objective_weights'], self.experts)
         if any(w < 0 for w in self.initial_weights.values()):
-            raise AgentConfigError('agent.policy: the adaptive policy needs non-negative initial weights')
+            raise OptionError('agent.policy: the adaptive policy needs non-negative initial weights')
         # losses with initial weight 0 have no log-weight: they stay 0 (and so does the anchor)
         self.active = [n for i, n in enumerate(self.loss_names)
                        if self.initial_weights[n] > 0 and not (self.anchor and i == 0)]

@@ -8,6 +8,7 @@ never stored in options, results, decisions, prompts or state.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 import time
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .base import AgentConfigError
+from lossagent_errors import OptionError
 from .options import choice, number
 
 CLIENT_DEFAULTS = {
@@ -59,15 +60,32 @@ def check_client_options(o: dict, prefix: str = 'agent.policy') -> None:
     if isinstance(o['stop'], str):
         o['stop'] = [o['stop']]
     if not isinstance(o['stop'], list) or not all(isinstance(s, str) for s in o['stop']):
-        raise AgentConfigError(f"{prefix}.stop: got {o['stop']!r}; expected a list of strings")
+        raise OptionError(f"{prefix}.stop: got {o['stop']!r}; expected a list of strings")
     ids = o['stop_token_ids'] or []
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise AgentConfigError(f"{prefix}.stop_token_ids: got {o['stop_token_ids']!r}; expected a list of ints")
+        raise OptionError(f"{prefix}.stop_token_ids: got {o['stop_token_ids']!r}; expected a list of ints")
     o['stop_token_ids'] = ids
+    if o['backend'] == 'openai':
+        base_url = o['base_url'] or os.environ.get('LOSSAGENT_LLM_URL')
+        if not base_url:
+            raise OptionError(f'{prefix}.base_url: no LLM server given; set it (e.g. '
+                              'http://127.0.0.1:8000/v1 for `vllm serve`) or export LOSSAGENT_LLM_URL')
+        if not str(base_url).startswith(('http://', 'https://')):
+            raise OptionError(f'{prefix}.base_url: got {base_url!r}; expected an http(s):// URL')
+        o['base_url'] = str(base_url)
+    else:
+        path = o.get('model_path')
+        missing = []
+        if not path or not Path(path).is_file():
+            missing.append(f'{prefix}.model_path must name an existing GGUF file (got {path!r})')
+        if importlib.util.find_spec('llama_cpp') is None:
+            missing.append('the llama-cpp-python package is not installed (pip install llama-cpp-python)')
+        if missing:
+            raise OptionError(f'{prefix}.backend: llamacpp needs ' + ' and '.join(missing))
 
 
 def build_client(o: dict, request_fields: Optional[dict] = None, prefix: str = 'agent.policy'):
-    """The client for validated options `o`; config problems raise AgentConfigError now."""
+    """The client for validated options `o`; config problems raise OptionError now."""
     if o['backend'] == 'llamacpp':
         return LlamaCppChatClient(o, request_fields or {}, prefix)
     return OpenAIChatClient(o, request_fields or {}, prefix)
@@ -77,13 +95,7 @@ class OpenAIChatClient:
     def __init__(self, o: dict, request_fields: dict, prefix: str = 'agent.policy'):
         import openai  # a hard dependency of the agent, imported here to keep `agent` light
         self._openai = openai
-        base_url = o['base_url'] or os.environ.get('LOSSAGENT_LLM_URL')
-        if not base_url:
-            raise AgentConfigError(f'{prefix}.base_url: no LLM server given; set it (e.g. '
-                                   'http://127.0.0.1:8000/v1 for `vllm serve`) or export LOSSAGENT_LLM_URL')
-        if not str(base_url).startswith(('http://', 'https://')):
-            raise AgentConfigError(f'{prefix}.base_url: got {base_url!r}; expected an http(s):// URL')
-        self.base_url = str(base_url)
+        self.base_url = o['base_url']
         self.o = o
         self.fields = dict(request_fields)
         key = os.environ.get(o['api_key_env'] or 'OPENAI_API_KEY') or 'EMPTY'
@@ -163,19 +175,10 @@ class LlamaCppChatClient:
     """In-process GGUF model via llama-cpp-python; one request at a time (the model is not thread-safe)."""
 
     def __init__(self, o: dict, request_fields: dict, prefix: str = 'agent.policy'):
-        path = o.get('model_path')
-        missing = []
-        if not path or not Path(path).is_file():
-            missing.append(f'{prefix}.model_path must name an existing GGUF file (got {path!r})')
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            Llama = None
-            missing.append('the llama-cpp-python package is not installed (pip install llama-cpp-python)')
-        if missing:
-            raise AgentConfigError(f'{prefix}.backend: llamacpp needs ' + ' and '.join(missing))
+        from llama_cpp import Llama
+        path = o['model_path']
         if 'extra_body' in request_fields and 'json' not in request_fields['extra_body'].get('structured_outputs', {}):
-            raise AgentConfigError(f'{prefix}.structured_output: the llamacpp backend supports none, json '
+            raise OptionError(f'{prefix}.structured_output: the llamacpp backend supports none, json '
                                    'and response_format')
         self.o = o
         self.response_format = None

@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import Optional
 
-from .base import AgentConfigError
+from lossagent_errors import OptionError
 from .client import CLIENT_DEFAULTS, build_client, check_client_options
 from .concurrency import run_concurrently
 from .options import number, read_options
@@ -39,17 +39,22 @@ CRITIQUE_DEFAULTS = {
 }
 
 
+def check_critique_options(opt: Optional[dict], prefix: str = 'agent.critique') -> dict:
+    """The validated options of one critic (nothing is connected or built)."""
+    o = read_options(opt, CRITIQUE_DEFAULTS, prefix)
+    check_client_options(o, prefix)
+    if o['backend'] != 'openai':
+        raise OptionError(f"{prefix}.backend: only 'openai' (an OpenAI-compatible server) serves images here")
+    o['max_concurrency'] = number(o, 'max_concurrency', 1, 1024, integer=True, prefix=prefix)
+    o['budget_s'] = number(o, 'budget_s', 0.01, 10 ** 6, prefix=prefix)
+    return o
+
+
 class Critic:
     """Reusable: holds one HTTP client for the run."""
 
     def __init__(self, opt: Optional[dict] = None, prefix: str = 'agent.critique'):
-        o = read_options(opt, CRITIQUE_DEFAULTS, prefix)
-        check_client_options(o, prefix)
-        if o['backend'] != 'openai':
-            raise AgentConfigError(f"{prefix}.backend: only 'openai' (an OpenAI-compatible server) "
-                                   'serves images here')
-        o['max_concurrency'] = number(o, 'max_concurrency', 1, 1024, integer=True, prefix=prefix)
-        o['budget_s'] = number(o, 'budget_s', 0.01, 10 ** 6, prefix=prefix)
+        o = check_critique_options(opt, prefix)
         self.o = o
         self.prompt = o['prompt'] or self._template(o, prefix)
         self.client = build_client(o, {}, prefix)

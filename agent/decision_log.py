@@ -1,4 +1,4 @@
-"""`decisions.jsonl`: one JSON line per stage boundary, append-only, never torn.
+"""`decisions.jsonl`: one stage record per line, append-only, never torn.
 
 Each line is written with a single `write` of the whole line and fsync'd, so a crash
 leaves either the whole record or nothing; a partial last line (power loss) is ignored by
@@ -12,7 +12,9 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Union
+
+from .record import StageRecord
 
 
 def _json_safe(value):
@@ -31,11 +33,12 @@ class DecisionLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def append(self, record: dict) -> None:
-        line = json.dumps(_json_safe(record), ensure_ascii=False, allow_nan=False) + '\n'
+    def append(self, record: Union[StageRecord, dict]) -> None:
+        line = record.to_dict() if isinstance(record, StageRecord) else record
+        text = json.dumps(_json_safe(line), ensure_ascii=False, allow_nan=False) + '\n'
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode('utf-8'))
+            os.write(fd, text.encode('utf-8'))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -44,24 +47,24 @@ class DecisionLog:
         """Mark records with `iteration` > the restored one as superseded; returns how many."""
         if not self.path.exists():
             return 0
-        records = list(read_records(self.path, include_superseded=True))
+        lines = list(read_lines(self.path, include_superseded=True))
         changed = 0
-        for record in records:
-            if record.get('iteration', 0) > iteration and not record.get('superseded'):
-                record['superseded'] = True
+        for line in lines:
+            if line.get('iteration', 0) > iteration and not line.get('superseded'):
+                line['superseded'] = True
                 changed += 1
         tmp = self.path.with_suffix('.jsonl.tmp')
         with open(tmp, 'w', encoding='utf-8') as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + '\n')
+            for line in lines:
+                f.write(json.dumps(line, ensure_ascii=False) + '\n')
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
         return changed
 
 
-def read_records(path, include_superseded: bool = False) -> Iterator[dict]:
-    """The records of a decision log in order; a torn or corrupt line is skipped."""
+def read_lines(path, include_superseded: bool = False) -> Iterator[dict]:
+    """The raw JSON lines of a decision log in order; a torn or corrupt line is skipped."""
     with open(path, encoding='utf-8') as f:
         for line in f:
             if not line.endswith('\n'):
@@ -70,5 +73,36 @@ def read_records(path, include_superseded: bool = False) -> Iterator[dict]:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if include_superseded or not record.get('superseded'):
+            if isinstance(record, dict) and (include_superseded or not record.get('superseded')):
                 yield record
+
+
+def read_records(path, include_superseded: bool = False) -> Iterator[StageRecord]:
+    """The stage records of a decision log in order; lines that are not records are skipped."""
+    for line in read_lines(path, include_superseded):
+        try:
+            yield StageRecord.from_dict(line)
+        except (KeyError, TypeError, ValueError):
+            continue
+
+
+def log_path(path) -> Path:
+    """experiments/<name>, its agent/ folder, or the decisions.jsonl itself."""
+    path = Path(path)
+    if path.suffix == '.jsonl':
+        return path
+    if (path / 'decisions.jsonl').exists():
+        return path / 'decisions.jsonl'
+    return path / 'agent' / 'decisions.jsonl'
+
+
+def current_records(path) -> list[StageRecord]:
+    """A run's current records (not superseded), one per stage (a later line for the same stage wins),
+    ordered by iteration; [] when there is no log yet."""
+    path = log_path(path)
+    if not path.exists():
+        return []
+    by_stage: dict[int, StageRecord] = {}
+    for record in read_records(path):
+        by_stage[record.stage] = record
+    return sorted(by_stage.values(), key=lambda r: (r.iteration, r.stage))

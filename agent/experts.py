@@ -7,31 +7,19 @@
         Critic: {type: critique, ...}             # a text critique per image (kind text)
         Human: {type: human}                      # a person's feedback (kind text)
 
-A missing `lower_better` is looked up by pyiqa metric name; an unknown metric without
+A missing `lower_better` is looked up in the direction table (agent/directions.py); an unknown metric without
 `lower_better` is an error naming the key (a wrong direction silently trains the wrong way).
 """
 from __future__ import annotations
 
-from typing import Optional
 
-# The glue's expert types whose answers are text, not scores (lossagent_models/experts.py).
+from lossagent_errors import OptionError
+
+from .directions import known_direction
+from .record import ExpertInfo
+
+# The glue's expert types whose answers are text, not scores (lossagent_hook/experts.py).
 TEXT_EXPERT_TYPES = {'critique': 'text', 'human': 'text'}
-
-from .base import AgentConfigError, ExpertInfo
-
-LOWER_BETTER = {
-    'niqe': True, 'piqe': True, 'brisque': True, 'lpips': True, 'lpips-vgg': True, 'dists': True,
-    'pi': True, 'ilniqe': True, 'nrqm': False, 'fid': True, 'mad': True, 'gmsd': True, 'nlpd': True,
-    'psnr': False, 'psnry': False, 'ssim': False, 'ms_ssim': False, 'fsim': False, 'vif': False,
-    'clipiqa': False, 'clipiqa+': False, 'maniqa': False, 'qalign': False, 'musiq': False,
-    'hyperiqa': False, 'topiq_nr': False, 'topiq_fr': False, 'dbcnn': False, 'paq2piq': False,
-    'nima': False, 'cw_ssim': False, 'vsi': False, 'liqe': False,
-}
-
-
-def known_direction(metric: Optional[str]) -> Optional[bool]:
-    """lower_better for a pyiqa metric name (case-insensitive), None if unknown."""
-    return LOWER_BETTER.get(str(metric).lower()) if metric else None
 
 
 def experts_from_opt(experts_opt, key: str = 'agent.experts') -> list[ExpertInfo]:
@@ -42,24 +30,24 @@ def experts_from_opt(experts_opt, key: str = 'agent.experts') -> list[ExpertInfo
         items = []
         for spec in experts_opt:
             if not isinstance(spec, dict) or 'name' not in spec:
-                raise AgentConfigError(f'{key}: list entries need a name: got {spec!r}')
+                raise OptionError(f'{key}: list entries need a name: got {spec!r}')
             items.append((spec['name'], spec))
     else:
-        raise AgentConfigError(f'{key}: got {experts_opt!r}; expected a mapping name -> {{metric, lower_better}}')
+        raise OptionError(f'{key}: got {experts_opt!r}; expected a mapping name -> {{metric, lower_better}}')
     out = []
     for name, spec in items:
         if not isinstance(spec, dict):
-            raise AgentConfigError(f'{key}.{name}: got {spec!r}; expected a mapping')
+            raise OptionError(f'{key}.{name}: got {spec!r}; expected a mapping')
         kind = spec.get('kind', TEXT_EXPERT_TYPES.get(spec.get('type'), 'score'))
         if kind not in ('score', 'text'):
-            raise AgentConfigError(f"{key}.{name}.kind: got {kind!r}; allowed values are ['score', 'text']")
+            raise OptionError(f"{key}.{name}.kind: got {kind!r}; allowed values are ['score', 'text']")
         lower = spec.get('lower_better')
         if lower is None and kind == 'score':
             lower = known_direction(spec.get('metric', name))
             if lower is None:
-                raise AgentConfigError(f'{key}.{name}.lower_better: unknown metric '
+                raise OptionError(f'{key}.{name}.lower_better: unknown metric '
                                        f"{spec.get('metric', name)!r}; say whether lower is better")
         if lower is not None and not isinstance(lower, bool):
-            raise AgentConfigError(f'{key}.{name}.lower_better: got {lower!r}; expected true or false')
+            raise OptionError(f'{key}.{name}.lower_better: got {lower!r}; expected true or false')
         out.append(ExpertInfo(name=str(name), lower_better=bool(lower), kind=kind))
     return out

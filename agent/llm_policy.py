@@ -14,7 +14,9 @@ import statistics
 import time
 from typing import Optional
 
-from .base import AgentConfigError, Decision, History, LossPolicy
+from lossagent_errors import OptionError
+from .record import History
+from .policy import Decision, LossPolicy
 from .client import CLIENT_DEFAULTS, build_client, check_client_options
 from .concurrency import run_concurrently
 from .options import choice, flag, number, pair, read_options, string_list
@@ -42,7 +44,21 @@ LLM_DEFAULTS = {
 class LLMPolicy(LossPolicy):
     def __init__(self, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
         super().__init__(loss_names, initial_weights, experts, opt, seed, task)
-        o = read_options(self.opt, LLM_DEFAULTS)
+        self.o = o = self.read_options(self.opt, self.seed, self.experts)
+        self.prompts = PromptBuilder(self.loss_names, self.initial_weights, self.experts, task, o)
+        self.client = build_client(o, request_fields(o['structured_output'], self.loss_names, o['bounds']))
+        self.calls = 0
+
+    @classmethod
+    def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
+        """Everything the constructor checks, without building the client (a llama.cpp model may be GBs)."""
+        base = LossPolicy(loss_names, initial_weights, experts, opt, seed, task)
+        o = cls.read_options(base.opt, base.seed, base.experts)
+        PromptBuilder(base.loss_names, base.initial_weights, base.experts, task, o)
+
+    @staticmethod
+    def read_options(opt: dict, seed: int, experts) -> dict:
+        o = read_options(opt, LLM_DEFAULTS)
         check_client_options(o)
         for key in ('system', 'directions', 'history_initial', 'needs', 'format_example', 'explore_rule',
                     'nonneg_rule', 'anchor', 'per_image', 'reprompt'):
@@ -56,22 +72,19 @@ class LLMPolicy(LossPolicy):
         o['budget_s'] = number(o, 'budget_s', 0.01, 10 ** 6)
         o['bounds'] = pair(o, 'bounds')
         if o['bounds'][0] < 0:
-            raise AgentConfigError(f"agent.policy.bounds: got {o['bounds']}; weights cannot be negative")
+            raise OptionError(f"agent.policy.bounds: got {o['bounds']}; weights cannot be negative")
         mv = o['min_valid']
         if isinstance(mv, bool) or not isinstance(mv, (int, float)) or not (
                 (isinstance(mv, int) and mv >= 1) or (isinstance(mv, float) and 0 < mv <= 1)):
-            raise AgentConfigError(f'agent.policy.min_valid: got {mv!r}; expected an int >= 1 (a count) '
-                                   'or a float in (0, 1] (a fraction of the prompts)')
+            raise OptionError(f'agent.policy.min_valid: got {mv!r}; expected an int >= 1 (a count) '
+                              'or a float in (0, 1] (a fraction of the prompts)')
         if o['seed'] == 'run':
-            o['seed'] = self.seed
+            o['seed'] = seed
         elif o['seed'] is not None:
             o['seed'] = number(o, 'seed', 0, 2 ** 63, integer=True)
         if not experts:
-            raise AgentConfigError('agent.experts: the llm policy needs at least one expert')
-        self.o = o
-        self.prompts = PromptBuilder(self.loss_names, self.initial_weights, self.experts, task, o)
-        self.client = build_client(o, request_fields(o['structured_output'], self.loss_names, o['bounds']))
-        self.calls = 0
+            raise OptionError('agent.experts: the llm policy needs at least one expert')
+        return o
 
     # ------------------------------------------------------------------ one boundary
     def decide(self, history: History) -> Decision:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .base import AgentConfigError, ExpertInfo, StageRecord, is_number
+from lossagent_errors import OptionError
+from .record import ExpertInfo, StageRecord, is_number
 
 EPS = 1e-6
 
@@ -19,17 +20,17 @@ def check_objective_weights(value, experts: list[ExpertInfo], key: str = 'agent.
     """{expert name: non-negative float}; missing experts get 1.0, text experts 0."""
     value = value or {}
     if not isinstance(value, dict):
-        raise AgentConfigError(f'{key}: got {value!r}; expected a mapping expert name -> weight')
+        raise OptionError(f'{key}: got {value!r}; expected a mapping expert name -> weight')
     names = {e.name for e in experts}
     out = {e.name: (0.0 if e.kind == 'text' else 1.0) for e in experts}
     for name, w in value.items():
         if name not in names:
-            raise AgentConfigError(f'{key}.{name}: unknown expert; experts are {sorted(names)}')
+            raise OptionError(f'{key}.{name}: unknown expert; experts are {sorted(names)}')
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
-            raise AgentConfigError(f'{key}.{name}: got {w!r}; expected a non-negative number')
+            raise OptionError(f'{key}.{name}: got {w!r}; expected a non-negative number')
         out[name] = float(w)
     if not any(w > 0 for n, w in out.items() if next(e for e in experts if e.name == n).kind != 'text'):
-        raise AgentConfigError(f'{key}: needs at least one score expert with a positive weight')
+        raise OptionError(f'{key}: needs at least one score expert with a positive weight')
     return out
 
 

@@ -8,18 +8,16 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
-from .base import AgentConfigError
+from lossagent_errors import OptionError, check_keys
 
 
 def read_options(opt: Optional[dict], defaults: dict, prefix: str = 'agent.policy') -> dict:
     """`defaults` updated with `opt`; any key not in `defaults` is an error."""
     opt = dict(opt or {})
     if 'api_key' in opt:  # checked first so the key is never echoed in an "unknown option" list
-        raise AgentConfigError(f'{prefix}.api_key: do not put keys in YAML; set an environment variable '
+        raise OptionError(f'{prefix}.api_key: do not put keys in YAML; set an environment variable '
                                f'and name it with {prefix}.api_key_env')
-    unknown = sorted(set(opt) - set(defaults))
-    if unknown:
-        raise AgentConfigError(f'{prefix}.{unknown[0]}: unknown option; known options are {sorted(defaults)}')
+    check_keys(opt, defaults, prefix)
     merged = dict(defaults)
     merged.update(opt)
     return merged
@@ -31,7 +29,7 @@ def choice(opts: dict, key: str, allowed: Iterable[Any], prefix: str = 'agent.po
     if isinstance(value, str):
         value = value.lower()
     if value not in allowed:
-        raise AgentConfigError(f'{prefix}.{key}: got {opts[key]!r}; allowed values are {allowed}')
+        raise OptionError(f'{prefix}.{key}: got {opts[key]!r}; allowed values are {allowed}')
     return value
 
 
@@ -50,7 +48,7 @@ def number(opts: dict, key: str, low: float = -math.inf, high: float = math.inf,
         ok = float(value).is_integer()
     if not ok or not low <= value <= high:
         kind = 'an integer' if integer else 'a number'
-        raise AgentConfigError(f'{prefix}.{key}: got {opts[key]!r}; expected {kind} in [{low}, {high}]'
+        raise OptionError(f'{prefix}.{key}: got {opts[key]!r}; expected {kind} in [{low}, {high}]'
                                + (' or null' if allow_none else ''))
     return int(value) if integer else float(value)
 
@@ -58,7 +56,7 @@ def number(opts: dict, key: str, low: float = -math.inf, high: float = math.inf,
 def flag(opts: dict, key: str, prefix: str = 'agent.policy') -> bool:
     value = opts[key]
     if not isinstance(value, bool):
-        raise AgentConfigError(f'{prefix}.{key}: got {value!r}; expected true or false')
+        raise OptionError(f'{prefix}.{key}: got {value!r}; expected true or false')
     return value
 
 
@@ -67,9 +65,9 @@ def pair(opts: dict, key: str, prefix: str = 'agent.policy') -> tuple[float, flo
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise AgentConfigError(f'{prefix}.{key}: got {value!r}; expected [low, high]') from None
+        raise OptionError(f'{prefix}.{key}: got {value!r}; expected [low, high]') from None
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise AgentConfigError(f'{prefix}.{key}: got {value!r}; expected finite [low, high] with low < high')
+        raise OptionError(f'{prefix}.{key}: got {value!r}; expected finite [low, high] with low < high')
     return low, high
 
 
@@ -82,4 +80,4 @@ def string_list(opts: dict, key: str, prefix: str = 'agent.policy') -> list[str]
         return [value] if value.strip() else []
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return [v for v in value if v.strip()]
-    raise AgentConfigError(f'{prefix}.{key}: got {value!r}; expected a string or a list of strings')
+    raise OptionError(f'{prefix}.{key}: got {value!r}; expected a string or a list of strings')

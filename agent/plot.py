@@ -6,7 +6,8 @@
 
 - weights.png: the loss weights over iterations, like the paper's Figure 5. A decision applies
   from its record's `applied_iteration` (the boundary + 1, later for asynchronous decisions;
-  the boundary itself in older logs), so the curve is a step (drawstyle steps-post). A log y-axis is chosen when the weights differ by >= 50x
+  the boundary itself in older logs), so the curve is a step (drawstyle steps-post). A log y-axis is
+  chosen when the weights differ by >= 50x
   (L1 1.0 vs GAN 0.01 is a flat line otherwise).
 - scores.png: each expert's mean over the validation images per stage, with the per-image
   min/max band and the per-image points; the title says which way is better (from the log's
@@ -25,7 +26,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .decision_log import read_records
+from .decision_log import current_records, log_path
+from .record import StageRecord
 
 ARROWS = {'lower': '↓', 'higher': '↑'}
 LOG_RATIO = 50.0  # auto log-y when max/min of the positive weights reaches this
@@ -33,100 +35,54 @@ FALLBACK_COLOR = 'tab:red'
 
 
 # ---- reading -------------------------------------------------------------------------------
-def log_path(path) -> Path:
-    """experiments/<name>, its agent/ folder, or the decisions.jsonl itself."""
-    path = Path(path)
-    if path.suffix == '.jsonl':
-        return path
-    if (path / 'decisions.jsonl').exists():
-        return path / 'decisions.jsonl'
-    return path / 'agent' / 'decisions.jsonl'
+def load_records(path) -> list[StageRecord]:
+    """The run's current (not superseded) records, by iteration."""
+    return current_records(path)
 
 
-def number(value) -> Optional[float]:
-    """A finite float, or None (None, NaN, text scores, bools and junk are not plotted)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def load_records(path) -> list[dict]:
-    """The run's current (not superseded) records that have an iteration and weights, by iteration."""
-    path = log_path(path)
-    if not path.exists():
-        return []
-    records = [r for r in read_records(path) if isinstance(r, dict) and number(r.get('iteration')) is not None
-               and isinstance(r.get('weights_after'), dict)]
-    return sorted(records, key=lambda r: r['iteration'])  # stable: equal iterations keep log order
-
-
-def loss_names(records: list[dict]) -> list[str]:
+def loss_names(records: list[StageRecord]) -> list[str]:
     names: dict[str, None] = {}
     for r in records:
-        for source in (r.get('weights_before'), r['weights_after']):
-            if isinstance(source, dict):
-                names.update(dict.fromkeys(source))
+        names.update(dict.fromkeys(r.weights_before))
+        names.update(dict.fromkeys(r.weights_after or {}))
     return list(names)
 
 
-def expert_names(records: list[dict]) -> list[str]:
+def expert_names(records: list[StageRecord]) -> list[str]:
     """Experts with at least one numeric score, in the log's order (text experts are skipped)."""
     names: dict[str, None] = {}
     for r in records:
-        for key in ('directions', 'mean_scores', 'scores'):
-            if isinstance(r.get(key), dict):
-                names.update(dict.fromkeys(r[key]))
-    return [n for n in names if any(image_scores(r, n) or mean_score(r, n) is not None for r in records)]
+        names.update(dict.fromkeys(e.name for e in r.experts))
+        names.update(dict.fromkeys(r.scores))
+    return [n for n in names if any(r.numbers(n) for r in records)]
 
 
-def image_scores(record: dict, expert: str) -> list[float]:
-    values = (record.get('scores') or {}).get(expert) if isinstance(record.get('scores'), dict) else None
-    if not isinstance(values, list):
-        values = [values]
-    return [v for v in map(number, values) if v is not None]
+def mean_score(record: StageRecord, expert: str) -> Optional[float]:
+    return record.mean_scores().get(expert)
 
 
-def mean_score(record: dict, expert: str) -> Optional[float]:
-    means = record.get('mean_scores')
-    value = number(means.get(expert)) if isinstance(means, dict) else None
-    if value is None:
-        values = image_scores(record, expert)
-        value = sum(values) / len(values) if values else None
-    return value
-
-
-def direction(records: list[dict], expert: str) -> Optional[str]:
+def direction(records: list[StageRecord], expert: str) -> Optional[str]:
     for r in records:
-        d = (r.get('directions') or {}).get(expert) if isinstance(r.get('directions'), dict) else None
+        d = r.directions().get(expert)
         if d in ARROWS:
             return d
     return None
 
 
-def is_fallback(record: dict) -> bool:
-    return bool(record.get('fallback'))
-
-
 # ---- drawing helpers -----------------------------------------------------------------------
-def applied_at(record: dict) -> float:
-    """Where a decision's weights start: `applied_iteration` (later than the boundary when the
-    decision was asynchronous), else the boundary itself."""
-    applied = number(record.get('applied_iteration'))
-    return applied if applied is not None else float(record['iteration'])
-
-
-def weight_series(records: list[dict], name: str) -> tuple[list[float], list[float]]:
+def weight_series(records: list[StageRecord], name: str) -> tuple[list[float], list[float]]:
     """(iterations, weight applied from there on): the first record's weights_before at its
-    iteration, then each record's weights_after (stage 0 keeps them, so that is the same value)."""
+    iteration, then each record's weights_after (stage 0 keeps them, so that is the same value).
+    A decision applies from its `applied_iteration` (later than the boundary when it was
+    asynchronous), else from the boundary itself."""
     xs, ys = [], []
-    first = records[0].get('weights_before')
-    if isinstance(first, dict) and number(first.get(name)) is not None:
-        xs.append(float(records[0]['iteration']))
-        ys.append(number(first[name]))
+    if name in records[0].weights_before:
+        xs.append(float(records[0].iteration))
+        ys.append(records[0].weights_before[name])
     for r in records:
-        xs.append(applied_at(r))
-        value = number(r['weights_after'].get(name))
-        ys.append(value if value is not None else math.nan)
+        xs.append(r.applied_from())
+        value = (r.weights_after or {}).get(name)
+        ys.append(value if value is not None and math.isfinite(value) else math.nan)
     return xs, ys
 
 
@@ -150,19 +106,19 @@ def apply_y_scale(ax, scale: str, values: Iterable[float]) -> None:
         ax.set_yscale('log')
 
 
-def draw_weights(ax, records: list[dict], names: list[str], colors: dict, scale: str, title: str) -> None:
+def draw_weights(ax, records: list[StageRecord], names: list[str], colors: dict, scale: str, title: str) -> None:
     all_values = []
     for name in names:
         xs, ys = weight_series(records, name)
         all_values += ys
         ax.plot(xs, ys, drawstyle='steps-post', color=colors[name], label=name, linewidth=1.8)
         ax.plot(xs[-len(records):], ys[-len(records):], 'o', color=colors[name], markersize=3)
-    kept = [r for r in records if is_fallback(r)]
+    kept = [r for r in records if r.fallback]
     for i, r in enumerate(kept):
         for name in names:
-            y = number(r['weights_after'].get(name))
-            if y is not None:
-                ax.plot([applied_at(r)], [y], 'x', color=FALLBACK_COLOR, markersize=8, mew=2,
+            y = (r.weights_after or {}).get(name)
+            if y is not None and math.isfinite(y):
+                ax.plot([r.applied_from()], [y], 'x', color=FALLBACK_COLOR, markersize=8, mew=2,
                         label='fallback (weights kept)' if i == 0 and name == names[0] else None)
     apply_y_scale(ax, scale, all_values)
     ax.set_title(title)
@@ -171,32 +127,32 @@ def draw_weights(ax, records: list[dict], names: list[str], colors: dict, scale:
     ax.grid(True, alpha=0.3, which='both')
 
 
-def draw_scores(ax, records: list[dict], expert: str, color='tab:blue', label: Optional[str] = None,
+def draw_scores(ax, records: list[StageRecord], expert: str, color='tab:blue', label: Optional[str] = None,
                 points: bool = True) -> None:
     xs, means, lows, highs = [], [], [], []
     for r in records:
-        mean, values = mean_score(r, expert), image_scores(r, expert)
+        mean, values = mean_score(r, expert), r.numbers(expert)
         if mean is None:
             continue
-        xs.append(r['iteration'])
+        xs.append(r.iteration)
         means.append(mean)
-        lows.append(min(values) if values else mean)
-        highs.append(max(values) if values else mean)
-        if points and values:
-            ax.scatter([r['iteration']] * len(values), values, s=6, color=color, alpha=0.35, linewidths=0)
+        lows.append(min(values))
+        highs.append(max(values))
+        if points:
+            ax.scatter([r.iteration] * len(values), values, s=6, color=color, alpha=0.35, linewidths=0)
     if not xs:
         return
     ax.fill_between(xs, lows, highs, color=color, alpha=0.15, linewidth=0)
     ax.plot(xs, means, '-o', color=color, markersize=3, label=label or 'mean')
 
 
-def mark_fallbacks(ax, records: list[dict]) -> None:
-    for i, r in enumerate(r for r in records if is_fallback(r)):
-        ax.axvline(r['iteration'], color=FALLBACK_COLOR, linestyle=':', linewidth=1.2,
+def mark_fallbacks(ax, records: list[StageRecord]) -> None:
+    for i, r in enumerate(r for r in records if r.fallback):
+        ax.axvline(r.iteration, color=FALLBACK_COLOR, linestyle=':', linewidth=1.2,
                    label='fallback (weights kept)' if i == 0 else None)
 
 
-def expert_title(records: list[dict], expert: str) -> str:
+def expert_title(records: list[StageRecord], expert: str) -> str:
     d = direction(records, expert)
     return f'{expert} {ARROWS[d]} ({d} is better)' if d else expert
 
@@ -227,14 +183,14 @@ def run_label(path) -> str:
     return path.parent.parent.name if path.parent.name == 'agent' else path.parent.name
 
 
-def policy_label(records: list[dict], run: str = '') -> str:
+def policy_label(records: list[StageRecord], run: str = '') -> str:
     """' (llm)': the policy that made the last decision, unless the run's name already says it."""
-    policies = [r.get('policy') for r in records if r.get('policy') not in (None, 'initial')]
+    policies = [r.policy for r in records if r.decided]
     return f' ({policies[-1]})' if policies and policies[-1] != run else ''
 
 
 # ---- figures ------------------------------------------------------------------------------
-def plot_weights(records: list[dict], out: Path, title: str = '', log_y='auto') -> Path:
+def plot_weights(records: list[StageRecord], out: Path, title: str = '', log_y='auto') -> Path:
     names = loss_names(records)
     colors = {n: f'C{i % 10}' for i, n in enumerate(names)}
     values = [y for n in names for y in weight_series(records, n)[1]]
@@ -244,7 +200,7 @@ def plot_weights(records: list[dict], out: Path, title: str = '', log_y='auto') 
     return save(fig, out)
 
 
-def plot_scores(records: list[dict], out: Path, title: str = '') -> Optional[Path]:
+def plot_scores(records: list[StageRecord], out: Path, title: str = '') -> Optional[Path]:
     experts = expert_names(records)
     if not experts:
         return None

@@ -14,7 +14,8 @@ from pathlib import Path
 from string import Template
 from typing import Optional
 
-from .base import AgentConfigError, ExpertInfo, History, StageRecord, is_number
+from lossagent_errors import OptionError
+from .record import ExpertInfo, History, StageRecord, is_number
 
 TEMPLATES = Path(__file__).parent / 'templates'
 
@@ -63,10 +64,10 @@ class PromptBuilder:
         self.task = task
         self.o = opts
         if opts['history'] not in ('full', 'last_k', 'none'):
-            raise AgentConfigError(f"agent.policy.history: got {opts['history']!r}; allowed values are "
+            raise OptionError(f"agent.policy.history: got {opts['history']!r}; allowed values are "
                                    "['full', 'last_k', 'none']")
         if not (opts['system'] or opts['history'] != 'none' or opts['needs']):
-            raise AgentConfigError('agent.policy.system/history/needs: at least one prompt part must be on')
+            raise OptionError('agent.policy.system/history/needs: at least one prompt part must be on')
         sr = 'resolution' in task.lower()
         self.model = opts['model_noun'] or ('SR model' if sr else 'restoration model')
         self.images = opts['image_noun'] or ('SR images' if sr else 'restored images')
@@ -79,7 +80,7 @@ class PromptBuilder:
         folder = self.o.get('templates_dir')
         path = Path(folder) / f'{name}.txt' if folder else None
         if folder and not Path(folder).is_dir():
-            raise AgentConfigError(f'agent.policy.templates_dir: {folder} is not a folder')
+            raise OptionError(f'agent.policy.templates_dir: {folder} is not a folder')
         if path is None or not path.is_file():
             path = TEMPLATES / f'{name}.txt'
         return Template(path.read_text(encoding='utf-8').rstrip('\n'))
@@ -88,7 +89,7 @@ class PromptBuilder:
         try:
             return self.templates[name].substitute(values)
         except (KeyError, ValueError) as e:  # an edited template names an unknown $variable
-            raise AgentConfigError(f'agent.policy.templates_dir: template {name}.txt: bad variable {e}; '
+            raise OptionError(f'agent.policy.templates_dir: template {name}.txt: bad variable {e}; '
                                    f'available: {sorted(values)}') from None
 
     # ---------------------------------------------------------------- the parts
@@ -158,7 +159,7 @@ class PromptBuilder:
             if match:
                 negate, tag, line = match.groups()
                 if tag not in RULE_TAGS:
-                    raise AgentConfigError(f'agent.policy.templates_dir: rules.txt: unknown tag [{tag}]; '
+                    raise OptionError(f'agent.policy.templates_dir: rules.txt: unknown tag [{tag}]; '
                                            f'known tags are {list(RULE_TAGS)}')
                 if bool(self.o[tag]) == bool(negate):
                     continue

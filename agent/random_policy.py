@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
-from .base import AgentConfigError, Decision, History, LossPolicy
+from lossagent_errors import OptionError
+from .record import History
+from .policy import Decision, LossPolicy
 from .options import flag, pair, read_options
 from .registry import register_policy
 from .rng import JsonRandom
@@ -27,7 +29,7 @@ class RandomPolicy(LossPolicy):
         o = read_options(self.opt, RANDOM_DEFAULTS)
         self.low, self.high = pair(o, 'range')
         if self.low < 0 or (o['log_uniform'] and self.low <= 0):
-            raise AgentConfigError(f"agent.policy.range: got {o['range']}; multipliers must be >= 0 "
+            raise OptionError(f"agent.policy.range: got {o['range']}; multipliers must be >= 0 "
                                    '(> 0 with log_uniform)')
         self.log_uniform = flag(o, 'log_uniform')
         self.anchor = flag(o, 'anchor')

@@ -8,7 +8,7 @@ line for the same stage wins), the policy from the YAML's `agent.policy` with th
 overrides, and each boundary is decided again on the history the run had at that
 point. Old and new weights are printed side by side. Expert directions come from the
 log's `experts` field when the glue recorded it, else from `agent.experts` in the YAML
-(explicit `lower_better`, else the pyiqa table in agent/experts.py).
+(explicit `lower_better`, else the direction table in agent/directions.py).
 """
 from __future__ import annotations
 
@@ -18,44 +18,29 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .base import AgentConfigError, ExpertInfo, History, StageRecord
-from .experts import experts_from_opt, known_direction
+from lossagent_errors import OptionError
+from .decision_log import current_records
+from .directions import known_direction
+from .experts import experts_from_opt
+from .record import ExpertInfo, History, StageRecord
 from .registry import build_policy
 
 
-def load_records(path: Path) -> list[dict]:
-    """Non-superseded decision lines, one per stage, ordered by stage."""
-    by_stage: dict[int, dict] = {}
-    for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            print(f'{path}:{n}: skipped, not JSON (a line cut by a crash?)', file=sys.stderr)
-            continue
-        if rec.get('superseded'):
-            continue
-        by_stage[int(rec['stage'])] = rec
-    return [by_stage[k] for k in sorted(by_stage)]
+def load_records(path: Path) -> list[StageRecord]:
+    """Non-superseded stage records, one per stage (a later line wins)."""
+    return current_records(path)
 
 
-def history_from_records(records: list[dict]) -> History:
-    return History([StageRecord(stage=int(r['stage']), iteration=int(r['iteration']),
-                                weights={k: float(v) for k, v in r['weights_before'].items()},
-                                scores={k: list(v) for k, v in (r.get('scores') or {}).items()})
-                    for r in records])
+def history_from_records(records: list[StageRecord]) -> History:
+    return History(list(records))
 
 
-def experts_for(records: list[dict], agent_opt: dict) -> tuple[list[ExpertInfo], str]:
+def experts_for(records: list[StageRecord], agent_opt: dict) -> tuple[list[ExpertInfo], str]:
     """Expert list and where the directions came from ('log' or 'yaml')."""
     for rec in records:
-        logged = rec.get('experts')
-        if logged:
-            items = logged.items() if isinstance(logged, dict) else [(e['name'], e) for e in logged]
-            return [ExpertInfo(str(name), bool(e.get('lower_better', False)), e.get('kind', 'score'))
-                    for name, e in items], 'log'
-    names = list((records[0].get('scores') or {}).keys()) if records else []
+        if rec.experts:
+            return list(rec.experts), 'log'
+    names = list(records[0].scores) if records else []
     experts_opt = agent_opt.get('experts') or {}
     known = {e.name: e for e in experts_from_opt(experts_opt)} if experts_opt else {}
     out = []
@@ -63,13 +48,13 @@ def experts_for(records: list[dict], agent_opt: dict) -> tuple[list[ExpertInfo],
         if name in known:
             out.append(known[name])
             continue
-        values = [v for r in records for v in (r.get('scores') or {}).get(name, []) if v is not None]
+        values = [v for r in records for v in r.scores.get(name, []) if v is not None]
         if values and all(isinstance(v, str) for v in values):
             out.append(ExpertInfo(name, False, 'text'))
             continue
         lower = known_direction(name)
         if lower is None:
-            raise AgentConfigError(f'agent.experts.{name}.lower_better: not in the log nor the YAML; add it')
+            raise OptionError(f'agent.experts.{name}.lower_better: not in the log nor the YAML; add it')
         out.append(ExpertInfo(name, lower))
     return out, 'yaml'
 
@@ -103,7 +88,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     history = history_from_records(records)
     experts, source = experts_for(records, agent_opt)
     names = list(history.records[0].weights)
-    seed = int(agent_opt.get('seed', opt.get('manual_seed', 0)) or 0)
+    seed = int(agent_opt.get('policy_seed', opt.get('manual_seed', 0)) or 0)  # as the stage hook seeds it
     policy = build_policy(policy_opt, names, [history.records[0].weights[n] for n in names], experts,
                           seed=seed, task=agent_opt.get('task', 'image super-resolution'))
     stages = [r.stage for r in history.records[1:] if args.stage is None or r.stage == args.stage]
@@ -123,14 +108,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             decision = policy.decide(History(history.records[:index + 1]))
             old = records[index]
             note = 'replayed fallback: ' + decision.fallback if decision.fallback else ''
-            if old.get('fallback'):
-                note += ('; ' if note else '') + 'recorded fallback: ' + str(old['fallback'])
-            print(f'{k:>5} {history.records[index].iteration:>8}  '
-                  f"{fmt_weights(old.get('weights_after'), names):<34} "
+            if old.fallback:
+                note += ('; ' if note else '') + 'recorded fallback: ' + old.fallback
+            print(f'{k:>5} {old.iteration:>8}  {fmt_weights(old.weights_after, names):<34} '
                   f'{fmt_weights(decision.weights, names):<28} {note[:120]}')
             if out:
-                out.write(json.dumps({'stage': k, 'iteration': history.records[index].iteration,
-                                      'recorded': old.get('weights_after'), **decision.to_dict()}) + '\n')
+                out.write(json.dumps({'stage': k, 'iteration': old.iteration, 'recorded': old.weights_after,
+                                      **decision.to_dict()}) + '\n')
     finally:
         policy.close()
         if out:

@@ -173,14 +173,14 @@ def train_step(model, it: int, batch: dict) -> float:
     return time.perf_counter() - started
 
 
-def records_of(opt: dict) -> list[dict]:
+def records_of(opt: dict) -> list:
     log = Path(opt['path']['experiments_root']) / 'agent' / 'decisions.jsonl'
     return list(read_records(log)) if log.exists() else []
 
 
 def close(model) -> None:
     if getattr(model, 'agent', None) is not None:
-        model.agent.close()  # does not wait for an async answer still out (the last half stage lets it land)
+        model.finish_training()  # does not wait for an async answer still out (the last half stage lets it land)
 
 
 def memory_run(opt: dict, batches: list[dict]) -> tuple:

@@ -36,12 +36,11 @@ def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> 
         per_iter.append(statistics.median(t[it - 1] for it in between))
         ratios.append(statistics.median(t[it - 1] / b[it - 1] for it in between))
         blocking += [t[it - 1] - b[it - 1] for it in range(1, len(t) + 1) if is_boundary(it, stage_iters)]
-        deciding = [r for r in run['records'] if r.get('stage', 0) > 0]
-        evals += [r['eval_s'] for r in deciding if isinstance(r.get('eval_s'), (int, float))]
-        latency += [r['latency_s'] for r in deciding if isinstance(r.get('latency_s'), (int, float))]
-        lag += [r['applied_iteration'] - r['iteration'] for r in deciding
-                if isinstance(r.get('applied_iteration'), int)]
-        fallbacks += sum(1 for r in run['records'] if r.get('fallback'))
+        deciding = [r for r in run['records'] if r.stage > 0]
+        evals += [r.eval_s for r in deciding if r.eval_s is not None]
+        latency += [r.latency_s for r in deciding if r.latency_s is not None]
+        lag += [r.applied_iteration - r.iteration for r in deciding if r.applied_iteration is not None]
+        fallbacks += sum(1 for r in run['records'] if r.fallback)
     return {'iter_min': min(per_iter), 'iter_med': statistics.median(per_iter),
             'ratio_med': statistics.median(ratios), 'ratio_min': min(ratios), 'ratio_max': max(ratios),
             'block_min': min(blocking) if blocking else None, 'block_med': median_or_none(blocking),

@@ -26,6 +26,7 @@ import lossagent_compat  # noqa: F401  (before basicsr)
 from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils import FileClient, img2tensor, imfrombytes
 from basicsr.utils.registry import DATASET_REGISTRY
+from lossagent_errors import OptionError
 
 TASK_IDS = {'denoise_15': 0, 'denoise_25': 1, 'denoise_50': 2, 'derain': 3, 'dehaze': 4}
 README_SECTION = "datasets/README.md, section 'All-in-one restoration (AIR)'"
@@ -97,16 +98,20 @@ class AllInOneDataset(data.Dataset):
     io_backend: {type: disk}
     """
 
+    OPTIONS = ('tasks', 'mode', 'dataroot_denoise', 'dataroot_derain', 'dataroot_dehaze', 'lq_subdir_derain',
+               'gt_subdir_derain', 'lq_subdir_dehaze', 'gt_subdir_dehaze', 'repeat', 'gt_size', 'use_hflip',
+               'use_rot', 'crop_base', 'seed')
+
     def __init__(self, opt):
         super().__init__()
         self.opt = opt
         self.mode = opt.get('mode', 'train' if opt.get('phase') == 'train' else 'test')
         if self.mode not in ('train', 'test'):
-            raise ValueError(f"AllInOneDataset: option 'mode' must be train or test, got {self.mode!r}")
+            raise OptionError(f"AllInOneDataset: option 'mode' must be train or test, got {self.mode!r}")
         self.tasks = list(opt.get('tasks', list(TASK_IDS)))
         unknown = [t for t in self.tasks if t not in TASK_IDS]
         if unknown:
-            raise ValueError(f"AllInOneDataset: option 'tasks' has unknown {unknown}; known: {list(TASK_IDS)}")
+            raise OptionError(f"AllInOneDataset: option 'tasks' has unknown {unknown}; known: {list(TASK_IDS)}")
         self.crop_base = opt.get('crop_base', 16)
         self.seed = opt.get('seed', 0)
         self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})

@@ -13,7 +13,7 @@ from torch.utils import data as torch_data
 from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import DATASET_REGISTRY
-from agent.base import OptionError
+from lossagent_errors import OptionError
 
 # Photos (and textures) in skimage.data that need no download.
 SHIPPED_PHOTOS = ('astronaut', 'brick', 'camera', 'cell', 'chelsea', 'clock', 'coffee', 'coins',
@@ -69,6 +69,8 @@ class SkimagePhotoDataset(torch_data.Dataset):
             (in [0, 1] units) are left out -- e.g. retina's black corners, where NIQE returns ~30
             for a flat patch and PSNR ~65 dB, which would dominate any mean over crops.
     """
+
+    OPTIONS = ('images', 'gt_size', 'use_hflip', 'use_rot', 'crop_size', 'crops_per_side', 'min_std')
 
     def __init__(self, opt: dict):
         super().__init__()

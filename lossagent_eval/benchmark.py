@@ -22,18 +22,15 @@ from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import imwrite, tensor2img
 from lossagent_arch.window_util import pad_to_multiple
-from lossagent_eval.checkpoint import CheckpointError, load_checkpoint
+from lossagent_errors import CheckpointError, OptionError
+from lossagent_eval.checkpoint import load_checkpoint
 from lossagent_eval.tables import REF_ROW, BenchmarkTable
-from lossagent_models.iqa_metrics import create_iqa_metric, lower_is_better
+from lossagent_hook.iqa_metrics import create_iqa_metric, lower_is_better
 
 BASICSR_METRICS = {'psnr': calculate_psnr, 'ssim': calculate_ssim}  # the SR papers' Y-channel convention
 DEFAULT_LABELS = {'niqe': 'NIQE', 'maniqa': 'MANIQA', 'clipiqa': 'CLIPIQA', 'qalign': 'Q-Align', 'psnr': 'PSNR',
                   'ssim': 'SSIM', 'lpips': 'LPIPS', 'musiq': 'MUSIQ', 'piqe': 'PIQE'}
 DEFAULT_DECIMALS = {'niqe': 2, 'qalign': 2, 'psnr': 2, 'piqe': 2, 'musiq': 2}
-
-
-class OptionError(ValueError):
-    """A required option is missing or malformed (message names the key and the file)."""
 
 
 def load_options(path):

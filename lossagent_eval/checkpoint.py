@@ -9,11 +9,9 @@ import os
 
 import torch
 
+from lossagent_errors import CheckpointError
+
 IGNORED_SUFFIXES = ('attn_mask', )
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint path or key named in the options is wrong."""
 
 
 def load_checkpoint(net, path, param_key='params', strict=True, strip_prefix=None, owner='pretrain_network_g'):

@@ -1,5 +1,4 @@
 """LPIPS as a training loss (the AIR task's third loss), through the `lpips` package."""
-import torch
 from torch import nn
 
 from basicsr.utils.registry import LOSS_REGISTRY

@@ -13,6 +13,7 @@ is read as the repository {L1 (or the pixel loss' name), Perceptual, GAN}.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from torch import nn
 from basicsr.losses import build_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from .iqa_metrics import MissingWeightsError
-from .preflight import registered, registered_names
-from agent import OptionError
+from agent.weights import check_weights
+from lossagent_compat import lookup, registered, unknown_name
+from lossagent_errors import MissingWeightsError, OptionError, unknown_key
+from lossagent_hook.agent_options import initial_weights_option
 
 ADVERSARIAL_TYPES = {'GANLoss', 'MultiScaleGANLoss'}
 PERCEPTUAL_TYPES = {'PerceptualLoss'}
@@ -33,6 +35,7 @@ PERCEPTUAL_TYPES = {'PerceptualLoss'}
 WEIGHT_ATTRIBUTES = {'PerceptualLoss': 'perceptual_weight'}
 LEGACY_KEYS = (('pixel_opt', None), ('perceptual_opt', 'Perceptual'), ('gan_opt', 'GAN'))
 LEGACY_PIXEL_NAMES = {'L1Loss': 'L1', 'MSELoss': 'MSE', 'CharbonnierLoss': 'Charbonnier'}
+ROLES = ('pixel', 'perceptual', 'adversarial')
 
 
 @dataclass
@@ -44,13 +47,24 @@ class RepositoryEntry:
     role: str  # 'pixel' (loss(out, gt)), 'perceptual' ((percep, style)), 'adversarial'
 
 
+@dataclass(frozen=True)
+class LossSpec:
+    """One entry of `train.losses`, validated: what `build_loss` gets, and ours."""
+    name: str
+    type: str
+    options: dict       # for BasicSR's build_loss (our keys removed, numbers as numbers)
+    weight_attr: str
+    role: str
+    weight: float       # the initial weight (the option, else the loss class' default)
+
+
 def repository_options(train_opt: dict) -> 'OrderedDict[str, dict]':
     """The `train.losses` mapping, or one made from BasicSR's SRGANModel keys."""
     if train_opt.get('losses'):
         if any(train_opt.get(key) for key, _ in LEGACY_KEYS):
             raise OptionError('train: give either `losses` or pixel_opt/perceptual_opt/gan_opt, not both')
         losses = train_opt['losses']
-        if not isinstance(losses, dict):
+        if not isinstance(losses, dict) or not all(isinstance(v, dict) for v in losses.values()):
             raise OptionError('train.losses must be a mapping of loss name -> BasicSR loss options')
         return OrderedDict((str(k), dict(v)) for k, v in losses.items())
     repo = OrderedDict()
@@ -60,37 +74,81 @@ def repository_options(train_opt: dict) -> 'OrderedDict[str, dict]':
             repo[name or LEGACY_PIXEL_NAMES.get(opt.get('type'), 'Pixel')] = opt
     if not repo:
         raise OptionError('train.losses: the loss repository is empty (give `losses` or BasicSR\'s pixel_opt/'
-                         'perceptual_opt/gan_opt)')
+                          'perceptual_opt/gan_opt)')
     return repo
 
 
-def _role(loss_type: str, opt: dict) -> str:
-    role = opt.pop('role', None)
-    if role is not None:
-        if role not in ('pixel', 'perceptual', 'adversarial'):
-            raise OptionError(f"train.losses: role '{role}' must be pixel, perceptual or adversarial")
-        return role
-    if loss_type in ADVERSARIAL_TYPES:
-        return 'adversarial'
-    return 'perceptual' if loss_type in PERCEPTUAL_TYPES else 'pixel'
+def _number(value):
+    """A YAML number, or a numeric string (YAML reads `1e-4` as text), as a float; None otherwise."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
-def _build(name: str, opt: dict) -> nn.Module:
+def loss_spec(name: str, opt: dict) -> LossSpec:
+    """Validate one loss without building it: its type, our keys, its constructor's keywords, its weight."""
+    key = f'train.losses.{name}'
+    opt = dict(opt)
     loss_type = opt.get('type')
     if not registered(LOSS_REGISTRY, loss_type):
-        raise OptionError(f"train.losses.{name}.type: unknown loss '{loss_type}'; "
-                          f'registered: {registered_names(LOSS_REGISTRY)}')
+        raise unknown_name(f'{key}.type', 'loss', loss_type, LOSS_REGISTRY)
+    weight_attr = opt.pop('weight_attr', WEIGHT_ATTRIBUTES.get(loss_type, 'loss_weight'))
+    role = opt.pop('role', None)
+    if role is None:
+        role = 'adversarial' if loss_type in ADVERSARIAL_TYPES else \
+            'perceptual' if loss_type in PERCEPTUAL_TYPES else 'pixel'
+    elif role not in ROLES:
+        raise OptionError(f"{key}.role: got {role!r}; expected one of {list(ROLES)}")
+    params = inspect.signature(lookup(LOSS_REGISTRY, loss_type).__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [p for p in params if p != 'self'] + ['type', 'weight_attr', 'role']
+        for option in opt:
+            if option not in known:
+                raise unknown_key(key, option, known)
+        if weight_attr not in params:
+            raise OptionError(f"{key}.weight_attr: {loss_type} takes no '{weight_attr}' (set weight_attr to "
+                              f'the keyword that scales it)')
+    for option, value in opt.items():
+        if option.endswith('_weight') and not isinstance(value, dict):
+            number = _number(value)
+            if number is None:
+                raise OptionError(f'{key}.{option}: got {value!r}; expected a number')
+            opt[option] = number
+    default = params[weight_attr].default if weight_attr in params else 1.0
+    weight = opt.get(weight_attr, default)
+    problem = check_weights({name: weight}, [name]) if _number(weight) is not None else \
+        f'weight of {name} is not a number ({weight!r})'
+    if problem and problem != 'all weights are zero':
+        raise OptionError(f'{key}.{weight_attr}: {problem}')
+    return LossSpec(name, loss_type, opt, weight_attr, role, float(weight))
+
+
+def repository_specs(train_opt: dict) -> list[LossSpec]:
+    """`train.losses` (or SRGANModel's keys) validated, nothing built."""
+    specs = [loss_spec(name, opt) for name, opt in repository_options(train_opt).items()]
+    adversarial = [s.name for s in specs if s.role == 'adversarial']
+    if len(adversarial) > 1:
+        raise OptionError(f'train.losses: at most one adversarial loss, got {adversarial}')
+    return specs
+
+
+def _build(spec: LossSpec) -> nn.Module:
     try:
-        return build_loss(copy.deepcopy(opt))
+        return build_loss(copy.deepcopy(spec.options))
     except (OSError, RuntimeError) as err:  # URLError is an OSError: pretrained backbones offline
-        if loss_type in PERCEPTUAL_TYPES:
+        if spec.type in PERCEPTUAL_TYPES:
             raise MissingWeightsError(
-                f'train.losses.{name}: the VGG weights for PerceptualLoss are missing and cannot be '
+                f'train.losses.{spec.name}: the VGG weights for PerceptualLoss are missing and cannot be '
                 f'downloaded; place vgg19-dcbb9e9d.pth at experiments/pretrained_models/ (relative to the '
                 f'working directory) or in {torch.hub.get_dir()}/checkpoints/ ({type(err).__name__})') from err
         raise MissingWeightsError(
-            f'train.losses.{name} ({loss_type}): could not be built ({type(err).__name__}: {err}); if it needs '
-            f'pretrained weights, place them in {torch.hub.get_dir()}/checkpoints/') from err
+            f'train.losses.{spec.name} ({spec.type}): could not be built ({type(err).__name__}: {err}); if it '
+            f'needs pretrained weights, place them in {torch.hub.get_dir()}/checkpoints/') from err
 
 
 class LossRepository:
@@ -98,18 +156,12 @@ class LossRepository:
 
     def __init__(self, train_opt: dict, device: torch.device):
         self.entries: list[RepositoryEntry] = []
-        for name, opt in repository_options(train_opt).items():
-            opt = dict(opt)
-            weight_attr = opt.pop('weight_attr', WEIGHT_ATTRIBUTES.get(opt.get('type'), 'loss_weight'))
-            role = _role(opt.get('type'), opt)
-            criterion = _build(name, opt).to(device)
-            if not hasattr(criterion, weight_attr):
-                raise OptionError(f"train.losses.{name}: {opt['type']} has no attribute '{weight_attr}' "
-                                 f'(set weight_attr to the attribute that scales it)')
-            self.entries.append(RepositoryEntry(name, opt['type'], criterion, weight_attr, role))
-        adversarial = [e.name for e in self.entries if e.role == 'adversarial']
-        if len(adversarial) > 1:
-            raise OptionError(f'train.losses: at most one adversarial loss, got {adversarial}')
+        for spec in repository_specs(train_opt):
+            criterion = _build(spec).to(device)
+            if not hasattr(criterion, spec.weight_attr):
+                raise OptionError(f"train.losses.{spec.name}: {spec.type} has no attribute '{spec.weight_attr}' "
+                                  f'(set weight_attr to the attribute that scales it)')
+            self.entries.append(RepositoryEntry(spec.name, spec.type, criterion, spec.weight_attr, spec.role))
 
     @property
     def names(self) -> list[str]:
@@ -123,32 +175,20 @@ class LossRepository:
         return OrderedDict((e.name, float(getattr(e.criterion, e.weight_attr))) for e in self.entries)
 
     def set_weights(self, weights: dict) -> None:
-        missing = [n for n in self.names if n not in weights]
-        if missing:
-            raise OptionError(f'weights for {missing} missing; repository is {self.names}')
+        """Weights that passed `check_weights` (the hook checks a policy's answer before it gets here)."""
+        problem = check_weights(weights, self.names)
+        if problem:
+            raise ValueError(f'loss weights rejected: {problem}')
         for e in self.entries:
             setattr(e.criterion, e.weight_attr, float(weights[e.name]))
 
     def set_initial_weights(self, weights) -> None:
         """`agent.initial_weights`: a list in repository order or a mapping by name."""
-        if isinstance(weights, dict):
-            unknown = sorted(set(weights) - set(self.names))
-            if unknown or len(weights) != len(self.names):
-                raise OptionError(f'agent.initial_weights: names {sorted(weights)} do not match the loss '
-                                  f'repository {self.names}')
-            values = [weights[n] for n in self.names]
-        elif isinstance(weights, (list, tuple)):
-            if len(weights) != len(self.names):
-                raise OptionError(f'agent.initial_weights: {len(weights)} weights for {len(self.names)} losses '
-                                  f'{self.names}')
-            values = list(weights)
-        else:
-            raise OptionError(f'agent.initial_weights: expected a list or a mapping, got {weights!r}')
-        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
-               or not math.isfinite(v)]
-        if bad:
-            raise OptionError(f'agent.initial_weights: weights must be finite and >= 0, got {bad}')
-        self.set_weights(dict(zip(self.names, map(float, values))))
+        weights = initial_weights_option(weights, self.names)
+        problem = check_weights(weights, self.names)
+        if problem:
+            raise OptionError(f'agent.initial_weights: {problem}')
+        self.set_weights({n: float(v) for n, v in weights.items()})
 
     def generator_loss(self, output: torch.Tensor, gt: torch.Tensor, net_d=None, targets: dict | None = None):
         """Total generator loss and the per-term log (BasicSR names for the classic three).

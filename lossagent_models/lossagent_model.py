@@ -4,7 +4,7 @@ Differences from SRGANModel, all driven by the options YAML:
 - the losses come from `train.losses` (any number of named BasicSR losses), or from
   SRGANModel's pixel_opt/perceptual_opt/gan_opt, so its option files train unchanged;
 - no discriminator is built when the repository has no adversarial loss;
-- with an `agent` section, a StageAgent rewrites the weights every `agent.stage_iters`
+- with an `agent` section, a StageHook rewrites the weights every `agent.stage_iters`
   iterations (before BasicSR saves a checkpoint at the same iteration), and its state is
   saved in the training state so `--auto_resume` continues the same trajectory;
 - the training state also holds the RNG states, and a non-finite loss skips the update and is
@@ -26,8 +26,8 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from .loss_repository import LossRepository
 from .rng_state import host_rng_state, restore_host_rng_state, seed_iteration
-from .stage_agent import StageAgent
-from agent import OptionError
+from lossagent_hook.stage_hook import StageHook
+from lossagent_errors import OptionError
 
 LEGACY_ATTRIBUTES = {'cri_pix': ('L1', 'MSE', 'Charbonnier', 'Pixel'), 'cri_perceptual': ('Perceptual',)}
 
@@ -56,7 +56,7 @@ class LossAgentModel(SRGANModel):
         self.skipped_updates = 0
         self.agent = None
         if self.opt.get('agent'):
-            self.agent = StageAgent(self.opt, self.losses, self.device, self.opt['path']['experiments_root'])
+            self.agent = StageHook(self.opt, self.losses, self.device, self.opt['path']['experiments_root'])
 
     def _build_ema(self):
         get_root_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
@@ -176,9 +176,13 @@ class LossAgentModel(SRGANModel):
         return OrderedDict(l_d_real=l_d_real, out_d_real=torch.mean(real_d_pred.detach()),
                            l_d_fake=l_d_fake, out_d_fake=torch.mean(fake_d_pred.detach()))
 
+    def finish_training(self) -> None:
+        """The pipeline's last step before saving the latest model: close the agent (a decision still
+        out is recorded, the run is plotted)."""
+        if self.agent is not None:
+            self.agent.finish()
+
     def save(self, epoch, current_iter):
-        if current_iter == -1 and self.agent is not None:  # BasicSR's "save the latest model": the end
-            self.agent.close()
         if hasattr(self, 'net_g_ema'):
             self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
         else:

@@ -22,7 +22,7 @@ from basicsr.utils import DiffJPEG, USMSharp
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from .lossagent_model import LossAgentModel
-from agent import OptionError
+from lossagent_errors import OptionError
 
 # The top-level options RealESRGANModel.feed_data reads (Real-ESRGAN's option files put them there).
 DEGRADATION_KEYS = ('resize_prob', 'resize_range', 'gaussian_noise_prob', 'noise_range', 'poisson_scale_range',

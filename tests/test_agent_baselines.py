@@ -6,7 +6,7 @@ import random
 import pytest
 
 from agent import ExpertInfo, History, StageRecord, build_policy, policy_names
-from agent.base import AgentConfigError
+from lossagent_errors import OptionError
 
 N = ['L1', 'Perceptual', 'GAN']
 INIT = [1.0, 0.1, 0.01]
@@ -61,7 +61,7 @@ def test_random_range_and_anchor():
     assert all(w['L1'] == 1.0 for w in out)
     assert all(0.05 <= w['Perceptual'] <= 0.15 and 0.005 <= w['GAN'] <= 0.015 for w in out)
     assert len({w['GAN'] for w in out}) == 50
-    with pytest.raises(AgentConfigError, match=r'agent\.policy\.range'):
+    with pytest.raises(OptionError, match=r'agent\.policy\.range'):
         build_policy({'type': 'random', 'range': [2, 1]}, N, INIT, EXPERTS)
 
 
@@ -102,7 +102,7 @@ def test_adaptive_paired_restarts_a_pair_after_an_invalid_stage():
     h.append(StageRecord(3, 300, d.weights, {'NIQE': [4.8], 'CLIPIQA': [0.5]}))
     d = p.decide(h)  # the previous stage has no objective: no change to score, start a new pair
     assert p.phase == 1
-    with pytest.raises(AgentConfigError, match=r'agent\.policy\.strategy'):
+    with pytest.raises(OptionError, match=r'agent\.policy\.strategy'):
         build_policy({'type': 'adaptive', 'strategy': 'cma'}, N, INIT, EXPERTS)
 
 
@@ -116,7 +116,7 @@ def test_adaptive_handles_invalid_stages_and_bad_options():
                       ({'objective_weights': {'NIQE': -1}}, 'objective_weights.NIQE'),
                       ({'sigma': 5, 'sigma_max': 1}, 'sigma'), ({'patience': 0}, 'patience'),
                       ({'step': 1}, 'step: unknown option')]:
-        with pytest.raises(AgentConfigError, match=r'agent\.policy\.' + key):
+        with pytest.raises(OptionError, match=r'agent\.policy\.' + key):
             build_policy({'type': 'adaptive', **opts}, N, INIT, EXPERTS)
 
 

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from agent.base import AgentConfigError, ExpertInfo
+from lossagent_errors import OptionError
+from agent.record import ExpertInfo
 from agent.critique import Critic, critique_images
 from agent.experts import experts_from_opt
 from agent.human_feedback import wait_for_feedback
@@ -39,7 +40,7 @@ def test_critique_images_concurrent_with_data_urls_and_failures():
 def test_critique_server_down_and_options():
     c = Critic({'base_url': 'http://127.0.0.1:9/v1', 'retries': 0, 'prompt': 'Describe.'})
     assert c.critique([PNG % 1]) == [None] and c.prompt == 'Describe.'
-    with pytest.raises(AgentConfigError, match=r'agent\.critique\.modle: unknown option'):
+    with pytest.raises(OptionError, match=r'agent\.critique\.modle: unknown option'):
         Critic({'modle': 'x'})
 
 
@@ -65,5 +66,5 @@ def test_expert_directions_from_yaml():
     assert e == [ExpertInfo('NIQE', True), ExpertInfo('Q', False), ExpertInfo('Mine', True),
                  ExpertInfo('Critic', False, 'text')]
     assert experts_from_opt([{'name': 'psnr'}]) == [ExpertInfo('psnr', False)]
-    with pytest.raises(AgentConfigError, match=r'agent\.experts\.X\.lower_better: unknown metric'):
+    with pytest.raises(OptionError, match=r'agent\.experts\.X\.lower_better: unknown metric'):
         experts_from_opt({'X': {'metric': 'mystery'}})

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from agent import ExpertInfo, History, StageRecord, build_policy
-from agent.base import AgentConfigError
+from lossagent_errors import OptionError
 from agent.structured import weights_regex, weights_schema
 from openai_stub_server import OpenAIStubServer
 
@@ -207,7 +207,7 @@ def test_api_key_never_recorded(monkeypatch):
         d2 = policy(srv.base_url, api_key_env='LOSSAGENT_TEST_KEY', retries=0).decide(history(n_images=2))
     for blob in (d.to_dict(), d2.to_dict(), p.state_dict(), p.opt, p.o):  # ... and never recorded
         assert secret not in json.dumps(blob, default=str)
-    with pytest.raises(AgentConfigError, match='agent.policy.api_key: do not put keys in YAML'):
+    with pytest.raises(OptionError, match='agent.policy.api_key: do not put keys in YAML'):
         policy('http://127.0.0.1:1/v1', api_key=secret)
 
 
@@ -232,7 +232,7 @@ def test_seeds_reproducible_and_state_json_safe():
 
 def test_configuration_errors(monkeypatch):
     monkeypatch.delenv('LOSSAGENT_LLM_URL', raising=False)
-    with pytest.raises(AgentConfigError, match=r'agent\.policy\.base_url: .*LOSSAGENT_LLM_URL'):
+    with pytest.raises(OptionError, match=r'agent\.policy\.base_url: .*LOSSAGENT_LLM_URL'):
         build_policy({'type': 'llm'}, N, INIT, [ExpertInfo('NIQE', True)])
     monkeypatch.setenv('LOSSAGENT_LLM_URL', 'http://127.0.0.1:9/v1')
     p = build_policy({'type': 'llm'}, N, INIT, [ExpertInfo('NIQE', True)])
@@ -249,7 +249,7 @@ def test_configuration_errors(monkeypatch):
 
 
 def test_llamacpp_missing_is_one_clear_error(tmp_path):
-    with pytest.raises(AgentConfigError) as e:
+    with pytest.raises(OptionError) as e:
         build_policy({'type': 'llm', 'backend': 'llamacpp', 'model_path': str(tmp_path / 'm.gguf')},
                      N, INIT, [ExpertInfo('NIQE', True)])
     assert 'agent.policy.model_path' in str(e.value) and 'pip install llama-cpp-python' in str(e.value)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from agent import plot
+from agent import StageRecord, plot
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
@@ -33,6 +33,10 @@ def synthetic_records(policy='llm', stages=5, stage_iters=80, seed=0, fallback_s
     return records
 
 
+def typed(records):
+    return [StageRecord.from_dict(r) for r in records]
+
+
 def write_log(root, records, name='run'):
     agent_dir = root / name / 'agent'
     agent_dir.mkdir(parents=True)
@@ -57,11 +61,11 @@ def test_plot_experiment_writes_weights_and_scores(tmp_path):
 
 def test_weight_curve_is_a_step_that_changes_at_each_boundary():
     records = synthetic_records(stages=2)
-    xs, ys = plot.weight_series(records, 'GAN')
+    xs, ys = plot.weight_series(typed(records), 'GAN')
     assert xs == [0, 0, 80, 160]
     assert ys == [0.01, 0.01, records[1]['weights_after']['GAN'], records[2]['weights_after']['GAN']]
     records[2]['applied_iteration'] = 163  # an asynchronous decision applies when its answer arrived
-    assert plot.weight_series(records, 'GAN')[0] == [0, 0, 80, 163]
+    assert plot.weight_series(typed(records), 'GAN')[0] == [0, 0, 80, 163]
     # 1.0 vs 0.01: a linear axis would flatten GAN; zeros need symlog
     assert plot.choose_y_scale([1.0, 0.5, 0.01]) == 'log'
     assert plot.choose_y_scale([1.0, 0.0, 0.01]) == 'symlog'
@@ -70,7 +74,7 @@ def test_weight_curve_is_a_step_that_changes_at_each_boundary():
 
 
 def test_text_scores_are_skipped_and_directions_shown():
-    records = synthetic_records()
+    records = typed(synthetic_records())
     assert plot.expert_names(records) == ['NIQE', 'PSNR']
     assert plot.expert_title(records, 'NIQE') == 'NIQE ↓ (lower is better)'
     assert plot.expert_title(records, 'PSNR') == 'PSNR ↑ (higher is better)'
@@ -81,8 +85,8 @@ def test_superseded_records_are_ignored(tmp_path):
     stale = dict(records[3], superseded=True, weights_after={'L1': 99.0, 'SSIM': 99.0, 'GAN': 99.0})
     exp = write_log(tmp_path, records[:4] + [stale] + records[4:])
     loaded = plot.load_records(exp)
-    assert [r['iteration'] for r in loaded] == [0, 80, 160, 240, 320]
-    assert all(r['weights_after']['L1'] != 99.0 for r in loaded)
+    assert [r.iteration for r in loaded] == [0, 80, 160, 240, 320]
+    assert all(r.weights_after['L1'] != 99.0 for r in loaded)
 
 
 def test_compare_mode_writes_side_by_side_figures(tmp_path):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.base import AgentConfigError, ExpertInfo, History, StageRecord
+from lossagent_errors import OptionError
+from agent.record import ExpertInfo, History, StageRecord
 from agent.prompts import PROMPT_DEFAULTS, PromptBuilder
 
 GOLDEN = Path(__file__).parent / 'golden' / 'agent'
@@ -95,14 +96,14 @@ def test_templates_dir_override(tmp_path):
     assert 'You tune L1 loss, Perceptual loss and GAN loss for image super-resolution. Goal: a lower NIQE' in text
     assert '1. Be brief.' in text and 'Step 5000' in text  # other templates fall back to the built-in ones
     (tmp_path / 'needs.txt').write_text('$nonsense')
-    with pytest.raises(AgentConfigError, match='agent.policy.templates_dir'):
+    with pytest.raises(OptionError, match='agent.policy.templates_dir'):
         render(NIQE, paper_history(), templates_dir=str(tmp_path))
-    with pytest.raises(AgentConfigError, match='templates_dir'):
+    with pytest.raises(OptionError, match='templates_dir'):
         render(NIQE, paper_history(), templates_dir=str(tmp_path / 'missing'))
 
 
 def test_bad_options():
-    with pytest.raises(AgentConfigError, match="agent.policy.history: got 'some'"):
+    with pytest.raises(OptionError, match="agent.policy.history: got 'some'"):
         render(NIQE, paper_history(), history='some')
-    with pytest.raises(AgentConfigError, match='at least one prompt part'):
+    with pytest.raises(OptionError, match='at least one prompt part'):
         render(NIQE, paper_history(), system=False, history='none', needs=False)

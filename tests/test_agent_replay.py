@@ -22,7 +22,8 @@ def write_log(path: Path, with_experts: bool):
              fallback='0 of 2 answers usable, need 1'),
     ]
     for line in lines:
-        line.update(policy='llm', prompts=[], answers=[], latency_s=1.0, info={}, superseded=line.get('superseded', False),
+        line.update(policy='llm', prompts=[], answers=[], latency_s=1.0, info={},
+                    superseded=line.get('superseded', False),
                     mean_scores={})
         if with_experts:
             line['experts'] = [{'name': 'NIQE', 'lower_better': True, 'kind': 'score'}]
@@ -50,12 +51,12 @@ def test_replay_against_stub(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'experts from the log: NIQE (lower is better)' in out
     assert len(bodies) == 4 and bodies[0]['model'] == 'other-model'  # 2 boundaries x 2 images
-    row1 = next(l for l in out.splitlines() if l.strip().startswith('1 '))
+    row1 = next(row for row in out.splitlines() if row.strip().startswith('1 '))
     assert '0.8:0.2:0.05' in row1 and '0.6:0.3:0.07' in row1
     assert 'recorded fallback: 0 of 2' in out
     stage2 = [b for b in bodies if 'Step 100 weights is 0.8:0.2:0.05' in b['messages'][1]['content']]
     assert len(stage2) == 2  # the second boundary saw the whole history up to it
-    replayed = [json.loads(l) for l in (tmp_path / 'replay.jsonl').read_text().splitlines()]
+    replayed = [json.loads(row) for row in (tmp_path / 'replay.jsonl').read_text().splitlines()]
     assert [r['stage'] for r in replayed] == [1, 2] and replayed[0]['weights']['GAN'] == 0.07
 
 
@@ -68,5 +69,5 @@ def test_replay_one_stage_other_policy_yaml_directions(tmp_path):
                           cwd=Path(__file__).parent.parent, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert 'policy random, experts from the yaml: NIQE (lower is better)' in proc.stdout
-    rows = [l for l in proc.stdout.splitlines() if l.strip().startswith('2 ')]
-    assert len(rows) == 1 and not any(l.strip().startswith('1 ') for l in proc.stdout.splitlines())
+    rows = [row for row in proc.stdout.splitlines() if row.strip().startswith('2 ')]
+    assert len(rows) == 1 and not any(row.strip().startswith('1 ') for row in proc.stdout.splitlines())

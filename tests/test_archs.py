@@ -64,7 +64,8 @@ def test_promptir_tiny_forward_same_size_and_keys_follow_published_naming():
         out = net(torch.rand(2, 3, 16, 24))
     assert out.shape == (2, 3, 16, 24)
     tiny_keys = {k.split('.')[0] for k in net.state_dict()}
-    published = {line.split(':')[0].split('.')[0] for line in EXPECTED['PromptIR']['first'] + EXPECTED['PromptIR']['last']}
+    published = {line.split(':')[0].split('.')[0]
+                 for line in EXPECTED['PromptIR']['first'] + EXPECTED['PromptIR']['last']}
     assert published <= tiny_keys
 
 

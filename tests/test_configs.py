@@ -173,7 +173,8 @@ def test_train_config_says_what_the_paper_says(path):
         if key in train:
             assert train[key]['type'] == 'Adam' and train[key]['lr'] == 1e-4 and isinstance(train[key]['lr'], float)
     sched = train['scheduler']
-    assert sched['type'] == 'MultiStepLR' and (sched['gamma'] == 1.0 or all(m > task['total'] for m in sched['milestones']))
+    assert sched['type'] == 'MultiStepLR'
+    assert sched['gamma'] == 1.0 or all(m > task['total'] for m in sched['milestones'])
     assert train['warmup_iter'] == -1 and train['ema_decay'] == 0
     assert 8 * opt['datasets']['train']['batch_size_per_gpu'] == task['batch']
 
@@ -239,7 +240,7 @@ def test_train_config_says_what_the_paper_says(path):
     else:
         want = OBJECTIVES[info['objective']]
         assert {n: e['metric'] for n, e in experts.items()} == {n: m for n, (m, _) in want.items()}
-        for n, (metric, lower) in want.items():
+        for _, (metric, lower) in want.items():
             assert bool(DEFAULT_CONFIGS[metric].get('lower_better', False)) is lower
         assert policy['type'] == 'llm' and policy['base_url'] == LLM_URL and policy['model'] == LLM_MODEL
         switches = {k: v for k, v in policy.items() if k not in ('type', 'base_url', 'model')}
@@ -277,7 +278,7 @@ def test_variants_differ_from_their_base_only_where_they_should(path):
 def test_every_agent_policy_builds_and_prompts_as_configured(path):
     """The policy each file names builds from its options; the llm prompt shows the ablation."""
     from agent import ExpertInfo, History, StageRecord, build_policy
-    from lossagent_models.iqa_metrics import lower_is_better
+    from lossagent_hook.iqa_metrics import lower_is_better
     agent = load_basicsr(path)['agent']
     losses = load_basicsr(path)['train']['losses']
     weights = {n: float(o.get('perceptual_weight', o.get('loss_weight'))) for n, o in losses.items()}
@@ -286,7 +287,8 @@ def test_every_agent_policy_builds_and_prompts_as_configured(path):
     assert policy.name == agent['policy']['type']
     if policy.name != 'llm':
         return
-    history = History([StageRecord(stage=0, iteration=0, weights=weights, scores={e.name: [1.0] for e in experts})])
+    history = History([StageRecord(stage=0, iteration=0, weights_before=weights,
+                                   scores={e.name: [1.0] for e in experts})])
     text = '\n'.join(m['content'] for m in policy.prompts.messages(history, 0))
     policy.close()
     info = describe(path)
@@ -471,11 +473,11 @@ def test_train_config_builds_and_trains_one_stage(name, data_root, llm_server, t
         assert after == before
     else:  # the llm stub / random draw changed the weights on the criteria
         assert after != before and list(after) == list(before)
-    model.agent.close()
+    model.finish_training()
 
 
 def test_full_reference_expert_without_ground_truth_fails_at_start(data_root, llm_server, tmp_path):
-    from agent import OptionError
+    from lossagent_errors import OptionError
     from basicsr.models import build_model
     opt = shrink(load_basicsr(ROOT / 'options' / 'train' / 'RISR_niqe.yml'), data_root, llm_server.base_url, tmp_path)
     opt['agent']['experts']['PSNR'] = {'metric': 'psnr'}
@@ -507,7 +509,8 @@ def test_test_config_is_complete(path, data_root):
             assert Path(ckpt).name in REPRODUCE, f'{path.name}: methods.{method}: {ckpt} not in docs/reproduce.md'
         else:
             run = re.fullmatch(r'experiments/([^/]+)/models/net_g_latest\.pth', ckpt)
-            assert run and run.group(1) in runs, f'{path.name}: methods.{method} reads {ckpt}: no train config has that name'
+            assert run and run.group(1) in runs, \
+                f'{path.name}: methods.{method} reads {ckpt}: no train config has that name'
     nets = {m.get('network_g', {}).get('type', opt['network_g']['type']) for m in opt['methods'].values()}
     for net in [opt['network_g']] + [m['network_g'] for m in opt['methods'].values() if 'network_g' in m]:
         assert {k: net[k] for k in PUBLISHED[net['type']] if k in net} == \
@@ -554,7 +557,7 @@ def test_real_lossagent_model_runs_basicsr_synthesis_on_cpu(data_root, llm_serve
 
 
 def test_real_lossagent_model_names_missing_degradation_option(data_root, llm_server, tmp_path):
-    from agent import OptionError
+    from lossagent_errors import OptionError
     from basicsr.models import build_model
     opt = shrink(load_basicsr(ROOT / 'options' / 'train' / 'RISR_fixed.yml'), data_root, llm_server.base_url, tmp_path)
     del opt['jpeg_range2']

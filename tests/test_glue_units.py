@@ -7,9 +7,10 @@ import torch
 
 import lossagent_compat  # noqa: F401
 import lossagent_losses  # noqa: F401
-from agent import OptionError
+from lossagent_errors import OptionError
+from agent import StageRecord
 from agent.decision_log import DecisionLog, read_records
-from lossagent_models.iqa_metrics import MissingWeightsError
+from lossagent_errors import MissingWeightsError
 from lossagent_models.loss_repository import LossRepository
 
 
@@ -17,16 +18,34 @@ from lossagent_models.loss_repository import LossRepository
 def test_decision_log_skips_a_torn_line_and_marks_superseded(tmp_path):
     log = DecisionLog(tmp_path / 'agent' / 'decisions.jsonl')
     for it in (0, 5, 10, 15):
-        log.append({'stage': it // 5, 'iteration': it, 'score': float('nan') if it == 5 else 1.0})
+        log.append(StageRecord(it // 5, it, {'L1': 1.0}, {'NIQE': [float('nan') if it == 5 else 1.0]},
+                               weights_after={'L1': 1.0}, applied_iteration=it + 1))
     with open(log.path, 'a') as f:
         f.write('{"stage": 4, "iteration": 2')  # a crash in the middle of a write
-    assert [r['iteration'] for r in read_records(log.path)] == [0, 5, 10, 15]
-    assert list(read_records(log.path))[1]['score'] is None  # NaN is stored as null, never as NaN
+    assert [r.iteration for r in read_records(log.path)] == [0, 5, 10, 15]
+    assert list(read_records(log.path))[1].scores['NIQE'] == [None]  # NaN is stored as null, never as NaN
     assert log.supersede_after(5) == 2
-    assert [r['iteration'] for r in read_records(log.path)] == [0, 5]
+    assert [r.iteration for r in read_records(log.path)] == [0, 5]
     everything = list(read_records(log.path, include_superseded=True))
-    assert [r.get('superseded', False) for r in everything] == [False, False, True, True]
+    assert [r.superseded for r in everything] == [False, False, True, True]
     assert all(line.endswith('}') for line in log.path.read_text().splitlines())  # torn tail removed
+
+
+def test_stage_record_round_trips_and_reads_older_forms():
+    from agent import ExpertInfo
+    record = StageRecord(2, 200, {'L1': 1.0, 'GAN': 0.01}, {'NIQE': [4.0, None], 'Critic': ['blurry', None]},
+                         experts=[ExpertInfo('NIQE', True), ExpertInfo('Critic', False, 'text')],
+                         images=['a', 'b'], policy='llm', fallback=None, eval_s=0.5, latency_s=1.25,
+                         info={'ok': 2}, weights_after={'L1': 0.9, 'GAN': 0.02}, applied_iteration=201)
+    line = record.to_dict()
+    assert line['mean_scores'] == {'NIQE': 4.0, 'Critic': None}
+    assert line['directions'] == {'NIQE': 'lower', 'Critic': 'higher'} and line['valid'] is True
+    assert StageRecord.from_dict(json.loads(json.dumps(line))) == record
+    # the compact history entry of older training states, and a line written before `experts`
+    old = StageRecord.from_dict({'stage': 1, 'iteration': 5, 'weights': {'L1': 1}, 'scores': {'NIQE': [3]}})
+    assert old.weights == {'L1': 1.0} and old.policy == 'initial' and old.experts == []
+    legacy = StageRecord.from_dict({**line, 'experts': None})
+    assert legacy.experts == record.experts  # rebuilt from `directions` (text: all scores are text)
 
 
 # ---- loss repository ----------------------------------------------------------------------
@@ -65,7 +84,7 @@ def test_perceptual_loss_without_vgg_weights_names_the_file(tmp_path, monkeypatc
 def test_iqa_experts_match_pyiqa_and_use_the_ground_truth():
     import pyiqa
     from lossagent_data.skimage_dataset import load_photo
-    from lossagent_models.experts import build_experts
+    from lossagent_hook.experts import build_experts
     photo = torch.from_numpy(load_photo('coffee')[:192, :192]).permute(2, 0, 1)
     noisy = (photo + 0.05 * torch.randn_like(photo, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     experts = build_experts({'NIQE': {'metric': 'niqe'}, 'PSNR': {'metric': 'psnr'},
@@ -79,14 +98,14 @@ def test_iqa_experts_match_pyiqa_and_use_the_ground_truth():
 
 
 def test_unknown_expert_type_is_an_option_error():
-    from lossagent_models.experts import build_experts
+    from lossagent_hook.experts import build_experts
     with pytest.raises(OptionError, match="agent.experts.X.type: unknown expert type 'oracle'"):
         build_experts({'X': {'type': 'oracle'}}, 'cpu')
 
 
 # ---- launcher arguments -------------------------------------------------------------------
 def test_old_launcher_local_rank_forms_are_accepted(monkeypatch):
-    from lossagent_models.basicsr_runtime import normalize_launcher_args
+    from lossagent_runtime.basicsr_fixes import normalize_launcher_args
     monkeypatch.delenv('LOCAL_RANK', raising=False)
     assert normalize_launcher_args(['train.py', '--local-rank=1', '-opt', 'x.yml']) == \
         ['train.py', '--local_rank=1', '-opt', 'x.yml']
@@ -118,7 +137,7 @@ def test_paper_configs_pass_the_name_checks_and_stop_at_missing_data(path):
     import lossagent_data  # noqa: F401
     import lossagent_models  # noqa: F401
     from basicsr.utils.options import ordered_yaml
-    from lossagent_models.preflight import check_options
+    from lossagent_runtime.preflight import check_options
     opt = yaml.load(path.read_text(), Loader=ordered_yaml()[0])
     opt['auto_resume'] = False
     with pytest.raises(OptionError) as err:

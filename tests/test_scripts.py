@@ -77,8 +77,8 @@ def test_generate_noisy_testset_cli_is_reproducible(tmp_path):
 
 def test_convert_checkpoint_lightning_to_basicsr(tmp_path):
     import torch
-    import convert_checkpoint
-    src = {'epoch': 3, 'state_dict': {'net.a.weight': torch.ones(2), 'net.b': torch.zeros(1), 'loss_fn.x': torch.ones(1)}}
+    src = {'epoch': 3,
+           'state_dict': {'net.a.weight': torch.ones(2), 'net.b': torch.zeros(1), 'loss_fn.x': torch.ones(1)}}
     torch.save(src, tmp_path / 'model.ckpt')
     convert_checkpoint.main(['--input', str(tmp_path / 'model.ckpt'), '--param-key', 'state_dict',
                              '--strip-prefix', 'net.', '--output', str(tmp_path / 'out' / 'm.pth')])

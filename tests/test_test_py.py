@@ -21,7 +21,7 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
 from basicsr.utils.matlab_functions import imresize
 from lossagent_eval.tables import AVG, REF_ROW, BenchmarkTable
-from lossagent_models.iqa_metrics import create_iqa_metric
+from lossagent_hook.iqa_metrics import create_iqa_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = dict(type='SwinIR', upscale=4, in_chans=3, img_size=24, window_size=8, img_range=1., depths=[1], embed_dim=12,
@@ -154,11 +154,12 @@ def test_saved_images(run):
 
 def test_missing_checkpoint_is_one_line(tmp_path):
     opt = {'name': 'x', 'scale': 4, 'network_g': NET, 'methods': {'Fixed': {'pretrain_network_g': 'nope/a.pth'}},
-           'datasets': {'S': {'type': 'PairedImageDataset', 'dataroot_gt': str(tmp_path), 'dataroot_lq': str(tmp_path)}},
+           'datasets': {'S': {'type': 'PairedImageDataset', 'dataroot_gt': str(tmp_path),
+                              'dataroot_lq': str(tmp_path)}},
            'metrics': {'psnr': None}}
     (tmp_path / 'o.yml').write_text(yaml.safe_dump(opt))
     from lossagent_eval.benchmark import run_benchmark
-    from lossagent_eval.checkpoint import CheckpointError
+    from lossagent_errors import CheckpointError
     with pytest.raises(CheckpointError) as err:
         run_benchmark(str(tmp_path / 'o.yml'), root=str(tmp_path))
     assert "methods.Fixed.pretrain_network_g" in str(err.value) and 'nope/a.pth' in str(err.value)

@@ -92,25 +92,54 @@ def test_auto_resume_on_cpu_keeps_the_agent_state(make_run):
     assert records[3]['weights_before'] == records[2]['weights_after']
 
 
-@pytest.mark.parametrize('override, message', [
-    ('train:losses:L1:type=NoSuchLoss', "train.losses.L1.type: unknown loss 'NoSuchLoss'"),
-    ('agent:experts:NIQE:metric=nosuchmetric', "agent.experts.NIQE: unknown pyiqa metric 'nosuchmetric'"),
-    ('agent:policy:type=nosuchpolicy', "agent.policy.type: unknown policy 'nosuchpolicy'"),
-    ('agent:stage_iters=0', 'agent.stage_iters must be a positive integer'),
-    ('network_g:type=NoSuchNet', "network_g.type: unknown architecture 'NoSuchNet'"),
-    ('datasets:train:type=NoSuchData', "datasets.train.type: unknown dataset 'NoSuchData'"),
-    ('datasets:train:dataroot_gt=/nonexistent/DF2K_HR', 'datasets.train.dataroot_gt: /nonexistent/DF2K_HR does not exist'),
-    ('path:pretrain_network_g=/nonexistent/net_g.pth', 'path.pretrain_network_g: /nonexistent/net_g.pth does not exist'),
-    ('agent:initial_weights=[1.0,0.5,0.1]', 'agent.initial_weights: 3 weights for 2 losses'),
-    ('agent:policy:type=llm', 'agent.policy.base_url'),
+@pytest.mark.parametrize('overrides, message', [
+    (['train:losses:L1:type=NoSuchLoss'], "train.losses.L1.type: unknown loss 'NoSuchLoss'"),
+    (['agent:experts:NIQE:metric=nosuchmetric'], "agent.experts.NIQE: unknown pyiqa metric 'nosuchmetric'"),
+    (['agent:policy:type=nosuchpolicy'], "agent.policy.type: unknown policy 'nosuchpolicy'"),
+    (['agent:stage_iters=0'], 'agent.stage_iters must be a positive integer'),
+    (['agent:stage_iter=1'], 'agent.stage_iter: unknown option (did you mean `stage_iters`?)'),
+    (['network_g:type=NoSuchNet'], "network_g.type: unknown architecture 'NoSuchNet'"),
+    (['datasets:train:type=NoSuchData'], "datasets.train.type: unknown dataset 'NoSuchData'"),
+    (['datasets:train:crop_sise=96'], 'datasets.train.crop_sise: unknown option (did you mean `crop_size`?)'),
+    (['datasets:train:type=PairedImageDataset', 'datasets:train:dataroot_gt=/nonexistent/DF2K_HR'],
+     'datasets.train.dataroot_gt: /nonexistent/DF2K_HR does not exist'),
+    (['path:pretrain_network_g=/nonexistent/net_g.pth'],
+     'path.pretrain_network_g: /nonexistent/net_g.pth does not exist'),
+    (['agent:initial_weights=[1.0,0.5,0.1]'], 'agent.initial_weights: 3 weights for 2 losses'),
+    (['agent:initial_weights=[0,0]'], 'agent.initial_weights: all weights are zero'),
+    (['agent:policy:type=llm'], 'agent.policy.base_url'),
+    (['train:losses:L1:loss_weight=heavy'], "train.losses.L1.loss_weight: got 'heavy'; expected a number"),
+    (['train:losses:SSIM:window=7'], 'train.losses.SSIM.window: unknown option (did you mean `window_size`?)'),
+    (['agent:experts:NIQE:lower_beter=true'],
+     'agent.experts.NIQE.lower_beter: unknown option (did you mean `lower_better`?)'),
+    (['agent:policy:type=adaptive', 'agent:policy:sigmaa=0.1'],
+     'agent.policy.sigmaa: unknown option (did you mean `sigma`?)'),
+    (['agent:nosuch:key=1'], '--force_yml agent:nosuch:key=1: agent:nosuch is not in'),
 ])
-def test_bad_options_fail_at_start_up_with_one_line(make_run, override, message):
+def test_bad_options_fail_at_start_up_with_one_line(make_run, overrides, message):
     run = make_run(tiny_options('e2e_bad'))
-    proc = run.train('--force_yml', override, check=False, timeout=120)
+    proc = run.train('--force_yml', *overrides, check=False, timeout=120)
     assert proc.returncode == 2
     assert message in proc.stderr
-    assert 'Traceback' not in proc.stderr  # one line, not a stack
+    assert len(proc.stderr.strip().splitlines()) == 1  # one line, not a stack
     assert 'Start training' not in proc.stdout + proc.stderr
+    assert not run.root.exists()  # nothing was written
+
+
+def test_a_bad_option_file_never_moves_the_finished_run(make_run, tmp_path):
+    """BasicSR archives `experiments/<name>` when a run starts again; a typo must not get that far."""
+    run = make_run(tiny_options('e2e_keep', stage_iters=2, total_iter=2))
+    run.train()
+    before = sorted(p.name for p in run.root.iterdir())
+    run.yml.write_text(run.yml.read_text().replace('stage_iters: 2', 'stage_iter: 2'))
+    proc = run.train(check=False, timeout=120)
+    assert proc.returncode == 2 and 'agent.stage_iter: unknown option (did you mean `stage_iters`?)' in proc.stderr
+    run.yml.write_text(run.yml.read_text().replace('  stage_iter: 2', '  stage_iters: [2'))  # YAML syntax
+    proc = run.train(check=False, timeout=120)
+    assert proc.returncode == 2 and 'YAML syntax error' in proc.stderr
+    assert re.search(rf'{re.escape(str(run.yml))}:\d+:\d+: YAML syntax error', proc.stderr)
+    assert sorted(p.name for p in run.root.iterdir()) == before
+    assert not list(run.root.parent.glob(f'{run.name}_archived_*'))
 
 
 def test_llm_policy_against_a_real_http_server(make_run):

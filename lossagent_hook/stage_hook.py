@@ -1,10 +1,10 @@
 """The stage hook: at every `agent.stage_iters` iterations, score the network and ask the policy.
 
 Like an mmengine hook that changes hyperparameters at validation points, it owns no training
-logic; `LossAgentModel` calls `start` before the first iteration and `after_iteration` after
-each one. Only rank 0 restores the validation images, runs the experts and asks the policy
-(in a worker thread, bounded by `agent.boundary_budget_s`); the weights are broadcast so every
-rank applies the same ones from the same iteration.
+logic; `LossAgentModel` calls `start` before the first iteration, `after_iteration` after each
+one and `finish` at the end of training. Only rank 0 restores the validation images, runs the
+experts and asks the policy (in a worker thread, bounded by `agent.boundary_budget_s`); the
+weights are broadcast so every rank applies the same ones from the same iteration.
 
 Synchronous (default, as in the paper): training waits for the decision at the boundary.
 `agent.async: true`: training goes on with the current weights while the policy thinks; the new
@@ -20,10 +20,8 @@ from __future__ import annotations
 import concurrent.futures as futures
 import datetime
 import json
-import math
 import time
 import traceback
-from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
@@ -31,84 +29,67 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from agent import History, OptionError, StageRecord, build_policy
+from agent import Decision, History, StageRecord, build_policy
 from agent.decision_log import DecisionLog
 from agent.plot import plot_experiment
+from agent.weights import ratio
 from basicsr.utils import get_root_logger
+from lossagent_errors import OptionError
 
-from .agent_tensorboard import agent_tb_writer, log_decision, log_scores
-from .agent_validation import AgentValidationSet
+from .agent_options import AgentOptions
 from .experts import build_experts
+from .tensorboard_log import agent_tb_writer, log_decision, log_scores
+from .validation_set import AgentValidationSet
 
 
-def _positive(agent_opt: dict, key: str, default, kind=int):
-    value = agent_opt.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 \
-            or (kind is int and not isinstance(value, int)):
-        raise OptionError(f'agent.{key} must be a positive {"integer" if kind is int else "number"}, got {value!r}')
-    return kind(value)
-
-
-def valid_weights(weights, names) -> Optional[str]:
-    """Why `weights` cannot be applied, or None when they can."""
-    if not isinstance(weights, dict) or sorted(weights) != sorted(names):
-        return f'policy returned weights for {sorted(weights) if isinstance(weights, dict) else weights}, ' \
-               f'expected {names}'
-    bad = [n for n in names if not isinstance(weights[n], (int, float)) or not math.isfinite(weights[n])
-           or weights[n] < 0]
-    return f'policy returned invalid weights for {bad}' if bad else None
-
-
-class StageAgent:
+class StageHook:
     def __init__(self, opt: dict, repository, device, experiment_root: str):
-        agent_opt = opt['agent']
+        self.options = AgentOptions.from_opt(opt)
         self.opt = opt
         self.repository = repository
         self.device = device
-        self.stage_iters = _positive(agent_opt, 'stage_iters', 5000)
-        self.budget_s = _positive(agent_opt, 'boundary_budget_s', 3600, float)
-        self.async_mode = bool(agent_opt.get('async', False))
+        self.stage_iters = self.options.stage_iters
+        self.budget_s = self.options.boundary_budget_s
+        self.async_mode = self.options.async_decisions
         self.rank = opt.get('rank', 0)
         self.world_size = opt.get('world_size', 1)
-        self.poll_iters = _positive(agent_opt, 'async_poll_iters', 1 if self.world_size == 1 else 10)
+        self.poll_iters = self.options.async_poll_iters
         self.logger = get_root_logger()
         self.history = History()
         self.stage = 0
         self.started = False
         self.pending_since: Optional[int] = None  # boundary iteration of a decision not yet applied
-        self._future = self._entry = None
+        self._future = None
+        self._pending: Optional[StageRecord] = None  # the record whose decision is awaited
         agent_dir = Path(experiment_root) / 'agent'
         self.applied_path = agent_dir / f'applied_rank{self.rank}.jsonl'
         self.group = None
         if self.world_size > 1 and dist.is_available() and dist.is_initialized():
             # Rank 0 may spend minutes on the LLM while the others wait in this group's broadcast.
-            timeout = _positive(agent_opt, 'dist_timeout_s', max(1800.0, 2 * self.budget_s), float)
-            self.group = dist.new_group(timeout=datetime.timedelta(seconds=timeout))
+            self.group = dist.new_group(timeout=datetime.timedelta(seconds=self.options.dist_timeout_s))
         self.policy = self.experts = self.val_set = self.log = self.tb = None
         if self.rank == 0:
-            self._build_rank0(agent_opt, agent_dir)
+            self._build_rank0(agent_dir)
 
-    def _build_rank0(self, agent_opt: dict, agent_dir: Path) -> None:
-        """Config errors surface here, at start-up, before any training time is spent."""
-        opt = self.opt
+    def _build_rank0(self, agent_dir: Path) -> None:
+        """What only rank 0 needs; problems the option check cannot see (weights files, data) surface
+        here, before any training time is spent."""
+        o = self.options
         self.log = DecisionLog(agent_dir / 'decisions.jsonl')
-        self.experts = build_experts(agent_opt.get('experts'), self.device)
-        self.val_set = AgentValidationSet(agent_opt.get('dataset'), _positive(agent_opt, 'num_images', 10),
-                                          int(agent_opt.get('image_seed', 0)), int(opt.get('scale', 1)),
-                                          agent_opt.get('pad_multiple', (opt.get('network_g') or {}).get('window_size', 1)))
+        self.experts = build_experts(o.experts, self.device)
+        self.val_set = AgentValidationSet(o.dataset, o.num_images, o.image_seed, int(self.opt.get('scale', 1)),
+                                          o.pad_multiple)
         if not self.val_set.has_gt:
             full_reference = [e.name for e in self.experts if getattr(e, 'full_reference', False)]
             if full_reference:
                 raise OptionError(f'agent.experts.{full_reference[0]}: a full-reference metric needs ground truth, '
-                                  f"but agent.dataset ({agent_opt['dataset'].get('type')}) has LQ images only; "
+                                  f"but agent.dataset ({o.dataset.get('type')}) has LQ images only; "
                                   f'use no-reference experts')
         weights = self.repository.get_weights()
-        self.policy = build_policy(agent_opt.get('policy', {'type': 'fixed'}), list(weights),
-                                   list(weights.values()), [e.info for e in self.experts],
-                                   seed=int(agent_opt.get('policy_seed', opt.get('manual_seed', 0))),
-                                   task=agent_opt.get('task', 'image super-resolution'))
+        self.policy = build_policy(o.policy, list(weights), list(weights.values()), [e.info for e in self.experts],
+                                   seed=o.policy_seed, task=o.task)
         self.executor = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='loss-agent')
-        self.tb = agent_tb_writer(opt)
+        self.tb = agent_tb_writer(self.opt)
         self.logger.info(f'Loss agent: policy {self.policy.name}, {len(self.val_set)} validation images, '
                          f'experts {[(e.name, "lower" if e.lower_better else "higher") for e in self.experts]}, '
                          f'a stage every {self.stage_iters} iterations'
@@ -121,9 +102,9 @@ class StageAgent:
             return
         self.started = True
         if self.rank == 0:
-            entry = self._evaluate(net, iteration, decide=False)
-            entry.update(weights_after=entry['weights_before'], applied_iteration=iteration + 1)
-            self._write(entry)
+            record = self._evaluate(net, iteration, decide=False)
+            record.weights_after, record.applied_iteration = dict(record.weights_before), iteration + 1
+            self._write(record)
 
     def after_iteration(self, net: torch.nn.Module, iteration: int) -> None:
         if self.pending_since is not None and (iteration - self.pending_since) % self.poll_iters == 0:
@@ -133,17 +114,17 @@ class StageAgent:
                 self._collect(iteration, wait=True)
             self.stage += 1
             if self.rank == 0:
-                self._entry = self._evaluate(net, iteration, decide=True)
+                self._pending = self._evaluate(net, iteration, decide=True)
                 self._submit()
             self.pending_since = iteration
             if not self.async_mode:
                 self._collect(iteration, wait=True)
 
     # ---- rank 0: evaluate and decide ------------------------------------------------------
-    def _evaluate(self, net, iteration: int, decide: bool) -> dict:
+    def _evaluate(self, net, iteration: int, decide: bool) -> StageRecord:
         started = time.perf_counter()
         outputs = self.val_set.restore(net, self.device)
-        scores, errors = OrderedDict(), {}
+        scores, errors = {}, {}
         for expert in tqdm(self.experts, desc=f'stage {self.stage} experts', leave=False, disable=None):
             try:
                 values = list(expert.score(outputs, self.val_set.gts, {
@@ -154,37 +135,32 @@ class StageAgent:
             if expert.kind == 'score' and all(v is None for v in values):
                 errors.setdefault(expert.name, 'no finite score')
             scores[expert.name] = values
-        weights = dict(self.repository.get_weights())
-        record = StageRecord(stage=self.stage, iteration=iteration, weights=weights, scores=scores)
+        record = StageRecord(stage=self.stage, iteration=iteration, weights_before=dict(self.repository.get_weights()),
+                             scores=scores, experts=[e.info for e in self.experts], images=list(self.val_set.names),
+                             expert_errors=errors, policy=self.policy.name if decide else 'initial',
+                             eval_s=round(time.perf_counter() - started, 4))
         self.history.append(record)
-        entry = {'stage': self.stage, 'iteration': iteration, 'weights_before': weights, 'scores': scores,
-                 'mean_scores': record.mean_scores(),
-                 'directions': {e.name: 'lower' if e.lower_better else 'higher' for e in self.experts},
-                 'experts': [{'name': e.name, 'lower_better': e.lower_better, 'kind': e.kind} for e in self.experts],
-                 'images': self.val_set.names, 'valid': not errors, 'expert_errors': errors,
-                 'policy': self.policy.name if decide else 'initial', 'fallback': None, 'superseded': False,
-                 'eval_s': round(time.perf_counter() - started, 4)}
-        log_scores(self.tb, entry, outputs)
-        return entry
+        log_scores(self.tb, record, outputs)
+        return record
 
     def _submit(self) -> None:
         history = History(list(self.history.records))  # the main thread appends while we think
         self._submitted_at = time.perf_counter()
         self._future = self.executor.submit(self._decide, history)
 
-    def _decide(self, history: History) -> dict:
+    def _decide(self, history: History) -> tuple[Decision, Optional[str]]:
+        """(the decision, the traceback when the policy raised). Runs in the worker thread."""
         started = time.perf_counter()
         try:
             decision = self.policy.decide(history)
         except Exception as err:  # a policy bug must not cost the run
-            return {'fallback': f'policy raised {err!r}', 'traceback': traceback.format_exc(limit=5),
-                    'latency_s': round(time.perf_counter() - started, 4)}
-        entry = decision.to_dict()
-        entry['latency_s'] = round(entry.get('latency_s') or time.perf_counter() - started, 4)
-        return entry
+            return Decision(weights={}, policy=self.policy.name, fallback=f'policy raised {err!r}',
+                            latency_s=round(time.perf_counter() - started, 4)), traceback.format_exc(limit=5)
+        decision.latency_s = round(decision.latency_s or time.perf_counter() - started, 4)
+        return decision, None
 
-    def _result(self, wait: bool) -> Optional[dict]:
-        """The decision's record fields, None while (asynchronously) still thinking."""
+    def _result(self, wait: bool) -> Optional[tuple[Decision, Optional[str]]]:
+        """The decision, None while (asynchronously) still thinking."""
         if not wait and not self._future.done():
             return None
         remaining = self.budget_s - (time.perf_counter() - self._submitted_at)
@@ -194,42 +170,30 @@ class StageAgent:
             # The worker cannot be interrupted; a fresh one serves the next boundaries.
             self.executor.shutdown(wait=False)
             self.executor = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='loss-agent')
-            return {'fallback': f'no decision within agent.boundary_budget_s={self.budget_s:g}s',
-                    'latency_s': round(self.budget_s, 4)}
+            return Decision(weights={}, policy=self.policy.name,
+                            fallback=f'no decision within agent.boundary_budget_s={self.budget_s:g}s',
+                            latency_s=round(self.budget_s, 4)), None
 
     # ---- all ranks: agree and apply ---------------------------------------------------------
     def _collect(self, iteration: int, wait: bool) -> None:
-        message = None
+        weights = None
         if self.rank == 0:
-            decision = self._result(wait)
-            if decision is not None:
-                message = self._finish_entry(decision)
-        message = self._broadcast(message)
-        if message is None:
+            result = self._result(wait)
+            if result is not None:
+                decision, trace = result
+                weights = self._pending.record_decision(decision, self.repository.names, trace)
+        weights = self._broadcast(weights)
+        if weights is None:
             return
-        self.repository.set_weights(message)
+        self.repository.set_weights(weights)
         self.pending_since = None
         self.applied_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.applied_path, 'a', encoding='utf-8') as f:
-            f.write(json.dumps({'stage': self.stage, 'from_iteration': iteration + 1, 'weights': message}) + '\n')
+            f.write(json.dumps({'stage': self.stage, 'from_iteration': iteration + 1, 'weights': weights}) + '\n')
         if self.rank == 0:
-            self._entry['applied_iteration'] = iteration + 1
-            self._write(self._entry)
-            self._future = self._entry = None
-
-    def _finish_entry(self, decision: dict) -> dict:
-        entry = self._entry
-        weights_before = entry['weights_before']
-        proposed = decision.pop('weights', None)
-        entry.update(decision)
-        problem = None if entry.get('fallback') else valid_weights(proposed, self.repository.names)
-        if problem:
-            entry['fallback'] = problem
-        if entry.get('fallback'):
-            entry['weights_after'] = dict(weights_before)
-        else:
-            entry['weights_after'] = OrderedDict((n, float(proposed[n])) for n in self.repository.names)
-        return dict(entry['weights_after'])
+            self._pending.applied_iteration = iteration + 1
+            self._write(self._pending)
+            self._future = self._pending = None
 
     def _broadcast(self, message):
         if self.group is None:
@@ -238,34 +202,32 @@ class StageAgent:
         dist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
-    def _write(self, entry: dict) -> None:
-        self.log.append(entry)
-        log_decision(self.tb, entry, entry['applied_iteration'])
-        self._report(entry)
+    def _write(self, record: StageRecord) -> None:
+        self.log.append(record)
+        log_decision(self.tb, record)
+        self._report(record)
 
-    def _report(self, entry: dict) -> None:
-        arrows = {'lower': '↓', 'higher': '↑'}
-        scores = ' '.join(f'{name}{arrows[entry["directions"][name]]} '
-                          + (f'{value:.4g}' if value is not None else 'n/a')
-                          for name, value in entry['mean_scores'].items() if name in entry['directions'])
-        ratio = lambda w: ':'.join(f'{v:.4g}' for v in w.values())  # noqa: E731
-        line = (f'[agent] stage {entry["stage"]} @ iter {entry["iteration"]} | {scores} | '
-                f'{":".join(entry["weights_before"])} {ratio(entry["weights_before"])} -> '
-                f'{ratio(entry["weights_after"])} ({entry["policy"]}')
-        if entry.get('fallback'):
-            line += f', kept: {entry["fallback"]}'
-        if entry['applied_iteration'] is None:
+    def _report(self, record: StageRecord) -> None:
+        means = record.mean_scores()
+        scores = ' '.join(f'{e.name}{e.arrow} ' + (f'{means[e.name]:.4g}' if means.get(e.name) is not None else 'n/a')
+                          for e in record.experts if e.name in means)
+        names = list(record.weights_before)
+        line = (f'[agent] stage {record.stage} @ iter {record.iteration} | {scores} | {":".join(names)} '
+                f'{ratio(record.weights_before, names)} -> {ratio(record.weights_after, names)} ({record.policy}')
+        if record.fallback:
+            line += f', kept: {record.fallback}'
+        if record.applied_iteration is None:
             line += ', not applied: training ended'
-        elif entry['applied_iteration'] != entry['iteration'] + 1:
-            line += f', applied from iter {entry["applied_iteration"]}'
-        self.logger.info(line + f', eval {entry["eval_s"]:.2f}s, decision {entry.get("latency_s") or 0:.2f}s)')
+        elif record.applied_iteration != record.iteration + 1:
+            line += f', applied from iter {record.applied_iteration}'
+        self.logger.info(line + f', eval {record.eval_s:.2f}s, decision {record.latency_s or 0:.2f}s)')
 
     # ---- resume ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Plain types only, so the training state loads with torch.load(weights_only=True)."""
         pending = None
-        if self.pending_since is not None and self._entry is not None:
-            pending = json.loads(json.dumps(self._entry, default=str))
+        if self.pending_since is not None and self._pending is not None:
+            pending = json.loads(json.dumps(self._pending.to_dict(), default=str))
         return {'stage': self.stage, 'started': self.started, 'history': self.history.to_list(),
                 'weights': dict(self.repository.get_weights()), 'pending_since': self.pending_since,
                 'pending_entry': pending, 'policy': self.policy.state_dict() if self.policy is not None else {}}
@@ -281,13 +243,15 @@ class StageAgent:
         self.policy.load_state_dict(state.get('policy', {}))
         superseded = self.log.supersede_after(iteration)
         if self.pending_since is not None:  # the answer was lost with the process: ask again
-            self._entry = state['pending_entry']
+            self._pending = StageRecord.from_dict(state['pending_entry'])
+            if self.history.last is not None and self.history.last.stage == self._pending.stage:
+                self.history.records[-1] = self._pending
             self._submit()
         self.logger.info(f'Loss agent resumed at stage {self.stage} (iter {iteration}) with weights '
                          f'{dict(self.repository.get_weights())}; {superseded} later records marked superseded'
                          f'{"; re-asking the pending decision" if self.pending_since is not None else ""}')
 
-    def close(self) -> None:
+    def finish(self) -> None:
         """End of training (rank 0): record a decision still out, plot the run, release resources.
 
         A pending asynchronous decision is waited for (within the budget) so the last stage's
@@ -296,11 +260,12 @@ class StageAgent:
         if self.rank != 0:
             return
         if self.pending_since is not None and self._future is not None:
-            self._finish_entry(self._result(wait=True))
-            self._entry['applied_iteration'] = None
-            self.log.append(self._entry)
-            self._report(self._entry)
-            self.pending_since = self._future = self._entry = None
+            decision, trace = self._result(wait=True)
+            self._pending.record_decision(decision, self.repository.names, trace)
+            self._pending.applied_iteration = None
+            self.log.append(self._pending)
+            self._report(self._pending)
+            self.pending_since = self._future = self._pending = None
         self.executor.shutdown(wait=False)
         self.policy.close()
         if self.tb is not None:

@@ -7,8 +7,10 @@ YAML (`agent.experts`), a mapping of the name the LLM sees to its options:
       PSNR: {metric: psnr, test_y_channel: true, crop_border: 4}   # full-reference: uses the GT
       Q-Align: {metric: qalign, lower_better: false}               # direction overridable
 
-Keys other than `type`, `metric` and `lower_better` go to `pyiqa.create_metric`. Metric
-objects are created once per run. New kinds of experts register in EXPERT_TYPES.
+Keys other than `type`, `metric` and `lower_better` go to `pyiqa.create_metric` (and must be
+keywords the metric takes). Metric objects are created once per run. A new kind of expert is a
+class registered with `@register_expert('kind')`; its `check_options(name, opt)` validates the
+options without building anything (the start-up check runs it before any folder is made).
 
 Text experts put words in the prompt where a score would be:
 
@@ -24,14 +26,15 @@ from typing import Callable, Optional
 import cv2
 import torch
 
-from agent.critique import Critic
+from agent.critique import Critic, check_critique_options
 from agent.human_feedback import wait_for_feedback
+from agent.options import number, read_options
+from agent.record import ExpertInfo
 from basicsr.utils import tensor2img
+from lossagent_errors import OptionError
 
-from agent import ExpertInfo
-from .agent_validation import equal_runs
-from .iqa_metrics import create_iqa_metric, lower_is_better
-from agent import OptionError
+from .iqa_metrics import check_metric_options, create_iqa_metric, lower_is_better
+from .validation_set import equal_runs
 
 EXPERT_TYPES: dict[str, Callable] = {}
 
@@ -55,6 +58,11 @@ class Expert:
     def info(self) -> ExpertInfo:
         return ExpertInfo(self.name, self.lower_better, self.kind)
 
+    @classmethod
+    def check_options(cls, name: str, opt: dict) -> ExpertInfo:
+        """Validate `opt` without building anything; what a policy will know about this expert."""
+        raise NotImplementedError
+
     def score(self, outputs: list[torch.Tensor], gts: list[torch.Tensor], context: dict) -> list:
         raise NotImplementedError
 
@@ -68,17 +76,27 @@ class IQAExpert(Expert):
     """A pyiqa metric; full-reference metrics compare with the ground truth."""
 
     def __init__(self, name: str, opt: dict, device):
+        info = self.check_options(name, opt)
+        opt = dict(opt)
+        metric = opt.pop('metric')
+        override = opt.pop('lower_better', None)
+        self.metric = create_iqa_metric(metric, device=device, owner=f'agent.experts.{name}', **opt)
+        lower = override if override is not None else bool(getattr(self.metric, 'lower_better', info.lower_better))
+        super().__init__(name, lower)
+        self.metric_name = metric
+        self.full_reference = getattr(self.metric, 'metric_mode', 'NR') == 'FR'
+
+    @classmethod
+    def check_options(cls, name: str, opt: dict) -> ExpertInfo:
         opt = dict(opt)
         metric = opt.pop('metric', None)
         if not metric:
             raise OptionError(f'agent.experts.{name}.metric: missing (a pyiqa metric name such as niqe)')
-        override = opt.pop('lower_better', None)
-        self.metric = create_iqa_metric(metric, device=device, owner=f'agent.experts.{name}', **opt)
-        lower = bool(override) if override is not None else bool(getattr(self.metric, 'lower_better',
-                                                                          lower_is_better(metric)))
-        super().__init__(name, lower)
-        self.metric_name = metric
-        self.full_reference = getattr(self.metric, 'metric_mode', 'NR') == 'FR'
+        lower = opt.pop('lower_better', None)
+        if lower is not None and not isinstance(lower, bool):
+            raise OptionError(f'agent.experts.{name}.lower_better: got {lower!r}; expected true or false')
+        check_metric_options(metric, opt, f'agent.experts.{name}', own_keys=('type', 'metric', 'lower_better'))
+        return ExpertInfo(str(name), lower if lower is not None else lower_is_better(metric), 'score')
 
     @torch.no_grad()
     def score(self, outputs, gts, context):
@@ -109,8 +127,16 @@ class CritiqueExpert(Expert):
         super().__init__(name, lower_better=False)
         self.critic = Critic(opt, prefix=f'agent.experts.{name}')
 
+    @classmethod
+    def check_options(cls, name: str, opt: dict) -> ExpertInfo:
+        check_critique_options(opt, prefix=f'agent.experts.{name}')
+        return ExpertInfo(str(name), False, 'text')
+
     def score(self, outputs, gts, context):
         return self.critic.critique([png_bytes(img) for img in outputs])
+
+
+HUMAN_DEFAULTS = {'timeout_s': 0.0, 'poll_s': 1.0, 'file': None}
 
 
 @register_expert('human')
@@ -125,14 +151,23 @@ class HumanExpert(Expert):
 
     def __init__(self, name: str, opt: dict, device):
         super().__init__(name, lower_better=False)
-        opt = dict(opt)
-        self.timeout_s = float(opt.pop('timeout_s', 0))
-        self.poll_s = float(opt.pop('poll_s', 1.0))
-        self.file = opt.pop('file', None)
-        if opt:
-            raise OptionError(f'agent.experts.{name}: unknown options {sorted(opt)} (timeout_s, poll_s, file)')
-        if self.timeout_s < 0:
-            raise OptionError(f'agent.experts.{name}.timeout_s must be >= 0, got {self.timeout_s}')
+        o = self._options(name, opt)
+        self.timeout_s, self.poll_s, self.file = o['timeout_s'], o['poll_s'], o['file']
+
+    @staticmethod
+    def _options(name: str, opt: dict) -> dict:
+        prefix = f'agent.experts.{name}'
+        o = read_options(opt, HUMAN_DEFAULTS, prefix)
+        o['timeout_s'] = number(o, 'timeout_s', 0, 10 ** 7, prefix=prefix)
+        o['poll_s'] = number(o, 'poll_s', 0.01, 3600, prefix=prefix)
+        if o['file'] is not None and not isinstance(o['file'], str):
+            raise OptionError(f"{prefix}.file: got {o['file']!r}; expected a path or null")
+        return o
+
+    @classmethod
+    def check_options(cls, name: str, opt: dict) -> ExpertInfo:
+        cls._options(name, opt)
+        return ExpertInfo(str(name), False, 'text')
 
     def score(self, outputs, gts, context):
         stage_dir = Path(context['agent_dir']) / f'stage_{context["stage"]}'
@@ -151,15 +186,32 @@ def _same_shape_batches(outputs, gts):
         yield torch.stack(outputs[start:end]), None if gts[start] is None else torch.stack(gts[start:end])
 
 
-def build_experts(experts_opt: dict, device) -> list[Expert]:
+def _expert_class(name: str, opt) -> tuple[type, dict]:
+    if opt is not None and not isinstance(opt, dict):
+        raise OptionError(f'agent.experts.{name}: got {opt!r}; expected a mapping such as {{metric: niqe}}')
+    opt = dict(opt or {})
+    kind = opt.pop('type', 'iqa')
+    if kind not in EXPERT_TYPES:
+        raise OptionError(f"agent.experts.{name}.type: unknown expert type '{kind}'; "
+                          f'choose one of {sorted(EXPERT_TYPES)}')
+    return EXPERT_TYPES[kind], opt
+
+
+def check_experts(experts_opt: dict) -> list[ExpertInfo]:
+    """The experts of `agent.experts`, validated without building them."""
     if not experts_opt or not isinstance(experts_opt, dict):
         raise OptionError('agent.experts: give at least one expert, e.g. {NIQE: {metric: niqe}}')
+    infos = []
+    for name, opt in experts_opt.items():
+        cls, opt = _expert_class(name, opt)
+        infos.append(cls.check_options(str(name), opt))
+    return infos
+
+
+def build_experts(experts_opt: dict, device) -> list[Expert]:
+    check_experts(experts_opt)
     experts = []
     for name, opt in experts_opt.items():
-        opt = dict(opt or {})
-        kind = opt.pop('type', 'iqa')
-        if kind not in EXPERT_TYPES:
-            raise OptionError(f"agent.experts.{name}.type: unknown expert type '{kind}'; "
-                             f'choose one of {sorted(EXPERT_TYPES)}')
-        experts.append(EXPERT_TYPES[kind](str(name), opt, device))
+        cls, opt = _expert_class(name, opt)
+        experts.append(cls(str(name), opt, device))
     return experts

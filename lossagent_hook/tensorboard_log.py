@@ -6,6 +6,8 @@ import os.path as osp
 import torch
 import torch.nn.functional as F
 
+from agent.record import StageRecord, is_number
+
 
 def agent_tb_writer(opt: dict):
     """A SummaryWriter beside BasicSR's, or None when BasicSR's TensorBoard logger is off."""
@@ -24,28 +26,28 @@ def image_grid(images: list[torch.Tensor], size: int = 128) -> torch.Tensor:
     return make_grid(torch.stack(tiles).clamp(0, 1), nrow=min(5, len(tiles)))
 
 
-def log_scores(writer, entry: dict, outputs: list[torch.Tensor]) -> None:
+def log_scores(writer, record: StageRecord, outputs: list[torch.Tensor]) -> None:
     if writer is None:
         return
-    step = entry['iteration']
-    for expert, values in entry['scores'].items():
-        mean = entry['mean_scores'].get(expert)
-        if isinstance(mean, (int, float)):
-            writer.add_scalar(f'agent/score/{expert}', mean, step)
+    step = record.iteration
+    means = record.mean_scores()
+    for expert, values in record.scores.items():
+        if means.get(expert) is not None:
+            writer.add_scalar(f'agent/score/{expert}', means[expert], step)
         for i, value in enumerate(values):
-            if isinstance(value, (int, float)):
+            if is_number(value):
                 writer.add_scalar(f'agent/score/{expert}/image_{i}', value, step)
     if outputs:
         writer.add_image('agent/validation', image_grid(outputs), step)
     writer.flush()
 
 
-def log_decision(writer, entry: dict, applied_iteration: int) -> None:
+def log_decision(writer, record: StageRecord) -> None:
     if writer is None:
         return
-    for name, weight in entry['weights_after'].items():
-        writer.add_scalar(f'agent/weight/{name}', weight, applied_iteration)
-    writer.add_scalar('agent/fallback', float(bool(entry.get('fallback'))), entry['iteration'])
-    if entry.get('latency_s') is not None:
-        writer.add_scalar('agent/latency_s', entry['latency_s'], entry['iteration'])
+    for name, weight in record.weights_after.items():
+        writer.add_scalar(f'agent/weight/{name}', weight, record.applied_iteration)
+    writer.add_scalar('agent/fallback', float(bool(record.fallback)), record.iteration)
+    if record.latency_s is not None:
+        writer.add_scalar('agent/latency_s', record.latency_s, record.iteration)
     writer.flush()

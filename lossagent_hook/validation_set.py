@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from basicsr.data import build_dataset
-from agent import OptionError
+from lossagent_errors import OptionError
 from lossagent_arch.window_util import pad_to_multiple
 
 

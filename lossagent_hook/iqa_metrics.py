@@ -12,17 +12,11 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from agent import OptionError
+
+from agent.directions import known_direction
+from lossagent_errors import MissingWeightsError, OptionError, closest, unknown_key
 
 NIQE_PARAMS = 'niqe_modelparameters.mat'
-
-# Directions of common metrics, used when pyiqa is not asked (e.g. reading old logs).
-KNOWN_LOWER_BETTER = {'niqe', 'piqe', 'brisque', 'pi', 'nrqm_pi', 'ilniqe', 'lpips', 'dists',
-                      'lpips-vgg', 'ahiq', 'pieapp', 'ckdn', 'gmsd', 'nlpd', 'mad', 'fid'}
-
-
-class MissingWeightsError(RuntimeError):
-    """A metric or loss needs a file that is not on disk and cannot be downloaded."""
 
 
 def pyiqa_weights_dir() -> Path:
@@ -68,20 +62,48 @@ def _report_downloads(requested: list):
 
 
 def lower_is_better(metric_name: str) -> bool:
-    """pyiqa's own direction for a metric name."""
+    """pyiqa's own direction for a metric name, else the direction table's (else higher is better)."""
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
     if metric_name in DEFAULT_CONFIGS:
         return bool(DEFAULT_CONFIGS[metric_name].get('lower_better', False))
-    return metric_name.lower() in KNOWN_LOWER_BETTER
+    return bool(known_direction(metric_name))
+
+
+# keywords of pyiqa's InferenceModel itself; the others go to the metric's network
+INFERENCE_KEYWORDS = {'as_loss', 'loss_weight', 'loss_reduction', 'device', 'seed', 'check_input_range', 'metric_mode'}
+
+
+def check_metric_options(metric_name, kwargs: dict, owner: str, own_keys: tuple = ()) -> None:
+    """The metric exists in pyiqa and takes every keyword in `kwargs` (checked without building it);
+    `own_keys` are the caller's keys beside the metric's, named in the error's list."""
+    import inspect
+    from pyiqa.archs import ARCH_REGISTRY
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    if metric_name not in DEFAULT_CONFIGS:
+        raise OptionError(f"{owner}: unknown pyiqa metric '{metric_name}'{closest(str(metric_name), DEFAULT_CONFIGS)}; "
+                          f"see pyiqa.list_models() (e.g. niqe, piqe, clipiqa, maniqa, qalign, psnr, ssim, lpips)")
+    if not kwargs:
+        return
+    network = DEFAULT_CONFIGS[metric_name]['metric_opts']['type']
+    try:
+        if network not in ARCH_REGISTRY:  # pyiqa imports its networks lazily, as build_network does
+            from pyiqa.archs import _lazy_import_arch
+            _lazy_import_arch(network)
+        params = inspect.signature(ARCH_REGISTRY.get(network).__init__).parameters
+    except Exception:  # noqa: BLE001 -- another pyiqa version: pyiqa itself checks when it builds the metric
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    known = (set(params) - {'self'}) | INFERENCE_KEYWORDS | set(own_keys)
+    for key in kwargs:
+        if key not in known:
+            raise unknown_key(owner, key, known)
 
 
 def create_iqa_metric(metric_name: str, device='cpu', owner: str = 'expert', **kwargs):
     """`pyiqa.create_metric` in eval mode; `owner` names the option key in error messages."""
     import pyiqa
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
-    if metric_name not in DEFAULT_CONFIGS:
-        raise OptionError(f"{owner}: unknown pyiqa metric '{metric_name}'; see pyiqa.list_models() "
-                         f"(e.g. niqe, piqe, clipiqa, maniqa, qalign, psnr, ssim, lpips)")
+    check_metric_options(metric_name, kwargs, owner)
     if metric_name == 'niqe' and 'pretrained_model_path' not in kwargs:
         seed_niqe_parameters()
     requested: list = []

@@ -1,0 +1,227 @@
+"""The stage record: one boundary of a run, the only shape in which a boundary is passed around.
+
+The stage hook fills one in at every boundary (scores first, the decision after), the decision
+log writes it as one JSON line (`to_dict`), and everything that reads a run -- policies (as the
+`History`), summary, plot, replay, TensorBoard, the study, the training state -- gets it back
+with `from_dict`, which reads every log line and training state written so far.
+
+Everything is JSON-safe plain Python, so a record also goes into BasicSR's training state
+(loaded with `torch.load(weights_only=True)`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional, Union
+
+from .weights import check_weights
+
+Score = Union[float, str, None]  # a number, a text critique, or None when invalid
+
+
+def is_number(value) -> bool:
+    """A usable score: a finite int/float (not a bool, not a text critique, not None)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def mean_of_numbers(values) -> Optional[float]:
+    numbers = [float(v) for v in values if is_number(v)]
+    return sum(numbers) / len(numbers) if numbers else None
+
+
+@dataclass(frozen=True)
+class ExpertInfo:
+    """What a policy knows about one expert: its name and which way is better."""
+    name: str
+    lower_better: bool = False
+    kind: str = 'score'  # 'score' (a number per image) or 'text' (a critique per image)
+
+    @property
+    def direction(self) -> str:
+        return 'lower is better' if self.lower_better else 'higher is better'
+
+    @property
+    def arrow(self) -> str:
+        return '↓' if self.lower_better else '↑'
+
+    def to_dict(self) -> dict:
+        return {'name': self.name, 'lower_better': self.lower_better, 'kind': self.kind}
+
+
+@dataclass
+class StageRecord:
+    """One stage boundary: the weights trained with up to `iteration`, what the experts said, and
+    what the policy decided.
+
+    `scores[expert][i]` is image i's score (None: invalid). Stage 0 is the evaluation before the
+    agent changed anything (`policy == 'initial'`). `weights_after` stays None until the decision
+    is known; `applied_iteration` is the first iteration trained with it (None: training ended
+    before it could be applied).
+    """
+    stage: int
+    iteration: int
+    weights_before: dict[str, float]
+    scores: dict[str, list[Score]]
+    experts: list[ExpertInfo] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    expert_errors: dict[str, str] = field(default_factory=dict)
+    policy: str = 'initial'
+    fallback: Optional[str] = None       # why the previous weights were kept, if they were
+    superseded: bool = False             # written after the iteration a resumed run restarted from
+    eval_s: Optional[float] = None       # restoring the images and running the experts
+    prompts: list[Any] = field(default_factory=list)
+    answers: list[Any] = field(default_factory=list)
+    latency_s: Optional[float] = None    # the policy's decision
+    info: dict[str, Any] = field(default_factory=dict)
+    traceback: Optional[str] = None      # when the policy raised
+    weights_after: Optional[dict[str, float]] = None
+    applied_iteration: Optional[int] = None
+
+    # ---- derived ----------------------------------------------------------------------------
+    @property
+    def weights(self) -> dict[str, float]:
+        """The weights the network was trained with up to this boundary (what policies compare)."""
+        return self.weights_before
+
+    @property
+    def decided(self) -> bool:
+        return self.policy != 'initial'
+
+    @property
+    def valid(self) -> bool:
+        return not self.expert_errors
+
+    def num_images(self) -> int:
+        return max((len(v) for v in self.scores.values()), default=0)
+
+    def mean_scores(self) -> dict[str, Optional[float]]:
+        return {name: mean_of_numbers(values) for name, values in self.scores.items()}
+
+    def numbers(self, expert: str) -> list[float]:
+        """The finite scores of one expert (text, None and NaN left out)."""
+        return [float(v) for v in self.scores.get(expert, []) if is_number(v)]
+
+    def directions(self) -> dict[str, str]:
+        return {e.name: 'lower' if e.lower_better else 'higher' for e in self.experts}
+
+    def expert(self, name: str) -> Optional[ExpertInfo]:
+        return next((e for e in self.experts if e.name == name), None)
+
+    def score_experts(self) -> list[ExpertInfo]:
+        """Experts whose scores are numbers, in the record's order."""
+        return [e for e in self.experts if e.kind != 'text']
+
+    def applied_from(self) -> float:
+        """Where this record's `weights_after` start: `applied_iteration`, else the boundary."""
+        return float(self.applied_iteration if self.applied_iteration is not None else self.iteration)
+
+    def record_decision(self, decision, names: list[str], traceback: Optional[str] = None) -> dict[str, float]:
+        """Take a policy's `Decision` (agent/policy.py): its audit trail, and its weights when they
+        pass `check_weights`; a fallback, or weights that do not pass, keep `weights_before`.
+        Returns the weights to train with from now on."""
+        self.policy, self.fallback = decision.policy, decision.fallback
+        self.prompts, self.answers, self.info = list(decision.prompts), list(decision.answers), dict(decision.info)
+        self.latency_s, self.traceback = decision.latency_s, traceback
+        if self.fallback is None:
+            problem = check_weights(decision.weights, names)
+            if problem:
+                self.fallback = f'policy returned unusable weights: {problem}'
+        self.weights_after = dict(self.weights_before) if self.fallback else \
+            {n: float(decision.weights[n]) for n in names}
+        return dict(self.weights_after)
+
+    def compact(self) -> 'StageRecord':
+        """The record without prompts and answers (what the training state keeps in its history)."""
+        return replace(self, prompts=[], answers=[])
+
+    # ---- (de)serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The decision-log line; key order is the log's (`mean_scores`, `directions`, `valid` are
+        written for readers of the raw JSON and recomputed on reading)."""
+        out = {'stage': self.stage, 'iteration': self.iteration, 'weights_before': dict(self.weights_before),
+               'scores': {k: list(v) for k, v in self.scores.items()}, 'mean_scores': self.mean_scores(),
+               'directions': self.directions(), 'experts': [e.to_dict() for e in self.experts],
+               'images': list(self.images), 'valid': self.valid, 'expert_errors': dict(self.expert_errors),
+               'policy': self.policy, 'fallback': self.fallback, 'superseded': self.superseded,
+               'eval_s': self.eval_s}
+        if self.decided:
+            out.update(prompts=list(self.prompts), answers=list(self.answers), latency_s=self.latency_s,
+                       info=dict(self.info))
+        if self.traceback is not None:
+            out['traceback'] = self.traceback
+        out.update(weights_after=dict(self.weights_after) if self.weights_after is not None else None,
+                   applied_iteration=self.applied_iteration)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'StageRecord':
+        """A decision-log line, a training state's history entry (also the older compact form
+        `{stage, iteration, weights, scores}`), or a line written before `experts` was logged."""
+        weights = d.get('weights_before', d.get('weights'))
+        if not isinstance(weights, dict):
+            raise ValueError(f"stage record without weights: keys {sorted(d)[:10]}")
+        scores = {str(k): list(v) if isinstance(v, list) else [v] for k, v in (d.get('scores') or {}).items()}
+        after = d.get('weights_after')
+        return cls(stage=int(d['stage']), iteration=int(d['iteration']),
+                   weights_before={str(k): float(v) for k, v in weights.items()}, scores=scores,
+                   experts=_experts_of(d, scores), images=[str(x) for x in d.get('images') or []],
+                   expert_errors={str(k): str(v) for k, v in (d.get('expert_errors') or {}).items()},
+                   policy=str(d.get('policy') or 'initial'), fallback=d.get('fallback'),
+                   superseded=bool(d.get('superseded', False)), eval_s=_number_or_none(d.get('eval_s')),
+                   prompts=list(d.get('prompts') or []), answers=list(d.get('answers') or []),
+                   latency_s=_number_or_none(d.get('latency_s')), info=dict(d.get('info') or {}),
+                   traceback=d.get('traceback'),
+                   weights_after={str(k): float(v) for k, v in after.items()} if isinstance(after, dict) else None,
+                   applied_iteration=_int_or_none(d.get('applied_iteration')))
+
+
+def _number_or_none(value) -> Optional[float]:
+    return float(value) if is_number(value) else None
+
+
+def _int_or_none(value) -> Optional[int]:
+    return int(value) if is_number(value) else None
+
+
+def _experts_of(d: dict, scores: dict) -> list[ExpertInfo]:
+    """`experts` as logged; older lines have only `directions` (text experts: all-text scores);
+    [] when neither was logged."""
+    logged = d.get('experts')
+    if isinstance(logged, dict):
+        logged = [{'name': name, **(spec or {})} for name, spec in logged.items()]
+    if isinstance(logged, list) and logged:
+        return [ExpertInfo(str(e['name']), bool(e.get('lower_better', False)), str(e.get('kind', 'score')))
+                for e in logged if isinstance(e, dict) and 'name' in e]
+    directions = d.get('directions') if isinstance(d.get('directions'), dict) else {}
+    out = []
+    for name in directions:
+        values = [v for v in scores.get(name, []) if v is not None]
+        text = bool(values) and all(isinstance(v, str) for v in values)
+        out.append(ExpertInfo(name, directions.get(name) == 'lower', 'text' if text else 'score'))
+    return out
+
+
+@dataclass
+class History:
+    """The whole trajectory so far, oldest first."""
+    records: list[StageRecord] = field(default_factory=list)
+
+    def append(self, record: StageRecord) -> None:
+        self.records.append(record)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    @property
+    def last(self) -> Optional[StageRecord]:
+        return self.records[-1] if self.records else None
+
+    def to_list(self) -> list[dict]:
+        return [r.compact().to_dict() for r in self.records]
+
+    @classmethod
+    def from_list(cls, items: list[dict]) -> 'History':
+        return cls([StageRecord.from_dict(d) for d in items])

@@ -1,0 +1,130 @@
+"""The `agent` section of a training option file, read strictly into one dataclass.
+
+    agent:
+      stage_iters: 5000        # a boundary every N iterations (and stage 0 before training)
+      num_images: 10           # validation images, drawn once with image_seed
+      image_seed: 0
+      dataset: {...}           # any BasicSR dataset (required)
+      experts: {...}           # name -> expert options (required; lossagent_hook/experts.py)
+      policy: {type: fixed}    # agent/*_policy.py; its own keys are checked by the policy
+      initial_weights: ~       # a list in repository order or a mapping by name
+      task: image super-resolution
+      policy_seed: ~           # default: manual_seed
+      async: false             # keep training while the policy thinks
+      boundary_budget_s: 3600  # a boundary never waits longer for a decision
+      async_poll_iters: ~      # default 1 (one process) or 10 (several)
+      pad_multiple: ~          # default network_g.window_size, else 1
+      dist_timeout_s: ~        # default max(1800, 2 * boundary_budget_s)
+
+An unknown key is a start-up error with the closest valid one: a typo (`stage_iter: 1`) would
+otherwise train a whole run with the default.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from lossagent_errors import OptionError, check_keys
+
+DEFAULTS = {
+    'stage_iters': 5000, 'num_images': 10, 'image_seed': 0, 'dataset': None, 'experts': None,
+    'policy': None, 'initial_weights': None, 'task': 'image super-resolution', 'policy_seed': None,
+    'async': False, 'boundary_budget_s': 3600.0, 'async_poll_iters': None, 'pad_multiple': None,
+    'dist_timeout_s': None,
+}
+
+
+def positive(section: dict, key: str, integer: bool = True, prefix: str = 'agent') -> Union[int, float]:
+    value = section[key]
+    if isinstance(value, str):  # YAML reads `1e3` without a dot as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if ok and integer:
+        ok = float(value).is_integer()
+    if not ok:
+        raise OptionError(f'{prefix}.{key} must be a positive {"integer" if integer else "number"}, '
+                          f'got {section[key]!r}')
+    return int(value) if integer else float(value)
+
+
+def non_negative_int(section: dict, key: str, prefix: str = 'agent') -> int:
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise OptionError(f'{prefix}.{key} must be a non-negative integer, got {value!r}')
+    return value
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    stage_iters: int
+    num_images: int
+    image_seed: int
+    dataset: dict
+    experts: dict
+    policy: dict
+    initial_weights: Any
+    task: str
+    policy_seed: int
+    async_decisions: bool
+    boundary_budget_s: float
+    async_poll_iters: int
+    pad_multiple: int
+    dist_timeout_s: float
+
+    @classmethod
+    def from_opt(cls, opt: dict) -> 'AgentOptions':
+        """The validated `agent` section of the whole option dict `opt` (defaults come from it too)."""
+        section = opt.get('agent')
+        if not isinstance(section, dict):
+            raise OptionError(f'agent: expected a mapping of agent options, got {section!r}')
+        check_keys(section, DEFAULTS, 'agent')
+        a = {**DEFAULTS, **section}
+        if not isinstance(a['dataset'], dict):
+            raise OptionError("agent.dataset: missing (BasicSR dataset options for the agent's validation images)")
+        if not isinstance(a['experts'], dict) or not a['experts']:
+            raise OptionError('agent.experts: give at least one expert, e.g. {NIQE: {metric: niqe}}')
+        policy = a['policy'] if a['policy'] is not None else {'type': 'fixed'}
+        if not isinstance(policy, dict):
+            raise OptionError(f'agent.policy: expected a mapping with a type, got {policy!r}')
+        if not isinstance(a['async'], bool):
+            raise OptionError(f"agent.async: got {a['async']!r}; expected true or false")
+        if not isinstance(a['task'], str) or not a['task'].strip():
+            raise OptionError(f"agent.task: got {a['task']!r}; expected a description such as "
+                              "'image super-resolution'")
+        world_size = int(opt.get('world_size', 1) or 1)
+        defaults = {'async_poll_iters': 1 if world_size == 1 else 10,
+                    'pad_multiple': int((opt.get('network_g') or {}).get('window_size', 1) or 1),
+                    'policy_seed': int(opt.get('manual_seed', 0) or 0)}
+        for key, value in defaults.items():
+            if a[key] is None:
+                a[key] = value
+        budget = positive(a, 'boundary_budget_s', integer=False)
+        if a['dist_timeout_s'] is None:
+            a['dist_timeout_s'] = max(1800.0, 2 * budget)
+        return cls(stage_iters=positive(a, 'stage_iters'), num_images=positive(a, 'num_images'),
+                   image_seed=non_negative_int(a, 'image_seed'), dataset=dict(a['dataset']),
+                   experts=dict(a['experts']), policy=dict(policy), initial_weights=a['initial_weights'],
+                   task=a['task'], policy_seed=non_negative_int(a, 'policy_seed'), async_decisions=a['async'],
+                   boundary_budget_s=budget, async_poll_iters=positive(a, 'async_poll_iters'),
+                   pad_multiple=positive(a, 'pad_multiple'),
+                   dist_timeout_s=positive(a, 'dist_timeout_s', integer=False))
+
+
+def initial_weights_option(value, names: list[str]) -> Optional[dict]:
+    """`agent.initial_weights` (a list in repository order or a mapping by name) as a mapping, or None."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if sorted(map(str, value)) != sorted(names):
+            raise OptionError(f'agent.initial_weights: names {sorted(map(str, value))} do not match the loss '
+                              f'repository {names}')
+        return {n: value[n] for n in names}
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(names):
+            raise OptionError(f'agent.initial_weights: {len(value)} weights for {len(names)} losses {names}')
+        return dict(zip(names, value))
+    raise OptionError(f'agent.initial_weights: expected a list or a mapping, got {value!r}')
