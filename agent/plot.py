@@ -219,6 +219,25 @@ def plot_scores(records: list[StageRecord], out: Path, title: str = '') -> Optio
     return save(fig, out)
 
 
+def plot_overview(records: list[StageRecord], out: Path, title: str = '', log_y='auto') -> Path:
+    """One row: the loss weights, then one panel per expert (a run at a glance, e.g. in a study)."""
+    names, experts = loss_names(records), expert_names(records)
+    colors = {n: f'C{i % 10}' for i, n in enumerate(names)}
+    values = [y for n in names for y in weight_series(records, n)[1]]
+    fig, axes = new_figure(1, 1 + len(experts), 3.6, 2.8)
+    draw_weights(axes[0], records, names, colors, choose_y_scale(values, log_y), 'loss weights')
+    axes[0].legend(loc='best', fontsize=7)
+    for ax, expert in zip(axes[1:], experts):
+        draw_scores(ax, records, expert, color='C3')
+        mark_fallbacks(ax, records)
+        ax.set_title(expert_title(records, expert), fontsize=9)
+        ax.set_xlabel('iteration')
+        ax.grid(True, alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save(fig, out)
+
+
 def plot_compare(exp_dirs: list, out_dir, log_y='auto') -> list[Path]:
     """Runs side by side: one weights panel per run (shared y), one scores panel per expert."""
     runs = [(run_label(d), load_records(d)) for d in exp_dirs]
