@@ -11,7 +11,7 @@ DEMO_NAME := demo_cpu_swinir_x2
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test bench study clean
+.PHONY: install demo test lint bench study clean
 
 install: $(STAMP)
 
@@ -40,6 +40,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf experiments/$(DEMO_NAME)* tb_logger results .pytest_cache

@@ -11,7 +11,6 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 import lossagent_compat  # noqa: F401  (before basicsr)
@@ -22,27 +21,16 @@ from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import imwrite, tensor2img
 from lossagent_arch.window_util import pad_to_multiple
-from lossagent_errors import CheckpointError, OptionError
 from lossagent_eval.checkpoint import load_checkpoint
 from lossagent_eval.tables import REF_ROW, BenchmarkTable
+from lossagent_eval.test_options import BASICSR_METRICS as BASICSR_NAMES
+from lossagent_eval.test_options import check_files, load_options
 from lossagent_hook.iqa_metrics import create_iqa_metric, lower_is_better
 
-BASICSR_METRICS = {'psnr': calculate_psnr, 'ssim': calculate_ssim}  # the SR papers' Y-channel convention
+BASICSR_METRICS = dict(zip(BASICSR_NAMES, (calculate_psnr, calculate_ssim)))
 DEFAULT_LABELS = {'niqe': 'NIQE', 'maniqa': 'MANIQA', 'clipiqa': 'CLIPIQA', 'qalign': 'Q-Align', 'psnr': 'PSNR',
                   'ssim': 'SSIM', 'lpips': 'LPIPS', 'musiq': 'MUSIQ', 'piqe': 'PIQE'}
 DEFAULT_DECIMALS = {'niqe': 2, 'qalign': 2, 'psnr': 2, 'piqe': 2, 'musiq': 2}
-
-
-def load_options(path):
-    if not os.path.isfile(path):
-        raise OptionError(f'-opt: option file {path} not found')
-    with open(path, encoding='utf-8') as f:
-        opt = yaml.safe_load(f)
-    for key in ('name', 'methods', 'datasets', 'metrics'):
-        if not opt.get(key):
-            raise OptionError(f"{path}: option '{key}' is required (see options/test/README.md)")
-    opt['_file'] = path
-    return opt
 
 
 class Metric:
@@ -58,9 +46,7 @@ class Metric:
         crop_border = mopt.pop('crop_border', None)
         self.test_y_channel = mopt.pop('test_y_channel', True)
         self.lower_better = lower_is_better(self.type)
-        if self.backend == 'basicsr':
-            if self.type not in BASICSR_METRICS:
-                raise OptionError(f"metrics.{key}: backend basicsr only has {sorted(BASICSR_METRICS)}")
+        if self.backend == 'basicsr':  # test_options.check_metric allowed only these
             self.fn, self.needs_gt = BASICSR_METRICS[self.type], True
         else:
             self.fn = create_iqa_metric(self.type, device=device, owner=f'metrics.{key}', **mopt)
@@ -91,16 +77,11 @@ class Metric:
 
 def build_method_network(opt, method, mopt, device):
     net_opt = copy.deepcopy(mopt.get('network_g') or opt.get('network_g'))
-    if not net_opt:
-        raise OptionError(f"{opt['_file']}: methods.{method} has no network_g and there is no shared network_g")
     net = build_network(net_opt)
     ckpt = mopt.get('pretrain_network_g')
-    if ckpt is not None:
+    if ckpt is not None:  # else allow_random_init (test_options.load_options checked)
         load_checkpoint(net, ckpt, param_key=mopt.get('param_key_g', 'params'), strict=mopt.get('strict_load_g', True),
                         strip_prefix=mopt.get('strip_prefix'), owner=f'methods.{method}.pretrain_network_g')
-    elif not mopt.get('allow_random_init', False):
-        raise OptionError(f"{opt['_file']}: methods.{method}.pretrain_network_g is required "
-                          f"(or allow_random_init: true)")
     pad = mopt.get('pad_multiple', opt.get('pad_multiple', net_opt.get('window_size', 1)))
     return net.to(device).eval(), int(pad)
 
@@ -133,6 +114,7 @@ def _dataset_opts(opt):
 def run_benchmark(opt_path, root='.'):
     """Evaluate every method on every dataset; returns (table, results_dir)."""
     opt = load_options(opt_path)
+    check_files(opt)
     seed = opt.get('manual_seed', 0)
     random.seed(seed)
     np.random.seed(seed)
@@ -140,14 +122,7 @@ def run_benchmark(opt_path, root='.'):
     device = torch.device('cuda' if opt.get('num_gpu', 0) and torch.cuda.is_available() else 'cpu')
     scale = int(opt.get('scale', 1))
     val = opt.get('val') or {}
-    results_dir = os.path.join(root, opt.get('path', {}).get('results_root', 'results'), opt['name'])
-    os.makedirs(results_dir, exist_ok=True)
-
-    for method, mopt in opt['methods'].items():  # fail before minutes of work, not after
-        ckpt = (mopt or {}).get('pretrain_network_g')
-        if ckpt is not None and not os.path.isfile(ckpt):
-            raise CheckpointError(f"methods.{method}.pretrain_network_g: checkpoint {ckpt!r} not found; "
-                                  f"place the file there or fix the option in {opt['_file']}")
+    results_dir = os.path.join(root, (opt.get('path') or {}).get('results_root', 'results'), opt['name'])
     datasets = OrderedDict((name, build_dataset(dopt)) for name, dopt in _dataset_opts(opt).items())
     metrics = OrderedDict((key, Metric(key, mopt, scale, device)) for key, mopt in opt['metrics'].items())
     methods = list(opt['methods'])
@@ -188,6 +163,7 @@ def run_benchmark(opt_path, root='.'):
                 table.set(k, method, dname, float(np.mean(vals)) if vals else None)
         del net
 
+    os.makedirs(results_dir, exist_ok=True)
     table.write_csv(os.path.join(results_dir, f"{opt['name']}.csv"))
     with open(os.path.join(results_dir, f"{opt['name']}.md"), 'w', encoding='utf-8') as f:
         f.write(table.to_markdown(opt.get('title', opt['name'])))

@@ -3,9 +3,9 @@
 A wrong name, path, number or key costs seconds, not hours, and never moves a finished run: each
 problem is one line naming the option key and what is allowed. The sections LossAgent owns are
 strict (an unknown key is an error with the closest valid one): `agent`, `agent.experts.*`,
-`agent.policy`, the options of our datasets, `train.losses.*`. BasicSR's own sections keep
-BasicSR's behaviour; only their `type` names and data paths are checked here. Each check is the
-one the builder itself runs, called early: nothing is built.
+`agent.policy`, the options of our datasets (lossagent_data/dataset_options.py), `train.losses.*`.
+BasicSR's own sections keep BasicSR's behaviour; only their `type` names and data paths are
+checked here. Each check is the one the builder itself runs, called early: nothing is built.
 """
 from __future__ import annotations
 
@@ -13,41 +13,19 @@ import os.path as osp
 
 from agent.registry import check_policy
 from agent.weights import check_weights
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from lossagent_compat import lookup, registered, unknown_name
-from lossagent_errors import OptionError, check_keys
+from lossagent_data.dataset_options import check_dataset
+from lossagent_errors import OptionError
 from lossagent_hook.agent_options import AgentOptions, initial_weights_option
 from lossagent_hook.experts import check_experts
 from lossagent_models.loss_repository import repository_specs
 from lossagent_models.lossagent_model import LossAgentModel
 
-DATA_ROOT_PREFIXES = ('dataroot', 'meta_info')  # dataroot_gt, dataroot_lq, dataroot_derain, meta_info_file...
-DATA_HELP = 'see datasets/README.md for where each data set goes'
-# what BasicSR's dataloader and dataset builder read from a dataset section, besides the dataset's own
-LOADER_KEYS = ('name', 'type', 'phase', 'scale', 'io_backend', 'use_shuffle', 'num_worker_per_gpu',
-               'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory',
-               'persistent_workers', 'num_prefetch_queue')
-
-
 def _check_type(key: str, opt, registry, what: str) -> None:
     kind = opt.get('type') if isinstance(opt, dict) else None
     if not registered(registry, kind):
         raise unknown_name(f'{key}.type', what, kind, registry)
-
-
-def check_dataset(key: str, opt: dict) -> None:
-    """Its type is registered, our datasets get only keys they know, and the data folders exist."""
-    _check_type(key, opt, DATASET_REGISTRY, 'dataset')
-    own = getattr(lookup(DATASET_REGISTRY, opt['type']), 'OPTIONS', None)
-    if own is not None:
-        check_keys(opt, LOADER_KEYS + tuple(own), key)
-    if (opt.get('io_backend') or {}).get('type', 'disk') != 'disk':
-        return  # lmdb and others check their own paths
-    for root_key, path in opt.items():
-        if not root_key.startswith(DATA_ROOT_PREFIXES):
-            continue
-        if isinstance(path, str) and not osp.exists(osp.expanduser(path)):
-            raise OptionError(f'{key}.{root_key}: {path} does not exist ({DATA_HELP})')
 
 
 def check_agent(opt: dict, loss_names: list[str], weights: dict) -> AgentOptions:

@@ -197,3 +197,31 @@ def test_lightning_style_promptir_checkpoint_loads_strictly(tmp_path):
     dst = load_checkpoint(ARCH_REGISTRY.get('PromptIR')(**cfg), str(tmp_path / 'm.ckpt'), param_key='state_dict',
                           strip_prefix='net.')
     assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'metrics': {'nosuchmetric': None}}, "metrics.nosuchmetric: unknown pyiqa metric 'nosuchmetric'"),
+    ({'metrics': {'niqe': {'labl': 'NIQE'}}}, 'metrics.niqe.labl: unknown option (did you mean `label`?)'),
+    ({'methodz': {}}, 'methodz: unknown option (did you mean `methods`?)'),
+    ({'datasets': {'S': {'type': 'SkimagePhotoDataset', 'images': ['coffee'], 'crop_sise': 96}}},
+     'datasets.S.crop_sise: unknown option (did you mean `crop_size`?)'),
+])
+def test_test_py_bad_options_are_one_line(tmp_path, change, message):
+    opt = {'name': 'bad', 'scale': 2, 'network_g': NET, 'methods': {'M': {'allow_random_init': True}},
+           'datasets': {'S': {'type': 'SkimagePhotoDataset', 'images': ['coffee'], 'crop_size': 96}},
+           'metrics': {'psnr': None}, 'path': {'results_root': str(tmp_path / 'results')}}
+    opt.update(change)
+    (tmp_path / 'o.yml').write_text(yaml.safe_dump(opt))
+    proc = subprocess.run([sys.executable, str(ROOT / 'test.py'), '-opt', str(tmp_path / 'o.yml')], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'results').exists()  # nothing written
+
+
+def test_test_py_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    (tmp_path / 'o.yml').write_text('name: x\nmethods: [a\n')
+    proc = subprocess.run([sys.executable, str(ROOT / 'test.py'), '-opt', str(tmp_path / 'o.yml')], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and f'{tmp_path / "o.yml"}:3:1: YAML syntax error' in proc.stderr
