@@ -31,7 +31,7 @@ import math
 from lossagent_errors import OptionError
 from .record import History
 from .policy import Decision, LossPolicy
-from .objective import check_objective_weights, stage_objective
+from .objective import NORMALIZATIONS, stage_objective
 from .options import choice, flag, number, read_options
 from .registry import register_policy
 from .rng import JsonRandom
@@ -44,7 +44,7 @@ ADAPTIVE_DEFAULTS = {
     'success_factor': 1.5,    # 1/5th rule: sigma *= f on success, f**-0.25 on failure
     'trust_region': 2.3,      # max |log w - log w_initial| per loss
     'anchor': True,           # keep the first loss at its initial weight (the others are relative)
-    'objective_weights': {},  # expert name -> weight in the objective (default 1 each)
+    'normalize': 'zscore',    # experts on a common scale: zscore | relative (agent/objective.py)
     'min_improvement': 0.0,   # a candidate must beat the incumbent by this much (noise margin)
     'patience': 3,            # failures in a row before re-measuring the incumbent's value
     'max_move': 0.5,          # paired: largest move of the centre per pair of probes (log space)
@@ -68,7 +68,9 @@ class AdaptivePolicy(LossPolicy):
         self.anchor = flag(o, 'anchor')
         self.margin = number(o, 'min_improvement', 0, math.inf)
         self.patience = number(o, 'patience', 1, 10 ** 6, integer=True)
-        self.objective_weights = check_objective_weights(o['objective_weights'], self.experts)
+        self.normalize = choice(o, 'normalize', NORMALIZATIONS)
+        if not any(e.kind != 'text' and e.weight > 0 for e in self.experts):
+            raise OptionError('agent.experts: the adaptive policy needs a score expert with a positive weight')
         if any(w < 0 for w in self.initial_weights.values()):
             raise OptionError('agent.policy: the adaptive policy needs non-negative initial weights')
         # losses with initial weight 0 have no log-weight: they stay 0 (and so does the anchor)
@@ -96,7 +98,7 @@ class AdaptivePolicy(LossPolicy):
             return Decision(weights=current, policy=self.name, fallback='no trained stage yet')
         if self.strategy == 'paired':
             return self._decide_paired(history, current)
-        f, gains = stage_objective(history.last, history.records[0], self.experts, self.objective_weights)
+        f, gains = stage_objective(history.last, history.records[0], self.experts, history, normalize=self.normalize)
         if f is None:
             return Decision(weights=current, policy=self.name, info={'gains': gains},
                             fallback=f'no valid expert scores at stage {history.last.stage}')
@@ -125,9 +127,9 @@ class AdaptivePolicy(LossPolicy):
 
     def _decide_paired(self, history: History, current: dict) -> Decision:
         ref = history.records[0]
-        f, gains = stage_objective(history.last, ref, self.experts, self.objective_weights)
+        f, gains = stage_objective(history.last, ref, self.experts, history, normalize=self.normalize)
         prev = history.records[-2]
-        f_prev = 0.0 if prev is ref else stage_objective(prev, ref, self.experts, self.objective_weights)[0]
+        f_prev = 0.0 if prev is ref else stage_objective(prev, ref, self.experts, history, normalize=self.normalize)[0]
         if self.center is None:
             self.center = {n: math.log(max(current.get(n, 0.0), 1e-12)) for n in self.active}
         if f is None:

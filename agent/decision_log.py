@@ -12,7 +12,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 from .record import StageRecord
 
@@ -43,14 +43,17 @@ class DecisionLog:
         finally:
             os.close(fd)
 
-    def supersede_after(self, iteration: int) -> int:
-        """Mark records with `iteration` > the restored one as superseded; returns how many."""
+    def supersede_after(self, iteration: int, pending_stage: Optional[int] = None) -> int:
+        """Mark what was written after the restored state as superseded: records of later boundaries,
+        and the record of `pending_stage`, a boundary whose decision was still out (an asynchronous
+        answer, a lookahead window) when the state was saved. Returns how many."""
         if not self.path.exists():
             return 0
         lines = list(read_lines(self.path, include_superseded=True))
         changed = 0
         for line in lines:
-            if line.get('iteration', 0) > iteration and not line.get('superseded'):
+            later = line.get('iteration', 0) > iteration or line.get('stage') == pending_stage
+            if later and not line.get('superseded'):
                 line['superseded'] = True
                 changed += 1
         tmp = self.path.with_suffix('.jsonl.tmp')

@@ -12,6 +12,7 @@ A missing `lower_better` is looked up in the direction table (agent/directions.p
 """
 from __future__ import annotations
 
+import math
 
 from lossagent_errors import OptionError
 
@@ -20,6 +21,13 @@ from .record import ExpertInfo
 
 # The glue's expert types whose answers are text, not scores (lossagent_hook/experts.py).
 TEXT_EXPERT_TYPES = {'critique': 'text', 'human': 'text'}
+
+
+def expert_weight(name: str, value, key: str = 'agent.experts') -> float:
+    """`agent.experts.<name>.weight`: the expert's priority where a policy combines experts."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise OptionError(f'{key}.{name}.weight: got {value!r}; expected a number >= 0')
+    return float(value)
 
 
 def experts_from_opt(experts_opt, key: str = 'agent.experts') -> list[ExpertInfo]:
@@ -49,5 +57,6 @@ def experts_from_opt(experts_opt, key: str = 'agent.experts') -> list[ExpertInfo
                                        f"{spec.get('metric', name)!r}; say whether lower is better")
         if lower is not None and not isinstance(lower, bool):
             raise OptionError(f'{key}.{name}.lower_better: got {lower!r}; expected true or false')
-        out.append(ExpertInfo(name=str(name), lower_better=bool(lower), kind=kind))
+        out.append(ExpertInfo(name=str(name), lower_better=bool(lower), kind=kind,
+                              weight=expert_weight(name, spec.get('weight', 1.0), key)))
     return out

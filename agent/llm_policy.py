@@ -48,6 +48,7 @@ class LLMPolicy(LossPolicy):
         self.prompts = PromptBuilder(self.loss_names, self.initial_weights, self.experts, task, o)
         self.client = build_client(o, request_fields(o['structured_output'], self.loss_names, o['bounds']))
         self.calls = 0
+        self._variant = 0
 
     @classmethod
     def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
@@ -87,10 +88,12 @@ class LLMPolicy(LossPolicy):
         return o
 
     # ------------------------------------------------------------------ one boundary
-    def decide(self, history: History) -> Decision:
+    def decide(self, history: History, variant: int = 0) -> Decision:
+        """`variant` > 0 draws other sampling seeds (a lookahead asks for several proposals)."""
         start = time.monotonic()
         previous = self.current_weights(history)
         self.calls += 1
+        self._variant = variant
         try:
             decision = self._decide(history, previous)
         except Exception as e:  # noqa: BLE001 -- a bug here must not kill a week of training
@@ -195,7 +198,8 @@ class LLMPolicy(LossPolicy):
         """Reproducible sampling per (run seed, stage, image, attempt); same on resume and replay."""
         if self.o['seed'] is None:
             return None
-        return (self.o['seed'] * 1_000_003 + stage * 10_007 + ((image or 0) + 1) * 101 + attempt) % (2 ** 31)
+        variant = self._variant * 7_919
+        return (self.o['seed'] * 1_000_003 + stage * 10_007 + ((image or 0) + 1) * 101 + attempt + variant) % (2 ** 31)
 
     def state_dict(self) -> dict:
         return {'calls': self.calls}  # the seeds depend on the stage only: nothing else to restore

@@ -35,6 +35,7 @@ class ExpertInfo:
     name: str
     lower_better: bool = False
     kind: str = 'score'  # 'score' (a number per image) or 'text' (a critique per image)
+    weight: float = 1.0  # its priority when a policy combines experts into one objective
 
     @property
     def direction(self) -> str:
@@ -45,7 +46,37 @@ class ExpertInfo:
         return '↓' if self.lower_better else '↑'
 
     def to_dict(self) -> dict:
-        return {'name': self.name, 'lower_better': self.lower_better, 'kind': self.kind}
+        return {'name': self.name, 'lower_better': self.lower_better, 'kind': self.kind, 'weight': self.weight}
+
+
+@dataclass
+class ProbeResult:
+    """One candidate weighting a lookahead policy trained from the boundary's state, and its scores."""
+    weights: dict[str, float]
+    scores: dict[str, list[Score]]
+    valid: bool = True                  # False: its training went non-finite or no expert could score it
+    objective: Optional[float] = None   # the policy's combined objective (set when it chooses)
+    note: Optional[str] = None          # why it is not valid
+    eval_s: Optional[float] = None
+
+    def mean_scores(self) -> dict[str, Optional[float]]:
+        return {name: mean_of_numbers(values) for name, values in self.scores.items()}
+
+    def as_record(self, boundary: 'StageRecord') -> 'StageRecord':
+        """The boundary's record with this candidate's scores (what an objective compares)."""
+        return replace(boundary, scores=self.scores, weights_before=dict(self.weights), probes=[])
+
+    def to_dict(self) -> dict:
+        return {'weights': dict(self.weights), 'scores': {k: list(v) for k, v in self.scores.items()},
+                'mean_scores': self.mean_scores(), 'valid': self.valid, 'objective': self.objective,
+                'note': self.note, 'eval_s': self.eval_s}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'ProbeResult':
+        return cls(weights={str(k): float(v) for k, v in d['weights'].items()},
+                   scores={str(k): list(v) for k, v in (d.get('scores') or {}).items()},
+                   valid=bool(d.get('valid', True)), objective=_number_or_none(d.get('objective')),
+                   note=d.get('note'), eval_s=_number_or_none(d.get('eval_s')))
 
 
 @dataclass
@@ -76,6 +107,9 @@ class StageRecord:
     traceback: Optional[str] = None      # when the policy raised
     weights_after: Optional[dict[str, float]] = None
     applied_iteration: Optional[int] = None
+    scored_network: Optional[str] = None  # 'ema' or 'net_g': which generator the experts saw
+    snapshots: list[int] = field(default_factory=list)  # iterations averaged into `scores` (one: [])
+    probes: list[ProbeResult] = field(default_factory=list)  # a lookahead's candidates, the first trained live
 
     # ---- derived ----------------------------------------------------------------------------
     @property
@@ -151,6 +185,12 @@ class StageRecord:
             out['traceback'] = self.traceback
         out.update(weights_after=dict(self.weights_after) if self.weights_after is not None else None,
                    applied_iteration=self.applied_iteration)
+        if self.scored_network is not None:
+            out['scored_network'] = self.scored_network
+        if self.snapshots:
+            out['snapshots'] = list(self.snapshots)
+        if self.probes:
+            out['probes'] = [p.to_dict() for p in self.probes]
         return out
 
     @classmethod
@@ -172,7 +212,9 @@ class StageRecord:
                    latency_s=_number_or_none(d.get('latency_s')), info=dict(d.get('info') or {}),
                    traceback=d.get('traceback'),
                    weights_after={str(k): float(v) for k, v in after.items()} if isinstance(after, dict) else None,
-                   applied_iteration=_int_or_none(d.get('applied_iteration')))
+                   applied_iteration=_int_or_none(d.get('applied_iteration')),
+                   scored_network=d.get('scored_network'), snapshots=[int(i) for i in d.get('snapshots') or []],
+                   probes=[ProbeResult.from_dict(p) for p in d.get('probes') or []])
 
 
 def _number_or_none(value) -> Optional[float]:
@@ -190,7 +232,8 @@ def _experts_of(d: dict, scores: dict) -> list[ExpertInfo]:
     if isinstance(logged, dict):
         logged = [{'name': name, **(spec or {})} for name, spec in logged.items()]
     if isinstance(logged, list) and logged:
-        return [ExpertInfo(str(e['name']), bool(e.get('lower_better', False)), str(e.get('kind', 'score')))
+        return [ExpertInfo(str(e['name']), bool(e.get('lower_better', False)), str(e.get('kind', 'score')),
+                           float(e.get('weight', 1.0)))
                 for e in logged if isinstance(e, dict) and 'name' in e]
     directions = d.get('directions') if isinstance(d.get('directions'), dict) else {}
     out = []

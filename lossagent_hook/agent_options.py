@@ -15,6 +15,11 @@
       async_poll_iters: ~      # default 1 (one process) or 10 (several)
       pad_multiple: ~          # default network_g.window_size, else 1
       dist_timeout_s: ~        # default max(1800, 2 * boundary_budget_s)
+      score_network: ~         # ema | net_g: the generator the experts score (default ema when
+                               # train.ema_decay > 0: the network users deploy)
+      snapshots: 1             # average the score experts over this many snapshots per stage,
+      snapshot_every: ~        # taken this many iterations apart, the last at the boundary
+                               # (default: spread over the stage's second half)
 
 An unknown key is a start-up error with the closest valid one: a typo (`stage_iter: 1`) would
 otherwise train a whole run with the default.
@@ -31,7 +36,7 @@ DEFAULTS = {
     'stage_iters': 5000, 'num_images': 10, 'image_seed': 0, 'dataset': None, 'experts': None,
     'policy': None, 'initial_weights': None, 'task': 'image super-resolution', 'policy_seed': None,
     'async': False, 'boundary_budget_s': 3600.0, 'async_poll_iters': None, 'pad_multiple': None,
-    'dist_timeout_s': None,
+    'dist_timeout_s': None, 'score_network': None, 'snapshots': 1, 'snapshot_every': None,
 }
 
 
@@ -74,6 +79,13 @@ class AgentOptions:
     async_poll_iters: int
     pad_multiple: int
     dist_timeout_s: float
+    score_network: str
+    snapshots: int
+    snapshot_every: int
+
+    def snapshot_iterations(self, boundary: int) -> list[int]:
+        """The iterations averaged into a boundary's scores, oldest first (just the boundary: [boundary])."""
+        return [boundary - j * self.snapshot_every for j in range(self.snapshots - 1, -1, -1)]
 
     @classmethod
     def from_opt(cls, opt: dict) -> 'AgentOptions':
@@ -105,13 +117,29 @@ class AgentOptions:
         budget = positive(a, 'boundary_budget_s', integer=False)
         if a['dist_timeout_s'] is None:
             a['dist_timeout_s'] = max(1800.0, 2 * budget)
-        return cls(stage_iters=positive(a, 'stage_iters'), num_images=positive(a, 'num_images'),
+        stage_iters = positive(a, 'stage_iters')
+        ema = float((opt.get('train') or {}).get('ema_decay', 0) or 0) > 0
+        if a['score_network'] is None:
+            a['score_network'] = 'ema' if ema else 'net_g'
+        if a['score_network'] not in ('ema', 'net_g'):
+            raise OptionError(f"agent.score_network: got {a['score_network']!r}; expected 'ema' or 'net_g'")
+        if a['score_network'] == 'ema' and not ema:
+            raise OptionError('agent.score_network: ema needs an EMA generator (train.ema_decay > 0)')
+        snapshots = positive(a, 'snapshots')
+        if a['snapshot_every'] is None:
+            a['snapshot_every'] = max(1, stage_iters // (2 * snapshots))
+        every = positive(a, 'snapshot_every')
+        if (snapshots - 1) * every >= stage_iters:
+            raise OptionError(f'agent.snapshot_every: {snapshots} snapshots {every} iterations apart do not fit in '
+                              f'a stage of {stage_iters}')
+        return cls(stage_iters=stage_iters, num_images=positive(a, 'num_images'),
                    image_seed=non_negative_int(a, 'image_seed'), dataset=dict(a['dataset']),
                    experts=dict(a['experts']), policy=dict(policy), initial_weights=a['initial_weights'],
                    task=a['task'], policy_seed=non_negative_int(a, 'policy_seed'), async_decisions=a['async'],
                    boundary_budget_s=budget, async_poll_iters=positive(a, 'async_poll_iters'),
                    pad_multiple=positive(a, 'pad_multiple'),
-                   dist_timeout_s=positive(a, 'dist_timeout_s', integer=False))
+                   dist_timeout_s=positive(a, 'dist_timeout_s', integer=False),
+                   score_network=a['score_network'], snapshots=snapshots, snapshot_every=every)
 
 
 def initial_weights_option(value, names: list[str]) -> Optional[dict]:

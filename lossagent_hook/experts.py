@@ -27,6 +27,7 @@ import cv2
 import torch
 
 from agent.critique import Critic, check_critique_options
+from agent.experts import expert_weight
 from agent.human_feedback import wait_for_feedback
 from agent.options import number, read_options
 from agent.record import ExpertInfo
@@ -50,13 +51,14 @@ class Expert:
     """Scores a batch of restored images; one value per image (None when invalid)."""
     kind = 'score'
 
-    def __init__(self, name: str, lower_better: bool):
+    def __init__(self, name: str, lower_better: bool, weight: float = 1.0):
         self.name = name
         self.lower_better = lower_better
+        self.weight = weight
 
     @property
     def info(self) -> ExpertInfo:
-        return ExpertInfo(self.name, self.lower_better, self.kind)
+        return ExpertInfo(self.name, self.lower_better, self.kind, self.weight)
 
     @classmethod
     def check_options(cls, name: str, opt: dict) -> ExpertInfo:
@@ -80,9 +82,10 @@ class IQAExpert(Expert):
         opt = dict(opt)
         metric = opt.pop('metric')
         override = opt.pop('lower_better', None)
+        opt.pop('weight', None)
         self.metric = create_iqa_metric(metric, device=device, owner=f'agent.experts.{name}', **opt)
         lower = override if override is not None else bool(getattr(self.metric, 'lower_better', info.lower_better))
-        super().__init__(name, lower)
+        super().__init__(name, lower, info.weight)
         self.metric_name = metric
         self.full_reference = getattr(self.metric, 'metric_mode', 'NR') == 'FR'
 
@@ -95,8 +98,10 @@ class IQAExpert(Expert):
         lower = opt.pop('lower_better', None)
         if lower is not None and not isinstance(lower, bool):
             raise OptionError(f'agent.experts.{name}.lower_better: got {lower!r}; expected true or false')
-        check_metric_options(metric, opt, f'agent.experts.{name}', own_keys=('type', 'metric', 'lower_better'))
-        return ExpertInfo(str(name), lower if lower is not None else lower_is_better(metric), 'score')
+        weight = expert_weight(name, opt.pop('weight', 1.0))
+        own = ('type', 'metric', 'lower_better', 'weight')
+        check_metric_options(metric, opt, f'agent.experts.{name}', own_keys=own)
+        return ExpertInfo(str(name), lower if lower is not None else lower_is_better(metric), 'score', weight)
 
     @torch.no_grad()
     def score(self, outputs, gts, context):

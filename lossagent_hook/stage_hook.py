@@ -25,12 +25,13 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from agent import Decision, History, StageRecord, build_policy
 from agent.decision_log import DecisionLog
+from agent.lookahead_policy import probe_overhead
+from agent.record import ProbeResult, mean_of_numbers
 from agent.plot import plot_experiment
 from agent.weights import ratio
 from basicsr.utils import get_root_logger
@@ -38,8 +39,19 @@ from lossagent_errors import OptionError
 
 from .agent_options import AgentOptions
 from .experts import build_experts
+from .lookahead import Probe, check_lookahead, finish_on, replay, start_probe
 from .tensorboard_log import agent_tb_writer, log_decision, log_scores
 from .validation_set import AgentValidationSet
+
+
+def average_snapshots(earlier: list[dict], latest: dict) -> dict:
+    """Per image, each score expert's mean over the stage's snapshots (text experts: the latest only,
+    snapshots before the boundary score numbers only)."""
+    out = {}
+    for name, values in latest.items():
+        columns = [s[name] for s in earlier if name in s] + [values]
+        out[name] = [mean_of_numbers(image) for image in zip(*columns)] if len(columns) > 1 else values
+    return out
 
 
 class StageHook:
@@ -54,6 +66,13 @@ class StageHook:
         self.rank = opt.get('rank', 0)
         self.world_size = opt.get('world_size', 1)
         self.poll_iters = self.options.async_poll_iters
+        self.total_iters = int((opt.get('train') or {}).get('total_iter', 0) or 0)
+        self.score_network = self.options.score_network
+        self.probing_policy = self.options.policy.get('type') == 'lookahead'
+        check_lookahead(self.options.policy, self.stage_iters, self.async_mode)
+        self.probe: Optional[Probe] = None           # a lookahead's window in progress
+        self._proposal: Optional[dict] = None        # what its proposer said (rank 0)
+        self._snapshot_scores: list[dict] = []       # this stage's earlier snapshots (rank 0)
         self.logger = get_root_logger()
         self.history = History()
         self.stage = 0
@@ -90,42 +109,67 @@ class StageHook:
                                    seed=o.policy_seed, task=o.task)
         self.executor = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='loss-agent')
         self.tb = agent_tb_writer(self.opt)
+        snapshots = o.snapshot_iterations(self.stage_iters)
+        overhead = probe_overhead(self.policy, self.stage_iters)
+        if overhead and snapshots[0] <= getattr(self.policy, 'probe_iters', 0):
+            raise OptionError(f'agent.snapshots: the first snapshot (iteration {snapshots[0]} of a stage) falls in the '
+                              f'lookahead window of {self.policy.probe_iters} iterations; take fewer or closer ones')
         self.logger.info(f'Loss agent: policy {self.policy.name}, {len(self.val_set)} validation images, '
                          f'experts {[(e.name, "lower" if e.lower_better else "higher") for e in self.experts]}, '
-                         f'a stage every {self.stage_iters} iterations'
-                         f'{" (asynchronous decisions)" if self.async_mode else ""}; log {self.log.path}')
+                         f'a stage every {self.stage_iters} iterations, scoring {self.score_network}'
+                         + (f' averaged over {o.snapshots} snapshots {o.snapshot_every} iterations apart'
+                            if o.snapshots > 1 else '')
+                         + (f'; lookahead: {self.policy.candidates} candidates x {self.policy.probe_iters} iterations, '
+                            f'(K-1)*P/stage_iters = {overhead:.1%} extra training' if overhead else '')
+                         + f'{" (asynchronous decisions)" if self.async_mode else ""}; log {self.log.path}')
 
     # ---- called by the model -------------------------------------------------------------
-    def start(self, net: torch.nn.Module, iteration: int) -> None:
+    def start(self, model, iteration: int) -> None:
         """Stage 0: score the network before the agent changes anything."""
         if self.started:
             return
         self.started = True
         if self.rank == 0:
-            record = self._evaluate(net, iteration, decide=False)
+            record = self._evaluate(model, iteration, decide=False)
             record.weights_after, record.applied_iteration = dict(record.weights_before), iteration + 1
             self._write(record)
 
-    def after_iteration(self, net: torch.nn.Module, iteration: int) -> None:
+    def after_iteration(self, model, iteration: int) -> None:
+        if self.probe is not None:
+            self.probe.keep_step(model)
+            if iteration == self.probe.end:
+                self._finish_probe(model)
+            return  # no boundary falls inside a probe (probe_iters < stage_iters)
         if self.pending_since is not None and (iteration - self.pending_since) % self.poll_iters == 0:
             self._collect(iteration, wait=False)
+        if self.rank == 0 and iteration % self.stage_iters and \
+                self.stage_iters - iteration % self.stage_iters in self._snapshot_offsets():
+            self._snapshot_scores.append(self._score(model, numeric_only=True)[0])
         if iteration % self.stage_iters == 0:
             if self.pending_since is not None:  # the previous answer is still out: it comes first
                 self._collect(iteration, wait=True)
             self.stage += 1
+            if self.probing_policy:
+                self._start_probe(model, iteration)
+                return
             if self.rank == 0:
-                self._pending = self._evaluate(net, iteration, decide=True)
+                self._pending = self._evaluate(model, iteration, decide=True)
                 self._submit()
             self.pending_since = iteration
             if not self.async_mode:
                 self._collect(iteration, wait=True)
 
     # ---- rank 0: evaluate and decide ------------------------------------------------------
-    def _evaluate(self, net, iteration: int, decide: bool) -> StageRecord:
-        started = time.perf_counter()
-        outputs = self.val_set.restore(net, self.device)
+    def _snapshot_offsets(self) -> set[int]:
+        """How many iterations before a boundary the earlier snapshots are taken."""
+        return {self.stage_iters - i for i in self.options.snapshot_iterations(self.stage_iters)[:-1]}
+
+    def _score(self, model, numeric_only: bool = False, network: Optional[str] = None) -> tuple[dict, dict, list]:
+        """(scores per expert, errors per expert, the restorations) of the scored network now."""
+        outputs = self.val_set.restore(model.scored_network(network or self.score_network), self.device)
         scores, errors = {}, {}
-        for expert in tqdm(self.experts, desc=f'stage {self.stage} experts', leave=False, disable=None):
+        experts = [e for e in self.experts if e.kind == 'score'] if numeric_only else self.experts
+        for expert in tqdm(experts, desc=f'stage {self.stage} experts', leave=False, disable=None):
             try:
                 values = list(expert.score(outputs, self.val_set.gts, {
                     'stage': self.stage, 'names': self.val_set.names, 'agent_dir': self.log.path.parent}))
@@ -135,13 +179,76 @@ class StageHook:
             if expert.kind == 'score' and all(v is None for v in values):
                 errors.setdefault(expert.name, 'no finite score')
             scores[expert.name] = values
+        return scores, errors, outputs
+
+    def _evaluate(self, model, iteration: int, decide: bool) -> StageRecord:
+        started = time.perf_counter()
+        scores, errors, outputs = self._score(model)
+        snapshots = []
+        if self._snapshot_scores and decide:
+            scores = average_snapshots(self._snapshot_scores, scores)
+            snapshots = self.options.snapshot_iterations(iteration)
+        self._snapshot_scores = []
         record = StageRecord(stage=self.stage, iteration=iteration, weights_before=dict(self.repository.get_weights()),
                              scores=scores, experts=[e.info for e in self.experts], images=list(self.val_set.names),
                              expert_errors=errors, policy=self.policy.name if decide else 'initial',
-                             eval_s=round(time.perf_counter() - started, 4))
+                             eval_s=round(time.perf_counter() - started, 4), scored_network=self.score_network,
+                             snapshots=snapshots)
         self.history.append(record)
         log_scores(self.tb, record, outputs)
         return record
+
+    # ---- lookahead: all ranks probe the same candidates in lockstep ------------------------------
+    def _start_probe(self, model, iteration: int) -> None:
+        if iteration >= self.total_iters:  # nothing left to train: a window would never close
+            if self.rank == 0:
+                self._pending = self._evaluate(model, iteration, decide=True)
+                self._pending.record_decision(Decision(weights=dict(self.repository.get_weights()),
+                                                       policy=self.policy.name, fallback='training ends here'),
+                                              self.repository.names)
+                self._write(self._pending)
+                self._pending = None
+            return
+        message = None
+        if self.rank == 0:
+            self._pending = self._evaluate(model, iteration, decide=True)
+            self._probe_started = time.perf_counter()
+            candidates, self._proposal = self.policy.propose(History(list(self.history.records)))
+            self._proposal['propose_s'] = round(time.perf_counter() - self._probe_started, 4)
+            message = (candidates, self.policy.probe_iters)
+        candidates, probe_iters = self._broadcast(message)
+        self.probe = start_probe(model, iteration, probe_iters, candidates)
+
+    def _finish_probe(self, model) -> None:
+        probe = self.probe
+        ends, logs, probes = [], [], []
+        for k, weights in enumerate(probe.candidates):
+            started = time.perf_counter()
+            ok = (model.skipped_updates == probe.start['skipped_updates']) if k == 0 else replay(model, probe, weights)
+            ends.append(model.take_snapshot())
+            logs.append(dict(model.log_dict) if getattr(model, 'log_dict', None) is not None else None)
+            if self.rank == 0:
+                scores, errors, _ = self._score(model, numeric_only=True, network=self.policy.probe_network)
+                probes.append(ProbeResult(dict(weights), scores, valid=ok and not errors,
+                                          note=None if ok and not errors else
+                                          ('non-finite training' if not ok else f'expert errors: {sorted(errors)}'),
+                                          eval_s=round(time.perf_counter() - started, 4)))
+        winner = 0
+        if self.rank == 0:
+            record = self._pending
+            decision = self.policy.choose(History(list(self.history.records)), probes, self._proposal)
+            decision.latency_s = round(self._proposal['propose_s'] + sum(p.eval_s for p in probes), 4)
+            record.probes = probes
+            record.record_decision(decision, self.repository.names)
+            winner = decision.info.get('winner') or 0
+        winner = self._broadcast(winner)
+        finish_on(model, probe, ends, logs, winner)
+        self.probe = None
+        self._applied(probe.boundary, probe.candidates[winner])
+        if self.rank == 0:
+            self._pending.applied_iteration = probe.boundary + 1
+            self._write(self._pending)
+            self._pending = None
 
     def _submit(self) -> None:
         history = History(list(self.history.records))  # the main thread appends while we think
@@ -187,13 +294,17 @@ class StageHook:
             return
         self.repository.set_weights(weights)
         self.pending_since = None
-        self.applied_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.applied_path, 'a', encoding='utf-8') as f:
-            f.write(json.dumps({'stage': self.stage, 'from_iteration': iteration + 1, 'weights': weights}) + '\n')
+        self._applied(iteration, weights)
         if self.rank == 0:
             self._pending.applied_iteration = iteration + 1
             self._write(self._pending)
             self._future = self._pending = None
+
+    def _applied(self, iteration: int, weights: dict) -> None:
+        """What this rank trains with from the next iteration on (agent/applied_rank<r>.jsonl)."""
+        self.applied_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.applied_path, 'a', encoding='utf-8') as f:
+            f.write(json.dumps({'stage': self.stage, 'from_iteration': iteration + 1, 'weights': weights}) + '\n')
 
     def _broadcast(self, message):
         if self.group is None:
@@ -224,13 +335,17 @@ class StageHook:
 
     # ---- resume ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Plain types only, so the training state loads with torch.load(weights_only=True)."""
+        """Plain types and tensors only, so the training state loads with torch.load(weights_only=True)."""
         pending = None
-        if self.pending_since is not None and self._pending is not None:
+        if (self.pending_since is not None or self.probe is not None) and self._pending is not None:
             pending = json.loads(json.dumps(self._pending.to_dict(), default=str))
+        probe = None
+        if self.probe is not None:
+            probe = {**self.probe.state_dict(), 'proposal': json.loads(json.dumps(self._proposal or {}, default=str))}
         return {'stage': self.stage, 'started': self.started, 'history': self.history.to_list(),
                 'weights': dict(self.repository.get_weights()), 'pending_since': self.pending_since,
-                'pending_entry': pending, 'policy': self.policy.state_dict() if self.policy is not None else {}}
+                'pending_entry': pending, 'policy': self.policy.state_dict() if self.policy is not None else {},
+                'probe': probe, 'snapshot_scores': list(self._snapshot_scores)}
 
     def load_state_dict(self, state: dict, iteration: int) -> None:
         self.stage = int(state['stage'])
@@ -238,27 +353,51 @@ class StageHook:
         self.history = History.from_list(state['history'])
         self.repository.set_weights(state['weights'])
         self.pending_since = state.get('pending_since')
+        self._snapshot_scores = list(state.get('snapshot_scores') or [])
+        probe = state.get('probe')
+        if probe is not None and self.world_size == 1:
+            probe = dict(probe)
+            self._proposal = probe.pop('proposal')
+            self.probe = Probe.from_state(probe)
         if self.rank != 0:
             return
         self.policy.load_state_dict(state.get('policy', {}))
-        superseded = self.log.supersede_after(iteration)
-        if self.pending_since is not None:  # the answer was lost with the process: ask again
+        pending_stage = self.stage if self.pending_since is not None or probe is not None else None
+        superseded = self.log.supersede_after(iteration, pending_stage)
+        if self.pending_since is not None or probe is not None:
             self._pending = StageRecord.from_dict(state['pending_entry'])
             if self.history.last is not None and self.history.last.stage == self._pending.stage:
                 self.history.records[-1] = self._pending
+        if self.pending_since is not None:  # the answer was lost with the process: ask again
             self._submit()
+        if probe is not None and self.probe is None:  # the other ranks' window inputs were not saved
+            self._keep_first_candidate(probe['boundary'], probe['candidates'],
+                                       'resumed inside a lookahead window with several processes')
         self.logger.info(f'Loss agent resumed at stage {self.stage} (iter {iteration}) with weights '
                          f'{dict(self.repository.get_weights())}; {superseded} later records marked superseded'
-                         f'{"; re-asking the pending decision" if self.pending_since is not None else ""}')
+                         f'{"; re-asking the pending decision" if self.pending_since is not None else ""}'
+                         f'{"; inside a lookahead window" if self.probe is not None else ""}')
+
+    def _keep_first_candidate(self, boundary: int, candidates: list[dict], why: str) -> None:
+        """A probe that cannot be finished: the first candidate (trained live) stands (rank 0 records it)."""
+        self._pending.record_decision(Decision(weights=dict(candidates[0]), policy=self.policy.name,
+                                               fallback=f'{why}: the first candidate was kept'), self.repository.names)
+        self._pending.applied_iteration = boundary + 1
+        self._write(self._pending)
+        self._pending = None
 
     def finish(self) -> None:
         """End of training (rank 0): record a decision still out, plot the run, release resources.
 
         A pending asynchronous decision is waited for (within the budget) so the last stage's
-        scores reach the log; its weights are never applied (`applied_iteration: null`).
+        scores reach the log; its weights are never applied (`applied_iteration: null`). A lookahead
+        window the run ended in keeps its first candidate, which trained to the end.
         """
+        probe, self.probe = self.probe, None
         if self.rank != 0:
             return
+        if probe is not None:
+            self._keep_first_candidate(probe.boundary, probe.candidates, 'training ended inside the lookahead window')
         if self.pending_since is not None and self._future is not None:
             decision, trace = self._result(wait=True)
             self._pending.record_decision(decision, self.repository.names, trace)

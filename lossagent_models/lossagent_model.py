@@ -24,6 +24,7 @@ from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from . import training_snapshot
 from .loss_repository import LossRepository
 from .rng_state import host_rng_state, restore_host_rng_state, seed_iteration
 from lossagent_hook.stage_hook import StageHook
@@ -101,11 +102,16 @@ class LossAgentModel(SRGANModel):
             self.optimizers.append(self.optimizer_d)
 
     def optimize_parameters(self, current_iter):
-        seed_iteration(int(self.opt.get('manual_seed', 0)), self.opt.get('rank', 0), current_iter)
-        net_g = self.get_bare_model(self.net_g)
         if self.agent is not None:
-            self.agent.start(net_g, current_iter - 1)
+            self.agent.start(self, current_iter - 1)
+        self.train_step(current_iter)
+        if self.agent is not None:
+            self.agent.after_iteration(self, current_iter)
 
+    def train_step(self, current_iter):
+        """One iteration's math on the current `lq`/`gt`, seeded by (seed, rank, iteration): the same
+        iteration replayed from the same state draws the same random numbers (the lookahead's probes)."""
+        seed_iteration(int(self.opt.get('manual_seed', 0)), self.opt.get('rank', 0), current_iter)
         loss_dict = OrderedDict()
         if self.net_d is not None:
             for p in self.net_d.parameters():
@@ -129,8 +135,31 @@ class LossAgentModel(SRGANModel):
 
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
-        if self.agent is not None:
-            self.agent.after_iteration(net_g, current_iter)
+
+    # ---- what the stage hook uses --------------------------------------------------------------
+    def scored_network(self, which: str) -> torch.nn.Module:
+        """The generator the experts score: 'ema' (net_g_ema, what users deploy) or 'net_g'."""
+        return self.net_g_ema if which == 'ema' else self.get_bare_model(self.net_g)
+
+    def training_inputs(self) -> dict:
+        """What `train_step` reads besides the networks (set by feed_data)."""
+        return {'lq': self.lq, 'gt': self.gt}
+
+    def set_training_inputs(self, inputs: dict) -> None:
+        for key, value in inputs.items():
+            setattr(self, key, value)
+
+    def take_snapshot(self) -> dict:
+        return training_snapshot.take_snapshot(self)
+
+    def restore_snapshot(self, snapshot: dict) -> None:
+        training_snapshot.restore_snapshot(self, snapshot)
+
+    def learning_rates(self) -> list:
+        return training_snapshot.learning_rates(self)
+
+    def set_learning_rates(self, lrs: list) -> None:
+        training_snapshot.set_learning_rates(self, lrs)
 
     def loss_targets(self) -> dict | None:
         """Per-role replacements of `self.gt` in the generator loss (None: `self.gt` for all)."""

@@ -78,6 +78,9 @@ class RealLossAgentModel(LossAgentModel):
     def _usm(self, key: str) -> bool:
         return bool(self.opt.get(key, USM_DEFAULTS[key]))
 
+    def training_inputs(self) -> dict:
+        return {**super().training_inputs(), 'gt_usm': self.gt_usm}
+
     def loss_targets(self) -> dict:
         return {'pixel': self.gt_usm if self._usm('l1_gt_usm') else self.gt,
                 'perceptual': self.gt_usm if self._usm('percep_gt_usm') else self.gt}

@@ -19,6 +19,7 @@ from lossagent_data.dataset_options import check_dataset
 from lossagent_errors import OptionError
 from lossagent_hook.agent_options import AgentOptions, initial_weights_option
 from lossagent_hook.experts import check_experts
+from lossagent_hook.lookahead import check_lookahead
 from lossagent_models.loss_repository import repository_specs
 from lossagent_models.lossagent_model import LossAgentModel
 
@@ -30,6 +31,7 @@ def _check_type(key: str, opt, registry, what: str) -> None:
 
 def check_agent(opt: dict, loss_names: list[str], weights: dict) -> AgentOptions:
     agent = AgentOptions.from_opt(opt)
+    check_lookahead(agent.policy, agent.stage_iters, agent.async_decisions)
     check_dataset('agent.dataset', agent.dataset)
     experts = check_experts(agent.experts)
     initial = initial_weights_option(agent.initial_weights, loss_names)

@@ -34,11 +34,13 @@ def kill_mid_stage(run, after_state: int, at_iter: int, timeout: float = 240):
     assert proc.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
 
 
-@pytest.mark.parametrize('policy', ['fixed', 'adaptive', 'adaptive_paired', 'llm'])
+@pytest.mark.parametrize('policy', ['fixed', 'adaptive', 'adaptive_paired', 'llm', 'lookahead'])
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(make_run, policy):
     from openai_stub_server import OpenAIStubServer
     with OpenAIStubServer() as server:  # answers depend only on the prompt: deterministic
         policy_opt = {'type': 'adaptive', 'strategy': 'paired'} if policy == 'adaptive_paired' else {'type': policy}
+        if policy == 'lookahead':  # the checkpoint at 6 falls inside the window 5..7 after the boundary at 4
+            policy_opt.update(probe_iters=3, candidates=3)
         if policy == 'llm':
             policy_opt.update(base_url=server.base_url, model='stub')
         opt = tiny_options(f'kill_{policy}', stage_iters=4, total_iter=12, policy=policy_opt)
@@ -56,6 +58,8 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(make_run, policy):
     assert trajectory(got) == trajectory(expected)
     if policy != 'fixed':
         assert any(r['weights_after'] != r['weights_before'] for r in got[1:])
+    if policy == 'lookahead':
+        assert [p['mean_scores'] for p in got[1]['probes']] == [p['mean_scores'] for p in expected[1]['probes']]
     # nothing the killed process wrote is lost: later records are marked, not duplicated
     everything = interrupted.records(include_superseded=True)
     assert len(everything) - len(got) == sum(1 for r in everything if r.get('superseded'))

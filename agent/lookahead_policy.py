@@ -1,0 +1,183 @@
+"""Lookahead: try K weightings from the same state for P iterations, keep the one the experts prefer.
+
+Comparing stages with one another mostly measures training progress and the GAN's stage-to-stage
+swings; comparing candidates trained from *one* state on the *same* batches with the *same*
+random numbers (common random numbers) measures the weights. At a boundary this policy proposes
+K candidate weightings, the first of them the current weights; the stage hook trains each for
+`probe_iters` iterations from the boundary's state (lossagent_hook/lookahead.py) and scores them
+with the experts; `choose` keeps the best by the combined objective (agent/objective.py, experts
+on a common scale), and training continues from that candidate's state, so its P iterations are
+part of the run. The other candidates cost (K-1)*P extra iterations per stage.
+
+Proposers (`proposer:`):
+  adaptive  K-1 perturbations of the current log-weights, in antithetic pairs, step `sigma`
+            adapted by the 1/5th success rule (a perturbation winning counts as a success), every
+            candidate within `trust_region` of the initial weights;
+  llm       the llm policy's answers (agent.policy.llm: its options), asked K-1 times with
+            different sampling seeds; the prompt's history shows the probes of earlier stages.
+
+A candidate whose probe went non-finite (a skipped update, an invalid score) is discarded; when
+no candidate is usable the current weights are kept and the record says why.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from lossagent_errors import OptionError
+
+from .objective import NORMALIZATIONS, stage_objective
+from .options import choice, flag, number, read_options
+from .policy import Decision, LossPolicy
+from .record import History, ProbeResult
+from .registry import POLICIES, register_policy
+from .rng import JsonRandom
+
+LOOKAHEAD_DEFAULTS = {
+    'candidates': 3,          # K: weightings tried at each boundary (the current one included)
+    'probe_iters': 10,        # P: iterations each candidate trains from the boundary's state
+    'proposer': 'adaptive',   # adaptive | llm
+    'sigma': 0.5,             # adaptive: initial perturbation in log-weight space (0.5 ~ x1.65)
+    'sigma_min': 0.05,
+    'sigma_max': 1.5,
+    'success_factor': 1.5,    # 1/5th rule: sigma *= f when a perturbation wins, f**-0.25 otherwise
+    'trust_region': 2.3,      # max |log w - log w_initial| per loss (ln 10)
+    'anchor': True,           # keep the first loss at its initial weight (the others are relative)
+    'normalize': 'zscore',    # how experts are put on a common scale (agent/objective.py)
+    'probe_network': 'net_g', # net_g | ema: the generator a candidate is scored on (an EMA would hide
+                              # most of P iterations' difference)
+    'min_gain': 0.0,          # a perturbation must beat the current weights by this (in objective units)
+    'llm': {},                # proposer llm: the llm policy's options (base_url, model, ...)
+}
+
+
+@register_policy('lookahead')
+class LookaheadPolicy(LossPolicy):
+    def __init__(self, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
+        super().__init__(loss_names, initial_weights, experts, opt, seed, task)
+        o = read_options(self.opt, LOOKAHEAD_DEFAULTS)
+        self.candidates = number(o, 'candidates', 2, 16, integer=True)
+        self.probe_iters = number(o, 'probe_iters', 1, 10 ** 6, integer=True)
+        self.proposer = choice(o, 'proposer', ('adaptive', 'llm'))
+        self.sigma0 = number(o, 'sigma', 1e-3, 10)
+        self.sigma_min = number(o, 'sigma_min', 0, 10)
+        self.sigma_max = number(o, 'sigma_max', 1e-3, 10)
+        if not self.sigma_min <= self.sigma0 <= self.sigma_max:
+            raise OptionError('agent.policy.sigma: expected sigma_min <= sigma <= sigma_max')
+        self.factor = number(o, 'success_factor', 1.0, 10)
+        self.radius = number(o, 'trust_region', 0, 50)
+        self.anchor = flag(o, 'anchor')
+        self.normalize = choice(o, 'normalize', NORMALIZATIONS)
+        self.probe_network = choice(o, 'probe_network', ('net_g', 'ema'))
+        self.min_gain = number(o, 'min_gain', 0, math.inf)
+        if not any(e.kind != 'text' for e in self.experts):
+            raise OptionError('agent.experts: the lookahead policy compares candidates by score experts; '
+                              'it has none')
+        self.active = [n for i, n in enumerate(self.loss_names)
+                       if self.initial_weights[n] > 0 and not (self.anchor and i == 0)]
+        self.x0 = {n: math.log(self.initial_weights[n]) for n in self.active}
+        self.rng = JsonRandom(self.seed)
+        self.sigma = self.sigma0
+        self.wins = 0
+        self.rounds = 0
+        self.llm = None
+        if self.proposer == 'llm':
+            if not isinstance(o['llm'], dict):
+                raise OptionError(f"agent.policy.llm: got {o['llm']!r}; expected the llm policy's options")
+            self.llm = POLICIES['llm'](loss_names, initial_weights, experts, opt=o['llm'], seed=seed, task=task)
+
+    @classmethod
+    def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
+        o = dict(opt or {})
+        llm_opt = o.pop('llm', {})
+        cls(loss_names, initial_weights, experts, opt=o, seed=seed, task=task).close()
+        if (o.get('proposer') or 'adaptive') == 'llm':  # its client is not built here
+            POLICIES['llm'].check_options(loss_names, initial_weights, experts, llm_opt, seed, task)
+
+    # ---- what the stage hook calls ---------------------------------------------------------
+    def propose(self, history: History) -> tuple[list[dict], dict]:
+        """K weightings (the current ones first) and what the proposer said (for the record)."""
+        current = self.current_weights(history)
+        if self.llm is not None:
+            return self._propose_llm(history, current)
+        out, pairs = [current], (self.candidates - 1 + 1) // 2
+        centre = {n: math.log(max(current.get(n, 0.0), 1e-12)) for n in self.active}
+        for _ in range(pairs):
+            step = {n: self.rng.gauss(0.0, self.sigma) for n in self.active}  # fixed order: reproducible
+            for sign in (1.0, -1.0):
+                if len(out) < self.candidates:
+                    out.append(self._weights({n: self._clip(n, centre[n] + sign * step[n]) for n in self.active}))
+        return out, {'proposer': 'adaptive', 'sigma': self.sigma}
+
+    def _propose_llm(self, history: History, current: dict) -> tuple[list[dict], dict]:
+        out, notes = [current], []
+        for k in range(self.candidates - 1):
+            decision = self.llm.decide(history, variant=k + 1)
+            notes.append({'fallback': decision.fallback, 'answers': decision.answers, 'latency_s': decision.latency_s})
+            if decision.fallback is None and decision.weights not in out:
+                out.append(decision.weights)
+        return out, {'proposer': 'llm', 'asked': notes}
+
+    def choose(self, history: History, probes: list[ProbeResult], proposal_info: dict) -> Decision:
+        """The winner among the probed candidates (the first is the current weights)."""
+        reference = history.last
+        scored = []
+        for probe in probes:
+            value = None
+            if probe.valid:
+                value, _ = stage_objective(probe.as_record(reference), reference, self.experts,
+                                           history=history, extra=probes, normalize=self.normalize)
+            probe.objective = value
+            if value is not None:
+                scored.append(probe)
+        info = {**proposal_info, 'candidates': len(probes), 'probe_iters': self.probe_iters}
+        if not scored:
+            return Decision(weights=dict(probes[0].weights), policy=self.name, info=info,
+                            fallback='no candidate gave finite scores')
+        incumbent = probes[0] if probes[0] in scored else None
+        best = max(scored, key=lambda p: p.objective)
+        if incumbent is not None and best is not incumbent and best.objective < incumbent.objective + self.min_gain:
+            best = incumbent
+        winner = probes.index(best)
+        self.rounds += 1
+        if self.llm is None:  # the 1/5th rule on perturbations winning
+            if winner > 0:
+                self.wins += 1
+                self.sigma = min(self.sigma_max, self.sigma * self.factor)
+            else:
+                self.sigma = max(self.sigma_min, self.sigma * self.factor ** -0.25)
+        info.update(winner=winner, objectives=[p.objective for p in probes], sigma_after=self.sigma)
+        return Decision(weights=dict(best.weights), policy=self.name, info=info)
+
+    def decide(self, history: History) -> Decision:
+        raise RuntimeError('the lookahead policy decides through the stage hook (propose, probe, choose)')
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _clip(self, name: str, x: float) -> float:
+        return min(self.x0[name] + self.radius, max(self.x0[name] - self.radius, x))
+
+    def _weights(self, x: dict) -> dict:
+        return {n: float(f'{math.exp(x[n]):.6g}') if n in x else self.initial_weights[n] for n in self.loss_names}
+
+    def state_dict(self) -> dict:
+        return {'rng': self.rng.state(), 'sigma': self.sigma, 'wins': self.wins, 'rounds': self.rounds,
+                'llm': self.llm.state_dict() if self.llm is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        self.rng.set_state(state['rng'])
+        self.sigma = float(state.get('sigma', self.sigma0))
+        self.wins, self.rounds = int(state.get('wins', 0)), int(state.get('rounds', 0))
+        if self.llm is not None and state.get('llm'):
+            self.llm.load_state_dict(state['llm'])
+
+    def close(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+
+
+def probe_overhead(policy: Optional[LossPolicy], stage_iters: int) -> float:
+    """(K-1)*P / stage_iters: the extra training a lookahead policy costs (0 for the others)."""
+    k, p = getattr(policy, 'candidates', 1), getattr(policy, 'probe_iters', 0)
+    return (k - 1) * p / stage_iters if p else 0.0
