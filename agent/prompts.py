@@ -72,8 +72,8 @@ class PromptBuilder:
         self.model = opts['model_noun'] or ('SR model' if sr else 'restoration model')
         self.images = opts['image_noun'] or ('SR images' if sr else 'restored images')
         self.templates = {name: self._load(name) for name in
-                          ('system', 'history', 'history_recent', 'history_step', 'needs', 'rules',
-                           'reprompt', 'critique')}
+                          ('system', 'history', 'history_recent', 'history_step', 'history_probes', 'needs',
+                           'rules', 'reprompt', 'critique')}
 
     # ---------------------------------------------------------------- templates
     def _load(self, name: str) -> Template:
@@ -139,6 +139,8 @@ class PromptBuilder:
                 # the paper folds stage 1 (still the initial weights) into the initial line
                 initial_feedback += ' ' + self.feedback(record, image)
                 continue
+            if prev is not None and prev.probes:  # a lookahead tried candidates before choosing these weights
+                lines.append(self.probe_part(prev, image))
             lines.append(self._fill('history_step', step=prev.iteration if prev else 0,
                                     weights=self.ratio(record.weights), feedback=self.feedback(record, image)))
         steps = '\n'.join(lines)
@@ -148,6 +150,18 @@ class PromptBuilder:
         else:
             text = self._fill('history_recent', steps=steps, **self.common())
         return text.rstrip()
+
+    def probe_part(self, record: StageRecord, image: Optional[int]) -> str:
+        """'From step 100, 3 candidate weights were each trained for 10 steps ...: 1.0:0.5:0.01 gave NIQE 4.1'."""
+        numeric = [e for e in self.experts if e.kind != 'text']
+        results = []
+        for probe in record.probes:
+            candidate = probe.as_record(record)
+            scores = ', '.join(f'{e.name} {self._value(candidate, e.name, image)}' for e in numeric)
+            results.append(f'{self.ratio(probe.weights)} gave {scores if probe.valid else "no usable scores"}')
+        iters = record.info.get('probe_iters', '?')
+        return self._fill('history_probes', step=record.iteration, count=len(record.probes), iters=iters,
+                          results='; '.join(results))
 
     def needs_part(self) -> str:
         rules = []

@@ -212,3 +212,28 @@ def test_two_processes_probe_in_lockstep(make_run):
     assert json.loads(rank0.read_text().splitlines()[0])['weights'] == records[1]['weights_after']
     final = [torch.load(run.root / 'models' / 'net_g_latest.pth', weights_only=True)['params']]
     assert all(torch.isfinite(v).all() for v in final[0].values())
+
+
+def test_llm_proposer_asks_for_candidates_and_sees_earlier_probes():
+    from openai_stub_server import OpenAIStubServer
+    answers = iter(['Weights: L1:SSIM:GAN=1.0:0.6:0.02\nThoughts: a',
+                    'Weights: L1:SSIM:GAN=1.0:0.4:0.005\nThoughts: b'] * 20)
+    with OpenAIStubServer(lambda body, i: next(answers)) as server:
+        policy = build_policy({'type': 'lookahead', 'proposer': 'llm', 'candidates': 3,
+                               'llm': {'base_url': server.base_url, 'model': 'stub', 'per_image': False}},
+                              N, INIT, EXPERTS, seed=0)
+        h = history()
+        candidates, info = policy.propose(h)
+        assert candidates[0] == dict(zip(N, INIT)) and len(candidates) == 3 and info['proposer'] == 'llm'
+        assert {c['SSIM'] for c in candidates[1:]} == {0.6, 0.4}
+        probes = [probe(c, [5.0, 5.5], [31.0, 30.5]) for c in candidates]
+        decision = policy.choose(h, probes, info)
+        h.last.probes = probes
+        h.last.record_decision(decision, N)
+        h.last.info['probe_iters'] = 10
+        h.append(StageRecord(2, 20, decision.weights, {'NIQE': [4.0, 5.0], 'PSNR': [32.0, 31.0]}, experts=EXPERTS))
+        policy.propose(h)
+        prompt = server.requests[-1]['messages'][-1]['content']
+        policy.close()
+    assert 'From step 10, 3 candidate weights were each trained for 10 steps from the same state' in prompt
+    assert '1.0:0.6:0.02 gave NIQE 5.25 (mean of 2 images), PSNR 30.75' in prompt
