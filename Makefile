@@ -7,7 +7,7 @@ STAMP := $(VENV)/.lossagent-installed
 # The llm policy is used by the demo when an OpenAI-compatible endpoint is given.
 LLM_URL ?= $(LOSSAGENT_LLM_URL)
 DEMO_OPT := options/train/demo_cpu.yml
-DEMO_NAME := demo_cpu_swinir_x2
+DEMO_NAME := demo_cpu_swinir_x4
 
 export HF_HUB_OFFLINE := 1
 

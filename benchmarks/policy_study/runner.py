@@ -1,10 +1,12 @@
 """Running the study's trainings (train.py) and evaluations (test.py) as processes.
 
 Single-threaded processes, `jobs` at a time: results do not depend on the machine's load. A run
-whose options and code are unchanged since it finished is reused instead of trained again.
+whose options and code are unchanged since it finished is reused instead of trained again (its
+measured wall time is kept with it).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import shutil
@@ -16,6 +18,10 @@ import yaml
 
 from . import PY, ROOT
 
+CODE = ('agent', 'lossagent_models', 'lossagent_hook', 'lossagent_runtime', 'lossagent_data', 'lossagent_losses',
+        'lossagent_arch')
+
+
 def env_for(threads: int) -> dict:
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(x for x in (str(ROOT), env.get('PYTHONPATH')) if x)
@@ -23,85 +29,84 @@ def env_for(threads: int) -> dict:
     env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(threads)
     return env
 
+
 def source_hash() -> str:
     """Hash of the code a run depends on, so a changed policy never reuses an old run."""
-    import hashlib
     h = hashlib.sha256()
-    folders = ('agent', 'lossagent_models', 'lossagent_hook', 'lossagent_runtime', 'lossagent_data',
-               'lossagent_losses', 'lossagent_arch')
     files = sorted([ROOT / name for name in ('train.py', 'lossagent_compat.py', 'lossagent_errors.py')]
-                   + [f for d in folders for f in (ROOT / d).rglob('*') if f.is_file() and f.suffix in ('.py', '.txt')])
+                   + [f for d in CODE for f in (ROOT / d).rglob('*') if f.is_file() and f.suffix in ('.py', '.txt')])
     for f in files:
         h.update(str(f.relative_to(ROOT)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
-def stamp(opt: dict) -> dict:
-    return {'source': source_hash(), 'options': opt}
 
-def finished(run_root: Path, opt: dict, reuse_any_code: bool = False) -> bool:
-    """A previous run with the very same options and code (options only with `reuse_any_code`,
-    the CLI's --reuse) that reached its final checkpoint."""
-    saved = run_root / 'study_options.yml'
-    if not ((run_root / 'models' / 'net_g_latest.pth').exists() and saved.exists()):
-        return False
-    saved = yaml.safe_load(saved.read_text())
-    return saved['options'] == opt if reuse_any_code else saved == stamp(opt)
+def _stamp_path(name: str) -> Path:
+    return ROOT / 'experiments' / name / 'study_options.yml'
 
-def start_training(name: str, opt: dict, out: Path, threads: int, reuse_any_code: bool = False):
-    """Write the option file and launch train.py; None when an identical finished run exists."""
-    opt_path = out / 'options' / f'{name}.yml'
-    opt_path.parent.mkdir(parents=True, exist_ok=True)
-    opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))
-    run_root = ROOT / 'experiments' / name
-    if finished(run_root, opt, reuse_any_code):
+
+def finished(name: str, opt: dict, source: str, reuse_any_code: bool = False):
+    """The wall time of a previous run with the very same options and code (options only with
+    `reuse_any_code`, the CLI's --reuse) that reached its final checkpoint; None otherwise."""
+    stamp = _stamp_path(name)
+    if not ((ROOT / 'experiments' / name / 'models' / 'net_g_latest.pth').exists() and stamp.exists()):
         return None
-    shutil.rmtree(run_root, ignore_errors=True)
+    saved = yaml.safe_load(stamp.read_text())
+    same = saved['options'] == opt and (reuse_any_code or saved['source'] == source)
+    return float(saved.get('wall_s', 0.0)) if same else None
+
+
+def _launch(name: str, opt: dict, out: Path, threads: int) -> subprocess.Popen:
+    opt_path = out / 'options' / f'{name}.yml'
+    opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    shutil.rmtree(ROOT / 'experiments' / name, ignore_errors=True)
     log = open(out / 'logs' / f'{name}.log', 'w')
     proc = subprocess.Popen([PY, str(ROOT / 'train.py'), '-opt', str(opt_path)], cwd=ROOT, env=env_for(threads),
                             stdout=log, stderr=subprocess.STDOUT)
     proc.study_log = log
     return proc
 
-def finish_training(name: str, opt: dict, proc, out: Path) -> None:
-    if proc is None:
-        return
-    rc = proc.wait()
-    proc.study_log.close()
-    if rc != 0:
-        tail = (out / 'logs' / f'{name}.log').read_text()[-3000:]
-        raise SystemExit(f'study: train.py failed for {name} (exit {rc}); log {out}/logs/{name}.log\n{tail}')
-    (ROOT / 'experiments' / name / 'study_options.yml').write_text(yaml.safe_dump(stamp(opt), sort_keys=False))
 
-def run_all(runs: list, out: Path, jobs: int, threads: int, t0: float, reuse_any_code: bool = False) -> None:
-    pending, active, done, took = list(runs), [], 0, []
+def run_all(runs: list, out: Path, jobs: int, threads: int, reuse_any_code: bool = False) -> dict[str, float]:
+    """Train every run (`jobs` at a time); {name: wall seconds} (a reused run: its earlier time)."""
+    source = source_hash()
+    took, pending, active = {}, [], []
+    for run in runs:
+        earlier = finished(run.name, run.opt, source, reuse_any_code)
+        if earlier is None:
+            pending.append(run)
+        else:
+            took[run.name] = earlier
+    if len(took):
+        print(f'  {len(took)} runs finished earlier with the same options and code: reused', flush=True)
+    t0, total = time.time(), len(pending)
     while pending or active:
         while pending and len(active) < jobs:
             run = pending.pop(0)
-            proc = start_training(run.name, run.opt, out, threads, reuse_any_code)
-            if proc is None:
-                print(f'  {run.name}: finished earlier with the same options, reused', flush=True)
-                done += 1
-                continue
-            active.append((run, proc, time.time()))
-        if not active:
-            continue
+            active.append((run, _launch(run.name, run.opt, out, threads), time.time()))
         time.sleep(0.5)
         for item in list(active):
             run, proc, started = item
             if proc.poll() is None:
                 continue
-            finish_training(run.name, run.opt, proc, out)
+            proc.study_log.close()
             active.remove(item)
-            done += 1
-            took.append(time.time() - started)
-            per_run = sum(took) / len(took)  # measured, not the estimate, once a run has finished
-            # reused runs take no time
-            left = len(active) + sum(1 for r in pending if not finished(r.root, r.opt, reuse_any_code))
-            elapsed = time.time() - t0
-            print(f'  {run.name}: {took[-1]:.0f}s | {done}/{len(runs)} runs, '
-                  f'{elapsed / 60:.1f} min so far, ~{left * per_run / jobs / 60:.0f} min of training left',
+            if proc.returncode != 0:
+                for _, other, _ in active:
+                    other.kill()
+                tail = (out / 'logs' / f'{run.name}.log').read_text()[-3000:]
+                raise SystemExit(f'study: train.py failed for {run.name} (exit {proc.returncode}); '
+                                 f'log {out}/logs/{run.name}.log\n{tail}')
+            took[run.name] = round(time.time() - started, 1)
+            _stamp_path(run.name).write_text(yaml.safe_dump(
+                {'source': source, 'wall_s': took[run.name], 'options': run.opt}, sort_keys=False))
+            done = total - len(pending) - len(active)
+            per_run = (time.time() - t0) / done
+            print(f'  {run.name}: {took[run.name]:.0f}s | {done}/{total} trained, '
+                  f'{(time.time() - t0) / 60:.1f} min so far, ~{per_run * (total - done) / 60:.0f} min left',
                   flush=True)
+    return took
+
 
 def evaluate(eval_opt: dict, out: Path, threads: int) -> Path:
     """test.py on one seed's checkpoints; the path of its CSV table."""
@@ -113,6 +118,13 @@ def evaluate(eval_opt: dict, out: Path, threads: int) -> Path:
     if rc != 0:
         raise SystemExit(f"study: test.py failed for {eval_opt['name']}; log {out}/logs/{eval_opt['name']}.log")
     return out / 'results' / eval_opt['name'] / f"{eval_opt['name']}.csv"
+
+
+def evaluate_all(eval_opts: list[dict], out: Path, jobs: int, threads: int) -> list[Path]:
+    """test.py for every seed, `jobs` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(lambda o: evaluate(o, out, threads), eval_opts))
 
 
 def versions() -> dict:
