@@ -11,6 +11,8 @@ Runs, in this one process and on the same prefetched batches, the demo's task
   llm sync   + the `llm` policy against tests/openai_stub_server.py, which answers every prompt
              after --llm-delay seconds (a separate process, like vLLM would be)
   llm async  the same with `agent.async: true` (the decision runs beside training)
+  lookahead  the lookahead policy (3 candidates, probe_iters = stage_iters // 4): its measured extra
+             time over whole stages against `fixed`, next to the predicted (K-1)*P/stage_iters
 In each repetition the variants are fresh models trained in lockstep (iteration i of each, back
 to back, order rotated every iteration), so load from other work on a shared machine hits them
 alike and every comparison is paired. Only training iterations are timed (feed_data +
@@ -54,7 +56,8 @@ from basicsr.models import build_model  # noqa: E402
 from basicsr.utils import get_root_logger  # noqa: E402
 from basicsr.utils.options import ordered_yaml, parse_options  # noqa: E402
 
-from overhead_report import WARMUP_ITERS, between_iterations, report, results_table, summarize  # noqa: E402
+from overhead_report import (WARMUP_ITERS, between_iterations, extra_training, report, results_table,  # noqa: E402
+                             summarize)
 
 DEMO_OPT = ROOT / 'options' / 'train' / 'demo_cpu.yml'
 ASYNC_KEY = 'async'  # agent.async: decisions beside training
@@ -64,6 +67,7 @@ VARIANTS = {  # name -> what differs from the baseline
     'fixed': 'agent, fixed policy',
     'llm sync': 'agent, llm policy, stub answers after {delay}s',
     'llm async': 'agent, llm policy, agent.async: true',
+    'lookahead': 'agent, lookahead policy, 3 candidates',
 }
 
 
@@ -103,13 +107,6 @@ def cpu_model() -> str:
     return 'unknown CPU'
 
 
-def async_supported() -> bool:
-    """Whether the stage hook reads `agent.async` (looked up in its source: an unknown key is ignored
-    silently, so trying it would only produce a second synchronous row)."""
-    return any(f"'{ASYNC_KEY}'" in p.read_text() or f'"{ASYNC_KEY}"' in p.read_text()
-               for p in (ROOT / 'lossagent_models').glob('*.py'))
-
-
 # ---- the runs -----------------------------------------------------------------------------
 def base_options(args) -> dict:
     with open(DEMO_OPT) as f:
@@ -123,7 +120,10 @@ def base_options(args) -> dict:
         opt['network_d'].update(num_feat=8)
         opt['agent'].update(num_images=3)
         opt['agent']['dataset'].update(images=['chelsea'], crop_size=96)
-        opt['agent']['experts'] = {'PSNR': {'metric': 'psnr', 'test_y_channel': True, 'crop_border': 2}}
+        opt['agent']['experts'] = {'PSNR': {'metric': 'psnr', 'test_y_channel': True, 'crop_border': 4}}
+        opt['agent'].update(snapshots=1)
+        opt['agent'].pop('snapshot_every', None)
+        opt['path']['pretrain_network_g'] = None  # the shipped start is for the full-size network
     return opt
 
 
@@ -135,6 +135,9 @@ def variant_options(base: dict, variant: str, llm_url: str, work: Path, tag: str
         opt.pop('agent')
     elif variant == 'fixed':
         opt['agent']['policy'] = {'type': 'fixed'}
+    elif variant == 'lookahead':
+        opt['agent']['policy'] = {'type': 'lookahead', 'candidates': 3,
+                                  'probe_iters': max(1, opt['agent']['stage_iters'] // 4)}
     else:
         opt['agent']['policy'] = {'type': 'llm', 'base_url': llm_url, 'model': 'stub-llama-3', 'per_image': True}
         if variant == 'llm async':
@@ -235,9 +238,9 @@ def start_stub(delay: float, work: Path) -> tuple[subprocess.Popen, str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--reps', type=int, default=3, help='repetitions (each trains all variants in lockstep)')
-    parser.add_argument('--stage-iters', type=int, default=6, help='iterations per stage in the timed runs')
-    parser.add_argument('--stages', type=int, default=2, help='deciding boundaries per run')
+    parser.add_argument('--reps', type=int, default=4, help='repetitions (each trains all variants in lockstep)')
+    parser.add_argument('--stage-iters', type=int, default=20, help='iterations per stage in the timed runs')
+    parser.add_argument('--stages', type=int, default=3, help='deciding boundaries per run')
     parser.add_argument('--llm-delay', type=float, default=0.5, help='seconds the stub LLM waits before answering')
     parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks' / 'results.md')
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS),
@@ -255,8 +258,6 @@ def main(argv=None) -> int:
     skipped = {}
     if find_policy('llm') is None:
         skipped['llm sync'] = skipped['llm async'] = 'n/a (no llm policy registered on this branch)'
-    elif not async_supported():
-        skipped['llm async'] = f'n/a (agent.{ASYNC_KEY} not available)'
     for name in VARIANTS:
         if name != 'baseline' and name not in args.variants:
             skipped.setdefault(name, 'not run (--variants)')
@@ -293,6 +294,10 @@ def main(argv=None) -> int:
                 stub.wait(timeout=10)
 
     stats = {name: summarize(runs[name], runs['baseline'], args.stage_iters) for name in variants}
+    if 'lookahead' in variants and 'fixed' in variants:
+        stats['lookahead']['extra_measured'] = extra_training(runs['lookahead'], runs['fixed'],
+                                                              args.stages * args.stage_iters)
+        stats['lookahead']['extra_predicted'] = 2 * max(1, args.stage_iters // 4) / args.stage_iters
     for name in variants:
         stats[name]['peak_mb'], stats[name]['growth_mb'] = memory[name]
     resettable = all(m[0] is not None for m in memory.values())

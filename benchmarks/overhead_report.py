@@ -7,9 +7,12 @@ baseline saw the same machine load: every comparison below is such a pair.
 """
 from __future__ import annotations
 
+import math
 import statistics
 
 PAPER_STAGE_ITERS = 5000
+BLOCK = 10  # consecutive paired iterations per batch mean (neighbours share the machine's load)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 WARMUP_ITERS = 2  # iteration 1 also scores stage 0; the first iterations of a fresh model allocate
 
 
@@ -20,6 +23,28 @@ def is_boundary(it: int, stage_iters: int) -> bool:
 def between_iterations(n: int, stage_iters: int) -> list[int]:
     """1-based iterations that are neither warm-up nor a deciding boundary."""
     return [it for it in range(WARMUP_ITERS + 1, n + 1) if not is_boundary(it, stage_iters)]
+
+
+def ratio_ci(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> tuple[float, float, float]:
+    """(geometric-mean ratio, 95 % low, high) of variant / baseline over the paired iterations between
+    boundaries; the interval from batch means of BLOCK consecutive log-ratios (batch-means method:
+    the blocks, not the correlated iterations, are the independent samples)."""
+    blocks = []
+    for run, base in zip(runs, baseline_runs):
+        logs = [math.log(run['times'][it - 1] / base['times'][it - 1])
+                for it in between_iterations(len(run['times']), stage_iters)]
+        blocks += [statistics.fmean(logs[i:i + BLOCK]) for i in range(0, len(logs) - BLOCK + 1, BLOCK)]
+    if len(blocks) < 2:
+        return math.nan, math.nan, math.nan
+    m = statistics.fmean(blocks)
+    half = T975.get(len(blocks) - 1, 1.96) * statistics.stdev(blocks) / math.sqrt(len(blocks))
+    return math.exp(m), math.exp(m - half), math.exp(m + half)
+
+
+def extra_training(runs: list[dict], reference_runs: list[dict], full_iters: int) -> float:
+    """Measured extra time over whole stages (boundaries and probes included) against `reference_runs`."""
+    spent = sum(sum(r['times'][:full_iters]) for r in runs)
+    return spent / sum(sum(r['times'][:full_iters]) for r in reference_runs) - 1
 
 
 def median_or_none(values):
@@ -41,7 +66,9 @@ def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> 
         latency += [r.latency_s for r in deciding if r.latency_s is not None]
         lag += [r.applied_iteration - r.iteration for r in deciding if r.applied_iteration is not None]
         fallbacks += sum(1 for r in run['records'] if r.fallback)
-    return {'iter_min': min(per_iter), 'iter_med': statistics.median(per_iter),
+    geo, low, high = ratio_ci(runs, baseline_runs, stage_iters)
+    return {'ratio_geo': geo, 'ratio_low': low, 'ratio_high': high,
+            'iter_min': min(per_iter), 'iter_med': statistics.median(per_iter),
             'ratio_med': statistics.median(ratios), 'ratio_min': min(ratios), 'ratio_max': max(ratios),
             'block_min': min(blocking) if blocking else None, 'block_med': median_or_none(blocking),
             'eval_med': median_or_none(evals), 'latency_med': median_or_none(latency),
@@ -61,18 +88,24 @@ def fmt(value, spec='.3f', unit='') -> str:
 
 def results_table(stats: dict, skipped: dict, variants: dict) -> str:
     rows = ['| variant | what | s/iter between boundaries, min / median | s/iter ratio vs baseline, paired: '
-            'median (min..max) | boundary blocking s (paired), min / median | eval_s (log), median '
+            'median (min..max) | ratio, geometric mean [95 % CI] | boundary blocking s (paired), min / median '
+            '| eval_s (log), median '
             '| policy latency_s (log), median | applied at boundary + iters, median '
             f'| boundary share of a {PAPER_STAGE_ITERS}-iter stage (extrapolated) '
             f'| training-time overhead at {PAPER_STAGE_ITERS}-iter stages (extrapolated) '
             '| peak RSS MB (growth while building + training) |',
-            '|' + '---|' * 11]
+            '|' + '---|' * 12]
     for name, what in variants.items():
         if name in skipped:
-            rows.append(f'| {name} | {what} | {skipped[name]} |' + ' |' * 8)
+            rows.append(f'| {name} | {what} | {skipped[name]} |' + ' |' * 9)
             continue
         s = stats[name]
         ratio = f"{s['ratio_med']:.3f} ({s['ratio_min']:.3f}..{s['ratio_max']:.3f})"
+        geo = f"{s['ratio_geo']:.4f} [{s['ratio_low']:.4f}, {s['ratio_high']:.4f}]" if math.isfinite(s['ratio_geo']) \
+            else 'n/a'
+        if s.get('extra_measured') is not None:
+            what += f" (measured extra training over fixed: {100 * s['extra_measured']:+.1f}%, predicted " \
+                    f"(K-1)*P/stage_iters {100 * s['extra_predicted']:.1f}%)"
         if name == 'baseline':
             block = share = overhead = 'reference'
         else:
@@ -81,7 +114,7 @@ def results_table(stats: dict, skipped: dict, variants: dict) -> str:
             share, overhead = f'{100 * share_v:.2f}%', f'{100 * overhead_v:+.2f}%'
         note = f" ({s['fallbacks']} fallbacks)" if s['fallbacks'] else ''
         memory = f"{fmt(s.get('peak_mb'), '.0f')} ({fmt(s.get('growth_mb'), '+.0f')})"
-        rows.append(f"| {name} | {what}{note} | {s['iter_min']:.4f} / {s['iter_med']:.4f} | {ratio} | {block} "
+        rows.append(f"| {name} | {what}{note} | {s['iter_min']:.4f} / {s['iter_med']:.4f} | {ratio} | {geo} | {block} "
                     f"| {fmt(s['eval_med'])} | {fmt(s['latency_med'])} | {fmt(s['lag_med'], 'g')} "
                     f"| {share} | {overhead} | {memory} |")
     return '\n'.join(rows)
@@ -108,7 +141,12 @@ def report(table: str, facts: dict) -> str:
   repetitions, or over all deciding boundaries.
 - *s/iter between boundaries*: feed_data + optimize_parameters + LR update, the run's median over the
   iterations that are not warm-up (1..{WARMUP_ITERS}; iteration 1 also scores stage 0) and not a boundary.
-  *Ratio*: median over those iterations of variant / baseline at the same iteration, per repetition.
+  *Ratio*: median over those iterations of variant / baseline at the same iteration, per repetition; the
+  *geometric mean* pools all repetitions' paired log-ratios, its 95 % interval from batch means of {BLOCK}
+  consecutive iterations (t-interval over the blocks; neighbouring iterations share the machine's load).
+- *lookahead*: each window's end replays the other candidates, so its cost is concentrated there; the
+  *measured extra training* is its time over whole stages against `fixed` (both score at boundaries),
+  next to the predicted (K-1)*P/stage_iters.
 - *Boundary blocking*: how long training stood still at a boundary = the boundary iteration's time minus the
   baseline's same iteration. From decisions.jsonl: *eval_s* = restoring the validation images + experts (on
   the training thread in both modes); *policy latency_s* = the policy's answer (in the agent's worker thread:
