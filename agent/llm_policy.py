@@ -44,7 +44,7 @@ from .prompts import PROMPT_DEFAULTS, PromptBuilder
 from .record import StageRecord
 from .registry import register_policy
 from .serve import OWNED_BY, ManagedServer, check_serve_options
-from .structured import MODES, local_grammar, request_fields, unsupported
+from .structured import MODES, local_grammar, request_fields, unsupported, weights_regex
 
 logger = logging.getLogger('basicsr')  # BasicSR's run log when training; silent elsewhere
 
@@ -124,6 +124,10 @@ class LLMPolicy(LossPolicy):
         o['bounds'] = pair(o, 'bounds')
         if o['bounds'][0] < 0:
             raise OptionError(f"agent.policy.bounds: got {o['bounds']}; weights cannot be negative")
+        try:  # the grammars need a number with at most 6 decimals in bounds that is not zero
+            weights_regex(['w'], o['bounds'])
+        except ValueError as err:
+            raise OptionError(f'agent.policy.bounds: {err}') from None
         mv = o['min_valid']
         if isinstance(mv, bool) or not isinstance(mv, (int, float)) or not (
                 (isinstance(mv, int) and mv >= 1) or (isinstance(mv, float) and 0 < mv <= 1)):

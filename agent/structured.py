@@ -9,7 +9,7 @@
 
 vLLM (>= 0.12) reads `structured_outputs` from the request body (`extra_body` in the openai
 client); its old `guided_*` fields are silently ignored. Which server accepts which mode is
-`SUPPORT` below (the server is recognised by `owned_by` in its `/v1/models` answer).
+`SERVERS` below (the server is recognised by `owned_by` in its `/v1/models` answer).
 
 The regex and the grammars spell exactly the valid answers: each number is within `bounds` with
 at most six decimals, and not every weight is zero, so everything a grammar engine lets through
@@ -181,35 +181,27 @@ def _numbers(count: int, bounds: tuple[float, float]):
 
 
 # ---------------------------------------------------------------- writing patterns
-def _regex(node) -> str:
+def _write(node, literal, join: str, bar: str) -> str:
     kind = node[0]
     if kind == 'lit':
-        return re.escape(node[1])
+        return literal(node[1])
     if kind == 'cls':
         _, chars, n, m = node
-        body = f'[{chars}]'
-        return body if (n, m) == (1, 1) else body + (f'{{{n}}}' if n == m else f'{{{n},{m}}}')
+        return f'[{chars}]' + ('' if (n, m) == (1, 1) else f'{{{n}}}' if n == m else f'{{{n},{m}}}')
     if kind == 'seq':
-        return ''.join(_regex(i) for i in node[1])
+        return join.join(_write(i, literal, join, bar) for i in node[1])
     if kind == 'alt':
-        return '(' + '|'.join(_regex(i) for i in node[1]) + ')'
-    inner = _regex(node[1])
-    return (inner if node[1][0] in ('alt', 'cls') and inner.endswith((')', ']')) else f'({inner})') + '?'
+        return '(' + bar.join(_write(i, literal, join, bar) for i in node[1]) + ')'
+    inner = _write(node[1], literal, join, bar)
+    return (inner if node[1][0] == 'alt' else f'({inner})') + '?'
+
+
+def _regex(node) -> str:
+    return _write(node, re.escape, '', '|')
 
 
 def _gbnf(node) -> str:
-    kind = node[0]
-    if kind == 'lit':
-        return gbnf_literal(node[1])
-    if kind == 'cls':
-        _, chars, n, m = node
-        body = f'[{chars}]'
-        return body if (n, m) == (1, 1) else body + (f'{{{n}}}' if n == m else f'{{{n},{m}}}')
-    if kind == 'seq':
-        return ' '.join(_gbnf(i) for i in node[1])
-    if kind == 'alt':
-        return '(' + ' | '.join(_gbnf(i) for i in node[1]) + ')'
-    return f'({_gbnf(node[1])})?'
+    return _write(node, gbnf_literal, ' ', ' | ')
 
 
 def gbnf_literal(text: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from agent import ExpertInfo, History, StageRecord, build_policy
 from lossagent_errors import OptionError
-from agent.structured import weights_regex, weights_schema
+from agent.structured import weights_gbnf, weights_regex, weights_schema
 from openai_stub_server import OpenAIStubServer
 
 N = ['L1', 'Perceptual', 'GAN']
@@ -61,7 +61,7 @@ def test_mean_prompt_when_per_image_false_and_median():
     assert d.weights == {'L1': 1.0, 'Perceptual': 0.2, 'GAN': 0.02}
 
 
-@pytest.mark.parametrize('mode', ['none', 'regex', 'json', 'response_format'])
+@pytest.mark.parametrize('mode', ['none', 'regex', 'json', 'response_format', 'grammar'])
 def test_request_bodies_as_vllm_expects(mode):
     def answer(body, i):
         if mode in ('json', 'response_format'):
@@ -83,6 +83,8 @@ def test_request_bodies_as_vllm_expects(mode):
     elif mode == 'json':
         assert body['structured_outputs'] == {'json': weights_schema(N)}
         assert 'response_format' not in body
+    elif mode == 'grammar':  # llama.cpp servers read `grammar`, vLLM `structured_outputs.grammar`
+        assert body['grammar'] == body['structured_outputs']['grammar'] == weights_gbnf(N)
     elif mode == 'response_format':
         assert body['response_format'] == {'type': 'json_schema', 'json_schema': {
             'name': 'loss_weights', 'schema': weights_schema(N), 'strict': True}}

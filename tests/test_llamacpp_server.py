@@ -53,7 +53,7 @@ def server(tiny_gguf):
 
 
 def test_what_the_server_does_with_each_request_field(server):
-    """Measured facts behind agent/structured.py's SUPPORT table."""
+    """Measured facts behind agent/structured.py's SERVERS table."""
     client = openai.OpenAI(base_url=server.base_url, api_key='EMPTY', max_retries=0)
     assert [m.owned_by for m in client.models.list().data] == ['me']
     ask = dict(model='tiny', messages=[{'role': 'user', 'content': 'Give the weights.'}], max_tokens=40, seed=1)
@@ -100,6 +100,7 @@ def test_first_contact_concurrency_and_a_restart(tiny_gguf, capsys):
         assert 'POST /v1/chat/completions' not in srv.log_path.read_text()
         decision = working.decide(history(images=4))  # 4 prompts at once; this server answers one at a time
         assert decision.fallback is None and decision.info['compliance']['valid'] == 4
+        assert srv.log_path.read_text().count('POST /v1/chat/completions') == 4  # (so the log shows requests)
         latency = decision.latency_s
     finally:
         srv.stop()
