@@ -9,6 +9,20 @@ LLM_URL ?= $(LOSSAGENT_LLM_URL)
 DEMO_OPT := options/train/demo_cpu.yml
 DEMO_NAME := demo_cpu_swinir_x4
 
+# llama.cpp (the llm policy on a CPU, and the tests of it against a real engine), built from
+# llama-cpp-python's source archive for any x86-64 CPU (GGML_NATIVE=OFF: the default -march=native
+# build may not run on another machine) and without the multimodal part. pip's wheel cache ignores
+# CMAKE_ARGS, so they are passed on every build. The archive also holds Llama-3's vocabulary GGUF,
+# which the tests build their tiny model around (tests/tiny_llama.py).
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
+SHARE := $(VENV)/share/lossagent
+LLAMA_CPP_SDIST := $(SHARE)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+LLAMA_VOCAB := llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf
+# vLLM's grammar engine; its package requires a CUDA torch, transformers and triton, none of which it
+# needs to compile and match grammars on a CPU, so it comes without its dependencies
+XGRAMMAR_VERSION := 0.2.9
+
 export HF_HUB_OFFLINE := 1
 
 .PHONY: install demo test lint bench study clean
@@ -24,6 +38,11 @@ $(STAMP): setup.py
 	$(PIP) install "setuptools<82" wheel numpy cython
 	$(PIP) install --no-build-isolation basicsr==1.4.2
 	$(PIP) install --no-build-isolation -e ".[test]"
+	mkdir -p $(SHARE)
+	$(PIP) download --no-binary :all: --no-deps -d $(SHARE) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(PIP) install "$(LLAMA_CPP_SDIST)[server]"
+	$(PIP) install --no-deps xgrammar==$(XGRAMMAR_VERSION)
+	tar -xzf $(LLAMA_CPP_SDIST) -O $(LLAMA_VOCAB) > $(SHARE)/ggml-vocab-llama-bpe.gguf
 	touch $@
 
 demo: $(STAMP)

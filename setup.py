@@ -30,7 +30,8 @@ setup(
         'opencv-python-headless',
     ],
     extras_require={
-        'llamacpp': ['llama-cpp-python'],
-        'test': ['pytest', 'hypothesis', 'ruff'],
+        # the Makefile builds llama-cpp-python with CMAKE_ARGS and installs xgrammar without its dependencies
+        'llamacpp': ['llama-cpp-python[server]'],
+        'test': ['pytest', 'hypothesis', 'ruff', 'gguf>=0.17', 'llguidance>=1.0', 'apache-tvm-ffi>=0.1.11'],
     },
 )

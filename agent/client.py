@@ -33,7 +33,7 @@ CLIENT_DEFAULTS = {
     'stop': [],                 # extra stop strings
     'stop_token_ids': [128009], # Llama-3 <|eot_id|>; sent via extra_body (vLLM extension)
     'model_path': None,         # llamacpp backend: a GGUF file
-    'n_ctx': 8192,              # llamacpp backend: context length
+    'n_ctx': 8192,              # the model's context in tokens (Llama-3-8B: 8192); llamacpp backend: allocated
     'n_gpu_layers': 0,          # llamacpp backend: layers offloaded to the GPU (-1 = all)
 }
 RETRY_STATUS = {408, 409, 429}
@@ -47,8 +47,9 @@ class ChatResult:
     latency_s: float = 0.0
 
 
-def check_client_options(o: dict, prefix: str = 'agent.policy') -> None:
-    """Validate the shared client options in place (numbers from YAML strings become floats)."""
+def check_client_options(o: dict, prefix: str = 'agent.policy', needs_url: bool = True) -> None:
+    """Validate the shared client options in place (numbers from YAML strings become floats).
+    `needs_url=False`: the URL comes later (a server the policy starts itself)."""
     choice(o, 'backend', ('openai', 'llamacpp'), prefix)
     o['backend'] = o['backend'].lower()
     o['timeout_s'] = number(o, 'timeout_s', 0.01, 3600, prefix=prefix)
@@ -57,6 +58,8 @@ def check_client_options(o: dict, prefix: str = 'agent.policy') -> None:
     o['temperature'] = number(o, 'temperature', 0, 5, prefix=prefix)
     o['top_p'] = number(o, 'top_p', 0, 1, allow_none=True, prefix=prefix)
     o['max_tokens'] = number(o, 'max_tokens', 1, 1 << 20, integer=True, prefix=prefix)
+    o['n_ctx'] = number(o, 'n_ctx', 16, 1 << 24, integer=True, prefix=prefix)
+    o['n_gpu_layers'] = number(o, 'n_gpu_layers', -1, 1 << 16, integer=True, prefix=prefix)
     if isinstance(o['stop'], str):
         o['stop'] = [o['stop']]
     if not isinstance(o['stop'], list) or not all(isinstance(s, str) for s in o['stop']):
@@ -65,6 +68,8 @@ def check_client_options(o: dict, prefix: str = 'agent.policy') -> None:
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise OptionError(f"{prefix}.stop_token_ids: got {o['stop_token_ids']!r}; expected a list of ints")
     o['stop_token_ids'] = ids
+    if o['backend'] == 'openai' and not needs_url:
+        return
     if o['backend'] == 'openai':
         base_url = o['base_url'] or os.environ.get('LOSSAGENT_LLM_URL')
         if not base_url:
@@ -79,15 +84,17 @@ def check_client_options(o: dict, prefix: str = 'agent.policy') -> None:
         if not path or not Path(path).is_file():
             missing.append(f'{prefix}.model_path must name an existing GGUF file (got {path!r})')
         if importlib.util.find_spec('llama_cpp') is None:
-            missing.append('the llama-cpp-python package is not installed (pip install llama-cpp-python)')
+            missing.append("the llama-cpp-python package is not installed (pip install 'llama-cpp-python[server]')")
         if missing:
             raise OptionError(f'{prefix}.backend: llamacpp needs ' + ' and '.join(missing))
 
 
-def build_client(o: dict, request_fields: Optional[dict] = None, prefix: str = 'agent.policy'):
-    """The client for validated options `o`; config problems raise OptionError now."""
+def build_client(o: dict, request_fields: Optional[dict] = None, prefix: str = 'agent.policy',
+                 grammar: Optional[str] = None):
+    """The client for validated options `o`: `request_fields` go into every HTTP request, `grammar`
+    (GBNF) constrains the in-process llama.cpp model."""
     if o['backend'] == 'llamacpp':
-        return LlamaCppChatClient(o, request_fields or {}, prefix)
+        return LlamaCppChatClient(o, grammar)
     return OpenAIChatClient(o, request_fields or {}, prefix)
 
 
@@ -151,6 +158,18 @@ class OpenAIChatClient:
         result.latency_s = time.monotonic() - start
         return result
 
+    def owned_by(self, timeout: float = 5.0) -> Optional[str]:
+        """Who serves `base_url`, from `owned_by` in its /v1/models answer ('vllm'; 'me' for
+        llama-cpp-python's server, 'llamacpp' for llama.cpp's llama-server; '' when it does not say);
+        None when it cannot be reached."""
+        try:
+            models = self._client.with_options(timeout=timeout, max_retries=0).models.list()
+            return next((str(getattr(m, 'owned_by', '') or '') for m in models.data), '')
+        except self._openai.APIStatusError:
+            return ''  # it answers but has no model list: not a server we know
+        except Exception:  # noqa: BLE001 -- down or unreachable: decided at first contact
+            return None
+
     def _describe(self, e: Exception) -> tuple[str, bool]:
         """A one-line error (never containing the key) and whether trying again can help."""
         oa = self._openai
@@ -172,23 +191,22 @@ class OpenAIChatClient:
 
 
 class LlamaCppChatClient:
-    """In-process GGUF model via llama-cpp-python; one request at a time (the model is not thread-safe)."""
+    """In-process GGUF model via llama-cpp-python; one request at a time (the model is not thread-safe).
 
-    def __init__(self, o: dict, request_fields: dict, prefix: str = 'agent.policy'):
-        from llama_cpp import Llama
-        path = o['model_path']
-        if 'extra_body' in request_fields and 'json' not in request_fields['extra_body'].get('structured_outputs', {}):
-            raise OptionError(f'{prefix}.structured_output: the llamacpp backend supports none, json '
-                                   'and response_format')
+    The chat template is the GGUF's own (a Llama-3-Instruct GGUF gets `chat_format='llama-3'`, which
+    stops at <|eot_id|>); `grammar` (GBNF, agent/structured.py) constrains every answer."""
+
+    def __init__(self, o: dict, grammar: Optional[str] = None):
+        from llama_cpp import Llama, LlamaGrammar
         self.o = o
-        self.response_format = None
-        schema = request_fields.get('extra_body', {}).get('structured_outputs', {}).get('json') or \
-            request_fields.get('response_format', {}).get('json_schema', {}).get('schema')
-        if schema:
-            self.response_format = {'type': 'json_object', 'schema': schema}
-        self._llm = Llama(model_path=str(path), n_ctx=int(o['n_ctx']), n_gpu_layers=int(o['n_gpu_layers']),
+        self._llm = Llama(model_path=str(o['model_path']), n_ctx=int(o['n_ctx']), n_gpu_layers=int(o['n_gpu_layers']),
                           verbose=False)
+        self._grammar_text = grammar
+        self._grammar = LlamaGrammar.from_string(grammar, verbose=False) if grammar else None
         self._lock = threading.Lock()
+
+    def owned_by(self, timeout: float = 5.0) -> Optional[str]:
+        return 'in-process'
 
     def chat(self, messages: list[dict], deadline: Optional[float] = None,
              seed: Optional[int] = None) -> ChatResult:
@@ -199,7 +217,7 @@ class LlamaCppChatClient:
             with self._lock:
                 out = self._llm.create_chat_completion(
                     messages=messages, temperature=self.o['temperature'], max_tokens=self.o['max_tokens'],
-                    stop=self.o['stop'] or None, seed=seed, response_format=self.response_format,
+                    stop=self.o['stop'] or None, seed=seed, grammar=self._grammar,
                     **({'top_p': self.o['top_p']} if self.o['top_p'] is not None else {}))
             text = out['choices'][0]['message']['content'] or ''
             return ChatResult(text=text, attempts=1, latency_s=time.monotonic() - start)
@@ -208,4 +226,6 @@ class LlamaCppChatClient:
                               latency_s=time.monotonic() - start)
 
     def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
         self._llm = None

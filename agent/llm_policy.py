@@ -6,12 +6,30 @@ re-prompt once with the parse error when an answer is unusable, and aggregate th
 ones (mean or median). Any failure -- server down, HTTP errors, timeouts, garbage, too few
 valid answers, the budget running out -- keeps the previous weights and says why in
 `Decision.fallback`; `decide` never raises.
+
+A structured-output mode the server cannot honour is refused once, with one line naming the
+modes it supports: at start-up when the server answers then (or is started by `serve`), else at
+the first boundary, which then sends nothing.
+
+Every decision carries `info['compliance']`, how the answers met the format:
+
+    prompts            prompts of this boundary (one per image, or one)
+    first_valid        first answers that gave usable weights (the paper's "parseable" count)
+    reprompted         answers that were not usable and asked again
+    recovered          ... of which the second answer was usable
+    valid              prompts that ended with usable weights (first_valid + recovered)
+    no_answer          prompts the server never answered (errors, timeouts, abandoned)
+    forms              {spelling: count} of the usable answers (ratio, pairs, values, json)
+    images             per prompt: {image, valid, reprompted, forms: [per answer: spelling or None],
+                       errors: [per answer: why it was not usable, or None]}
 """
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
+from collections import Counter
 from typing import Optional
 
 from lossagent_errors import OptionError
@@ -19,16 +37,21 @@ from .record import History
 from .policy import Decision, LossPolicy
 from .client import CLIENT_DEFAULTS, build_client, check_client_options
 from .concurrency import run_concurrently
+from .context import estimate_tokens, fits, overflow_stage, prompt_budget
 from .options import choice, flag, number, pair, read_options, string_list
 from .parser import parse_answer
 from .prompts import PROMPT_DEFAULTS, PromptBuilder
+from .record import StageRecord
 from .registry import register_policy
-from .structured import MODES, request_fields
+from .serve import OWNED_BY, ManagedServer, check_serve_options
+from .structured import MODES, local_grammar, request_fields, unsupported, weights_regex
+
+logger = logging.getLogger('basicsr')  # BasicSR's run log when training; silent elsewhere
 
 LLM_DEFAULTS = {
     **CLIENT_DEFAULTS,
     **PROMPT_DEFAULTS,
-    'structured_output': 'none',  # none | regex | json | response_format (see agent/structured.py)
+    'structured_output': 'none',  # none | regex | json | response_format | grammar (agent/structured.py)
     'per_image': True,            # one prompt per validation image; false: one prompt, mean scores
     'max_concurrency': 16,        # prompts in flight at once (vLLM batches them)
     'aggregate': 'mean',          # mean | median of the valid per-image answers, per loss
@@ -37,6 +60,7 @@ LLM_DEFAULTS = {
     'reprompt': True,             # ask once more, with the parse error, when an answer is unusable
     'bounds': [0.0, 100.0],       # accepted range of each weight
     'seed': 'run',                # per-request sampling seed: 'run' (from the run's seed), an int, or null
+    'serve': None,                # start the inference server with the run: {engine, model, ...} (agent/serve.py)
 }
 
 
@@ -46,9 +70,31 @@ class LLMPolicy(LossPolicy):
         super().__init__(loss_names, initial_weights, experts, opt, seed, task)
         self.o = o = self.read_options(self.opt, self.seed, self.experts)
         self.prompts = PromptBuilder(self.loss_names, self.initial_weights, self.experts, task, o)
-        self.client = build_client(o, request_fields(o['structured_output'], self.loss_names, o['bounds']))
+        # the same prompt with only the latest stages, for when the full history outgrows n_ctx
+        self.recent = PromptBuilder(self.loss_names, self.initial_weights, self.experts, task,
+                                    {**o, 'history': 'last_k', 'history_initial': True})
         self.calls = 0
         self._variant = 0
+        self.server = self.client = None
+        self.refusal: Optional[str] = None
+        self._log_context_projection()
+        mode, serve = o['structured_output'], o['serve']
+        if serve:
+            self.server = ManagedServer(serve, o['model'], o['n_ctx'], o['n_gpu_layers']).start()
+            o['base_url'] = self.server.base_url
+            logger.info(f"Loss agent: started the {serve['engine']} server (pid {self.server.pid}) at "
+                        f'{self.server.base_url}; its output goes to {self.server.log_path}')
+        try:
+            self.client = build_client(o, request_fields(mode, self.loss_names, o['bounds']),
+                                       grammar=local_grammar(mode, self.loss_names, o['bounds']))
+            self.owned_by = OWNED_BY[serve['engine']] if serve else \
+                self.client.owned_by(timeout=min(5.0, o['timeout_s']))
+            problem = unsupported(mode, self.owned_by, o.get('base_url'))
+            if problem:
+                raise OptionError(problem)
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
@@ -56,11 +102,16 @@ class LLMPolicy(LossPolicy):
         base = LossPolicy(loss_names, initial_weights, experts, opt, seed, task)
         o = cls.read_options(base.opt, base.seed, base.experts)
         PromptBuilder(base.loss_names, base.initial_weights, base.experts, task, o)
+        if o['serve']:
+            problem = unsupported(o['structured_output'], OWNED_BY[o['serve']['engine']], 'the managed server')
+            if problem:
+                raise OptionError(problem)
 
     @staticmethod
     def read_options(opt: dict, seed: int, experts) -> dict:
         o = read_options(opt, LLM_DEFAULTS)
-        check_client_options(o)
+        check_client_options(o, needs_url=o['serve'] is None)
+        o['serve'] = check_serve_options(o['serve'], o)
         for key in ('system', 'directions', 'history_initial', 'needs', 'format_example', 'explore_rule',
                     'nonneg_rule', 'anchor', 'per_image', 'reprompt'):
             flag(o, key)
@@ -74,6 +125,10 @@ class LLMPolicy(LossPolicy):
         o['bounds'] = pair(o, 'bounds')
         if o['bounds'][0] < 0:
             raise OptionError(f"agent.policy.bounds: got {o['bounds']}; weights cannot be negative")
+        try:  # the grammars need a number with at most 6 decimals in bounds that is not zero
+            weights_regex(['w'], o['bounds'])
+        except ValueError as err:
+            raise OptionError(f'agent.policy.bounds: {err}') from None
         mv = o['min_valid']
         if isinstance(mv, bool) or not isinstance(mv, (int, float)) or not (
                 (isinstance(mv, int) and mv >= 1) or (isinstance(mv, float) and 0 < mv <= 1)):
@@ -105,23 +160,27 @@ class LLMPolicy(LossPolicy):
     def _decide(self, history: History, previous: dict) -> Decision:
         if history.last is None:
             return Decision(weights=previous, policy=self.name, fallback='empty history')
+        refusal = self._first_contact()
+        if refusal:
+            return Decision(weights=previous, policy=self.name, fallback=refusal,
+                            info={'structured_output': self.o['structured_output'], 'refused': True})
         n_images = history.last.num_images()
         targets: list[Optional[int]] = list(range(n_images)) if self.o['per_image'] and n_images else [None]
         stage = history.last.stage
-        first = [self.prompts.messages(history, t) for t in targets]
+        first, shown = self._prompts(history, targets)
 
         def job(i: int, deadline: float) -> dict:
             return self._ask(first[i], targets[i], stage, deadline)
 
         results, done = run_concurrently(job, len(targets), self.o['max_concurrency'], self.o['budget_s'])
-        prompts, answers, per_image, errors, thoughts = [], [], [], [], []
+        prompts, answers, per_image, errors, thoughts, images = [], [], [], [], [], []
         counts = {'ok': 0, 'reprompted': 0, 'recovered': 0, 'failed': 0, 'abandoned': 0}
         for i, (target, result, finished) in enumerate(zip(targets, results, done)):
             broken = not finished or isinstance(result, BaseException)
             if broken:
                 why = 'abandoned: boundary budget exhausted' if not finished else f'error: {result!r}'[:300]
                 counts['abandoned' if not finished else 'failed'] += 1
-                result = {'requests': [{'messages': first[i], 'text': None, 'error': why}],
+                result = {'requests': [{'messages': first[i], 'text': None, 'error': why, 'form': None}],
                           'weights': None, 'error': why, 'thoughts': None}
             for k, req in enumerate(result['requests']):
                 prompts.append({'image': target, 'attempt': k, 'messages': req['messages']})
@@ -134,12 +193,20 @@ class LLMPolicy(LossPolicy):
             per_image.append(result['weights'])
             errors.append(result['error'])
             thoughts.append(result['thoughts'])
+            images.append({'image': target, 'valid': result['weights'] is not None,
+                           'reprompted': len(result['requests']) > 1,
+                           'forms': [r['form'] for r in result['requests']],
+                           'errors': [r['error'] for r in result['requests']],
+                           'answered': any(r['text'] is not None for r in result['requests'])})
 
         valid = [w for w in per_image if w]
         need = self._needed(len(targets))
         info = {'targets': targets, 'per_image': per_image, **counts, 'errors': errors, 'thoughts': thoughts,
                 'need': need, 'aggregate': self.o['aggregate'], 'model': self.o['model'],
-                'structured_output': self.o['structured_output']}
+                'structured_output': self.o['structured_output'], 'compliance': compliance(images),
+                'prompt_tokens': max(estimate_tokens(m) for m in first)}
+        if shown is not None:
+            info['history_shown'] = shown
         decision = Decision(weights=previous, policy=self.name, prompts=prompts, answers=answers, info=info)
         if len(valid) < need:
             reasons = sorted({e for e in errors if e})
@@ -149,13 +216,47 @@ class LLMPolicy(LossPolicy):
         decision.weights = self._aggregate(valid)
         return decision
 
+    def _first_contact(self) -> Optional[str]:
+        """The refusal of a mode this server cannot honour, learned when it first answers."""
+        if self.refusal is None and self.owned_by is None:
+            self.owned_by = self.client.owned_by(timeout=min(5.0, self.o['timeout_s']))
+            self.refusal = unsupported(self.o['structured_output'], self.owned_by, self.o.get('base_url'))
+            if self.refusal:
+                logger.warning(f'Loss agent: {self.refusal}; no prompt is sent until the option is changed')
+        return self.refusal
+
+    def _prompts(self, history: History, targets: list) -> tuple[list[list[dict]], Optional[dict]]:
+        """The first prompt of each target; when the full history outgrows n_ctx, only the latest stages
+        that fit are shown (as `history: last_k`), and how many is returned."""
+        first = [self.prompts.messages(history, t) for t in targets]
+        stages = len(history) - 1
+        if all(fits(m, self.o) for m in first) or stages <= 1:
+            return first, None
+        low, high = 1, stages - 1  # the most stages whose prompts still fit (at least 1)
+        while low < high:
+            self.recent.o['last_k'] = (low + high + 1) // 2
+            if all(fits(self.recent.messages(history, t), self.o) for t in targets):
+                low = self.recent.o['last_k']
+            else:
+                high = self.recent.o['last_k'] - 1
+        self.recent.o['last_k'] = low
+        first = [self.recent.messages(history, t) for t in targets]
+        if not self._trim_reported:
+            self._trim_reported = True
+            logger.warning(f'Loss agent: at stage {history.last.stage} the full history no longer fits '
+                           f"agent.policy.n_ctx={self.o['n_ctx']} (with max_tokens={self.o['max_tokens']} for the "
+                           f'answer); from now on the prompt shows the initial stage and the latest stages that fit '
+                           f'({low} of {stages} now), as history: last_k would')
+        return first, {'stages': stages, 'shown': low}
+
     def _ask(self, messages: list[dict], image: Optional[int], stage: int, deadline: float) -> dict:
         """One image: ask, parse, maybe re-ask once with the error. Runs in a worker thread."""
         out = {'requests': [], 'weights': None, 'error': None, 'thoughts': None}
         for attempt in range(2 if self.o['reprompt'] else 1):
             seed = self._seed(stage, image, attempt)
             reply = self.client.chat(messages, deadline=deadline, seed=seed)
-            out['requests'].append({'messages': messages, 'text': reply.text, 'error': reply.error})
+            request = {'messages': messages, 'text': reply.text, 'error': reply.error, 'form': None}
+            out['requests'].append(request)
             if reply.text is None:  # the server failed even after retries: re-asking won't help
                 out['error'] = reply.error
                 return out
@@ -163,12 +264,32 @@ class LLMPolicy(LossPolicy):
             weights, error = (self._anchored(parsed.weights) if parsed.ok else (None, parsed.error))
             out['thoughts'] = parsed.thoughts
             if weights:
+                request['form'] = parsed.form
                 out['weights'], out['error'] = weights, None
                 return out
-            out['error'] = f'rejected: {error}'
-            out['requests'][-1]['error'] = out['error']
+            out['error'] = request['error'] = f'rejected: {error}'
             messages = self.prompts.reprompt(messages, reply.text, error)
         return out
+
+    def _log_context_projection(self) -> None:
+        """At start-up: where a full history will stop fitting n_ctx (estimated; see agent/context.py)."""
+        self._trim_reported = False
+        if self.o['history'] != 'full':
+            return
+        values = [round(0.12345 * (i + 1), 5) for i in range(len(self.loss_names))]
+
+        def tokens_at(stages: int) -> int:
+            records = [StageRecord(k, 5000 * k, dict(zip(self.loss_names, values)),
+                                   {e.name: [4.7087] for e in self.experts}) for k in range(stages + 1)]
+            return estimate_tokens(self.prompts.messages(History(records), 0 if self.o['per_image'] else None))
+
+        first, per_stage, stage = overflow_stage(tokens_at, prompt_budget(self.o))
+        if stage is None:
+            return
+        line = (f'Loss agent: the prompt is ~{first} tokens at stage 1 and grows by ~{per_stage:.0f} per stage '
+                f"(history: full); with max_tokens={self.o['max_tokens']} it reaches n_ctx={self.o['n_ctx']} at "
+                f'stage ~{stage}, after which only the latest stages that fit are shown')
+        (logger.warning if stage <= 100 else logger.info)(line)
 
     # ------------------------------------------------------------------ helpers
     def _anchored(self, weights: dict) -> tuple[Optional[dict], Optional[str]]:
@@ -208,4 +329,19 @@ class LLMPolicy(LossPolicy):
         self.calls = int((state or {}).get('calls', 0))
 
     def close(self) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+def compliance(images: list[dict]) -> dict:
+    """The format figures of one boundary (the schema is in the module docstring)."""
+    forms = Counter(f for image in images for f in image['forms'] if f)
+    first_valid = sum(1 for image in images if image['forms'] and image['forms'][0])
+    reprompted = sum(1 for image in images if image['reprompted'])
+    valid = sum(1 for image in images if image['valid'])
+    return {'prompts': len(images), 'first_valid': first_valid, 'reprompted': reprompted,
+            'recovered': valid - first_valid, 'valid': valid,
+            'no_answer': sum(1 for image in images if not image['answered']), 'forms': dict(forms),
+            'images': [{k: v for k, v in image.items() if k != 'answered'} for image in images]}

@@ -1,7 +1,9 @@
-"""Print a run's agent trajectory as a table: `python -m agent.summary experiments/<name>`."""
+"""Print a run's agent trajectory as a table, and how well the LLM's answers met the format:
+`python -m agent.summary experiments/<name>`."""
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from .decision_log import log_path, read_records
@@ -30,6 +32,35 @@ def format_table(records: list[StageRecord]) -> str:
     return '\n'.join([line(header), line(['-' * w for w in widths])] + [line(r) for r in rows])
 
 
+def format_compliance(records: list[StageRecord]) -> str:
+    """The llm policy's format figures over the run (`info['compliance']` of each decision, see
+    agent/llm_policy.py); '' when no decision has them. The paper's Sec. 4.3 reports 799/800 answers
+    parseable with its format example: `first answers usable` is that number."""
+    total, forms, modes, boundaries = Counter(), Counter(), Counter(), 0
+    for r in records:
+        c = r.info.get('compliance') if r.decided else None
+        if not isinstance(c, dict):
+            continue
+        boundaries += 1
+        modes[str(r.info.get('structured_output', '?'))] += 1
+        total.update({k: int(c.get(k, 0)) for k in ('prompts', 'first_valid', 'reprompted', 'recovered', 'valid',
+                                                    'no_answer')})
+        forms.update({str(k): int(v) for k, v in (c.get('forms') or {}).items()})
+    if not boundaries:
+        return ''
+    n = total['prompts']
+
+    def share(k: int) -> str:
+        return f'{k}/{n} ({100 * k / n:.1f} %)' if n else f'{k}/0'
+    spellings = ', '.join(f'{name} {count}' for name, count in forms.most_common()) or 'none'
+    return (f"Format compliance over {boundaries} boundaries (structured_output: {', '.join(sorted(modes))}):\n"
+            f"  first answers usable       {share(total['first_valid'])}\n"
+            f"  usable after one re-prompt {share(total['valid'])} (re-prompted {total['reprompted']}, "
+            f"recovered {total['recovered']})\n"
+            f"  never answered             {share(total['no_answer'])}\n"
+            f'  usable answers written as  {spellings}')
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('experiment', type=Path, help='experiments/<name> folder or its decisions.jsonl')
@@ -37,7 +68,11 @@ def main(argv=None) -> None:
     path = log_path(args.experiment)
     if not path.exists():
         raise SystemExit(f'no decision log at {path}')
-    print(format_table(list(read_records(path))))
+    records = list(read_records(path))
+    print(format_table(records))
+    compliance = format_compliance(records)
+    if compliance:
+        print('\n' + compliance)
 
 
 if __name__ == '__main__':

@@ -30,3 +30,10 @@ def make_run(tmp_path):
     yield factory
     for run in runs:
         run.cleanup()
+
+
+@pytest.fixture(scope='session')
+def tiny_gguf(tmp_path_factory):
+    """A 41 MB Llama-3-shaped GGUF with the real tokenizer and random weights (tests/tiny_llama.py)."""
+    from tiny_llama import write_tiny_llama
+    return write_tiny_llama(tmp_path_factory.mktemp('gguf') / 'tiny-llama3.gguf')
