@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     size.add_argument('--smoke', action='store_true', help='seconds: 1 seed, 4 iterations (the test)')
     ap.add_argument('--out', type=Path, help='working folder (default benchmarks/study_runs[/quick|/smoke])')
     ap.add_argument('--seeds', type=int, nargs='+', help='override the seeds')
+    ap.add_argument('--policies', nargs='+', help='override the policies (a pilot: e.g. --policies lookahead)')
+    ap.add_argument('--multipliers', type=float, nargs='+', help='override the sweep (1 alone: Fixed only)')
     ap.add_argument('--jobs', type=int, default=2, help='processes at once (default 2: one per core)')
     ap.add_argument('--threads', type=int, default=1, help='torch threads per process (1: results do not depend '
                                                            'on --jobs or on other work on the machine)')
@@ -55,6 +57,10 @@ def main(argv=None) -> int:
         p['diagnostic_seeds'] = [s for s in p['diagnostic_seeds'] if s in args.seeds] or args.seeds[:1]
     if args.prefix:
         p['prefix'] = args.prefix
+    if args.policies:
+        p['policies'] = args.policies
+    if args.multipliers:
+        p['multipliers'] = args.multipliers
     out = (args.out or ROOT / 'benchmarks' / 'study_runs' / ('' if profile == 'full' else profile)).resolve()
     for sub in ('options', 'logs', 'results', 'plots'):
         (out / sub).mkdir(parents=True, exist_ok=True)
