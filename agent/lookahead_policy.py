@@ -90,8 +90,9 @@ class LookaheadPolicy(LossPolicy):
     def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
         o = dict(opt or {})
         llm_opt = o.pop('llm', {})
-        cls(loss_names, initial_weights, experts, opt=o, seed=seed, task=task).close()
-        if (o.get('proposer') or 'adaptive') == 'llm':  # its client is not built here
+        proposer = choice({'proposer': o.get('proposer', 'adaptive')}, 'proposer', ('adaptive', 'llm'))
+        cls(loss_names, initial_weights, experts, opt={**o, 'proposer': 'adaptive'}, seed=seed, task=task).close()
+        if proposer == 'llm':  # its options, without connecting to its server
             POLICIES['llm'].check_options(loss_names, initial_weights, experts, llm_opt, seed, task)
 
     # ---- what the stage hook calls ---------------------------------------------------------

@@ -237,3 +237,15 @@ def test_llm_proposer_asks_for_candidates_and_sees_earlier_probes():
         policy.close()
     assert 'From step 10, 3 candidate weights were each trained for 10 steps from the same state' in prompt
     assert '1.0:0.6:0.02 gave NIQE 5.25 (mean of 2 images), PSNR 30.75' in prompt
+
+
+def test_the_llm_proposer_is_checked_without_connecting():
+    from agent.registry import check_policy
+    from lossagent_errors import OptionError
+    check_policy({'type': 'lookahead', 'proposer': 'llm', 'llm': {'base_url': 'http://127.0.0.1:9/v1'}},
+                 N, INIT, EXPERTS)  # nothing listens there: only the options are checked
+    with pytest.raises(OptionError, match=r'agent\.policy\.temperatur: unknown option'):
+        check_policy({'type': 'lookahead', 'proposer': 'llm', 'llm': {'base_url': 'http://x/v1', 'temperatur': 1}},
+                     N, INIT, EXPERTS)
+    with pytest.raises(OptionError, match=r'agent\.policy\.proposer'):
+        check_policy({'type': 'lookahead', 'proposer': 'gpt'}, N, INIT, EXPERTS)
