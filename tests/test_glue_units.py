@@ -143,3 +143,14 @@ def test_paper_configs_pass_the_name_checks_and_stop_at_missing_data(path):
     with pytest.raises(OptionError) as err:
         check_options(opt)
     assert str(err.value).startswith(('datasets.', 'path.pretrain_network', 'agent.dataset.')), str(err.value)
+
+
+def test_the_direction_table_agrees_with_pyiqa():
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    from agent.directions import LOWER_BETTER
+    from lossagent_hook.iqa_metrics import lower_is_better
+    for name, lower in LOWER_BETTER.items():
+        assert name in DEFAULT_CONFIGS, name
+        assert bool(DEFAULT_CONFIGS[name].get('lower_better', False)) == lower, name
+        assert lower_is_better(name) == lower
+    assert LOWER_BETTER['pieapp'] and not LOWER_BETTER['ahiq'] and not LOWER_BETTER['ckdn']
