@@ -31,6 +31,6 @@ setup(
     ],
     extras_require={
         'llamacpp': ['llama-cpp-python'],
-        'test': ['pytest', 'hypothesis'],
+        'test': ['pytest', 'hypothesis', 'wandb'],  # wandb: tests/test_wandb.py (offline)
     },
 )
