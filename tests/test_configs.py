@@ -4,9 +4,10 @@ Train configs: the paper's numbers are asserted on the file as written; then a t
 (`shrink`) keeps every type but makes networks tiny, points `datasets/...` at generated folders of the
 same layout (tmp), swaps what needs downloadable weights (VGG/LPIPS losses -> L1Loss under the same
 repository name and weight; a PyIQALoss of CLIPIQA -> of NIQE; MANIQA/CLIPIQA/Q-Align experts -> NIQE
-under the same expert name) and points the llm policy and VLM critics at a local OpenAI-compatible stub. `basicsr.models.build_model` then builds the
-model on CPU as `train.py` would (path keys as `parse_options` sets them), the training set and the
-agent's validation set are built, and one training iteration runs through a stage boundary.
+under the same expert name) and points the llm policy and VLM critics at a local OpenAI-compatible stub.
+`basicsr.models.build_model` then builds the model on CPU as `train.py` would (path keys as `parse_options`
+sets them), the training set and the agent's validation set are built, and one training iteration runs
+through a stage boundary.
 
 Test configs: the schema, metric names, datasets on generated folders, published networks, and
 checkpoints that are either a release under experiments/pretrained_models/ or a train config's run.
