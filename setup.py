@@ -12,7 +12,7 @@ setup(
     packages=['agent', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_hook', 'lossagent_runtime',
               'lossagent_data', 'lossagent_eval'],
     py_modules=['lossagent_compat', 'lossagent_errors'],
-    package_data={'agent': ['templates/*.txt']},
+    package_data={'agent': ['templates/*.txt', 'templates/paper/*.txt']},
     # torch/torchvision and basicsr are installed first by the Makefile: basicsr's source archive
     # needs torch at build time (pip install --no-build-isolation basicsr==1.4.2).
     install_requires=[
@@ -32,6 +32,7 @@ setup(
     extras_require={
         # the Makefile builds llama-cpp-python with CMAKE_ARGS and installs xgrammar without its dependencies
         'llamacpp': ['llama-cpp-python[server]'],
-        'test': ['pytest', 'hypothesis', 'ruff', 'gguf>=0.17', 'llguidance>=1.0', 'apache-tvm-ffi>=0.1.11'],
+        # wandb: tests/test_wandb.py (offline)
+        'test': ['pytest', 'hypothesis', 'ruff', 'gguf>=0.17', 'llguidance>=1.0', 'apache-tvm-ffi>=0.1.11', 'wandb'],
     },
 )

@@ -113,7 +113,7 @@ class LLMPolicy(LossPolicy):
         check_client_options(o, needs_url=o['serve'] is None)
         o['serve'] = check_serve_options(o['serve'], o)
         for key in ('system', 'directions', 'history_initial', 'needs', 'format_example', 'explore_rule',
-                    'nonneg_rule', 'anchor', 'per_image', 'reprompt'):
+                    'anchor', 'per_image', 'reprompt'):
             flag(o, key)
         o['history'] = choice(o, 'history', ('full', 'last_k', 'none'))
         o['last_k'] = number(o, 'last_k', 1, 10 ** 6, integer=True)

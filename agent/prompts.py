@@ -2,10 +2,17 @@
 
 The words live in `agent/templates/*.txt` (Python `string.Template`, `$name` variables) so
 users can read and edit them; `agent.policy.templates_dir` points at an edited copy (files
-missing there fall back to the built-in ones). Each part can be switched off for the
-paper's ablations: `system: false`, `directions: false` (Table 5: no "lower is better"),
-`history: full | last_k | none` with `last_k` (Table 6: {S_i-1, S_i} is last_k: 2),
-`needs: false`, `format_example: false` (Sec. 4.3: no format example).
+missing there fall back to the preset's, then to the built-in ones). Two presets
+(`agent.policy.prompt`, differences in docs/agent.md):
+
+- `explicit` (the default): names the task, the losses and each metric ("The NIQE score ...")
+  and adds a non-negativity rule;
+- `paper`: Figure 6 word for word ("The score ..."; `agent/templates/paper/` holds the files
+  that differ), used by the option files that reproduce the paper.
+
+Each part can be switched off for the paper's ablations: `system: false`, `directions: false`
+(Table 5: no "lower is better"), `history: full | last_k | none` with `last_k` (Table 6:
+{S_i-1, S_i} is last_k: 2), `needs: false`, `format_example: false` (Sec. 4.3: no format example).
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ from .record import ExpertInfo, History, StageRecord, is_number
 TEMPLATES = Path(__file__).parent / 'templates'
 
 PROMPT_DEFAULTS = {
+    'prompt': 'explicit',      # explicit (ours: names task, losses, metrics) | paper (Figure 6 word for word)
     'system': True,            # the system part (role, losses, experts, goal)
     'directions': True,        # say "lower/higher is better" for each expert (Table 5 ablation)
     'history': 'full',         # full | last_k | none (Table 6 ablation)
@@ -28,7 +36,8 @@ PROMPT_DEFAULTS = {
     'needs': True,             # the customized needs part (rules)
     'format_example': True,    # the '(for example: L1:Perceptual:GAN=1.0:0.1:0.01)' in rule 1
     'explore_rule': True,      # the paper's rule 3: small random changes when unsure
-    'nonneg_rule': True,       # say that weights are non-negative and not all zero
+    'nonneg_rule': None,       # say that weights are non-negative and not all zero (null: the preset's)
+    'name_metrics': None,      # "The NIQE score" rather than "The score" (null: the preset's)
     'anchor': False,           # keep the first loss's weight fixed (prompt rule + rescaling)
     'extra_needs': [],         # free-text rules appended to the needs part
     'templates_dir': None,     # a folder with edited copies of agent/templates/*.txt
@@ -36,6 +45,26 @@ PROMPT_DEFAULTS = {
     'image_noun': None,        # default 'SR images' / 'restored images'
 }
 RULE_TAGS = ('format_example', 'explore_rule', 'nonneg_rule', 'anchor')
+# what each preset sets: its template folder (files that differ from agent/templates/) and the
+# defaults of the options left null. The paper names a metric only when there are several to tell apart.
+PRESETS = {
+    'explicit': {'folder': None, 'nonneg_rule': True, 'name_metrics': True},
+    'paper': {'folder': 'paper', 'nonneg_rule': False, 'name_metrics': False},
+}
+
+
+def resolve_prompt_options(opts: dict) -> dict:
+    """A copy of the prompt options with the preset applied and `prompt`, `nonneg_rule`,
+    `name_metrics` checked (the llm policy checks the other keys)."""
+    o = dict(opts)
+    if o['prompt'] not in PRESETS:
+        raise OptionError(f"agent.policy.prompt: got {o['prompt']!r}; allowed values are {list(PRESETS)}")
+    for key in ('nonneg_rule', 'name_metrics'):
+        if o[key] is None:
+            o[key] = PRESETS[o['prompt']][key]
+        elif not isinstance(o[key], bool):
+            raise OptionError(f'agent.policy.{key}: got {o[key]!r}; expected true, false or null (the preset\'s)')
+    return o
 
 
 def fmt(value: float) -> str:
@@ -62,7 +91,7 @@ class PromptBuilder:
         self.initial = dict(initial_weights)
         self.experts = list(experts)
         self.task = task
-        self.o = opts
+        self.o = opts = resolve_prompt_options(opts)
         if opts['history'] not in ('full', 'last_k', 'none'):
             raise OptionError(f"agent.policy.history: got {opts['history']!r}; allowed values are "
                                    "['full', 'last_k', 'none']")
@@ -71,6 +100,10 @@ class PromptBuilder:
         sr = 'resolution' in task.lower()
         self.model = opts['model_noun'] or ('SR model' if sr else 'restoration model')
         self.images = opts['image_noun'] or ('SR images' if sr else 'restored images')
+        # a single score is "the score" in the paper; several must be told apart by name
+        self.named = opts['name_metrics'] or sum(e.kind != 'text' for e in self.experts) > 1
+        preset = PRESETS[opts['prompt']]['folder']
+        self.preset_dir = TEMPLATES / preset if preset else None
         self.templates = {name: self._load(name) for name in
                           ('system', 'history', 'history_recent', 'history_step', 'history_probes', 'needs',
                            'rules', 'reprompt', 'critique')}
@@ -81,6 +114,8 @@ class PromptBuilder:
         path = Path(folder) / f'{name}.txt' if folder else None
         if folder and not Path(folder).is_dir():
             raise OptionError(f'agent.policy.templates_dir: {folder} is not a folder')
+        if (path is None or not path.is_file()) and self.preset_dir is not None:
+            path = self.preset_dir / f'{name}.txt'
         if path is None or not path.is_file():
             path = TEMPLATES / f'{name}.txt'
         return Template(path.read_text(encoding='utf-8').rstrip('\n'))
@@ -93,14 +128,20 @@ class PromptBuilder:
                                    f'available: {sorted(values)}') from None
 
     # ---------------------------------------------------------------- the parts
+    def score(self, expert: ExpertInfo) -> str:
+        """'NIQE score', or the paper's plain 'score'."""
+        return f'{expert.name} score' if self.named else 'score'
+
     def common(self) -> dict:
         numeric = [e for e in self.experts if e.kind != 'text']
         texts = [e for e in self.experts if e.kind == 'text']
         if self.o['directions'] and numeric:
-            goal = join_words([f"a {'lower' if e.lower_better else 'higher'} {e.name} score"
+            goal = join_words([f"a {'lower' if e.lower_better else 'higher'} {self.score(e)}"
                                for e in numeric]) + ' feedback'
-        elif numeric:
+        elif numeric and self.named:
             goal = 'a better ' + join_words([e.name for e in numeric]) + ' score feedback'
+        elif numeric:
+            goal = 'a better score feedback'
         else:
             goal = 'better feedback from the ' + join_words([e.name for e in texts]) + ' expert'
         return dict(model=self.model, a_model=article(self.model), images=self.images, task=self.task,
@@ -116,9 +157,9 @@ class PromptBuilder:
             if e.kind == 'text':
                 sentences.append(f'The {e.name} expert describes the quality of each image in words.')
             else:
-                sentences.append(f'The {e.name} score depicts the overall quality of images.')
+                sentences.append(f'The {self.score(e)} depicts the overall quality of images.')
                 if self.o['directions']:
-                    sentences.append(f"The {'lower' if e.lower_better else 'higher'} {e.name} score "
+                    sentences.append(f"The {'lower' if e.lower_better else 'higher'} {self.score(e)} "
                                      'stands for better quality.')
         return self._fill('system', experts=' '.join(sentences), **self.common())
 
@@ -137,7 +178,7 @@ class PromptBuilder:
                    [fmt(self.initial[n]) for n in self.loss_names]
             if with_initial and record is stages[0] and same:
                 # the paper folds stage 1 (still the initial weights) into the initial line
-                initial_feedback += ' ' + self.feedback(record, image)
+                initial_feedback += '. ' + self.feedback(record, image)
                 continue
             if prev is not None and prev.probes:  # a lookahead tried candidates before choosing these weights
                 lines.append(self.probe_part(prev, image))
@@ -214,7 +255,8 @@ class PromptBuilder:
         return ':'.join(fmt(weights.get(n, 0.0)) for n in self.loss_names)
 
     def feedback(self, record: StageRecord, image: Optional[int], initial: bool = False) -> str:
-        """'The score of the image at this step is 2.9642.' (+ critiques of text experts)."""
+        """'The score of the image at this step is 2.9642' (+ critiques of text experts); the
+        templates end it (Figure 6's step lines have no final full stop)."""
         subject = 'the image' if image is not None else 'the images'
         when = 'before training' if initial else 'at this step'
         numeric = [e for e in self.experts if e.kind != 'text']
@@ -222,15 +264,15 @@ class PromptBuilder:
         values = [(e.name, self._value(record, e.name, image)) for e in numeric]
         if len(values) == 1:
             lead = 'The initial score' if initial else 'The score'
-            parts.append(f'{lead} of {subject} {when} is {values[0][1]}.')
+            parts.append(f'{lead} of {subject} {when} is {values[0][1]}')
         elif values:
             lead = 'The initial scores' if initial else 'The scores'
             parts.append(f'{lead} of {subject} {when} are '
-                         + join_words([f'{name} {v}' for name, v in values]) + '.')
+                         + join_words([f'{name} {v}' for name, v in values]))
         for e in self.experts:
             if e.kind == 'text':
-                parts.append(f'The {e.name} expert says about {subject} {when}: {self._texts(record, e.name, image)}.')
-        return ' '.join(parts)
+                parts.append(f'The {e.name} expert says about {subject} {when}: {self._texts(record, e.name, image)}')
+        return '. '.join(parts)
 
     @staticmethod
     def _value(record: StageRecord, name: str, image: Optional[int]) -> str:

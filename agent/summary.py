@@ -61,6 +61,14 @@ def format_compliance(records: list[StageRecord]) -> str:
             f'  usable answers written as  {spellings}')
 
 
+def time_line(records: list[StageRecord]) -> str:
+    """What the agent cost the run (paper Table 12's "LLM Reasoning" and "Feedback" columns)."""
+    feedback = [r.eval_s for r in records if r.eval_s is not None]
+    reasoning = [r.latency_s for r in records if r.decided and r.latency_s is not None]
+    return (f'agent time: feedback (restoring + experts) {sum(feedback) / 60:.2f} min over {len(feedback)} '
+            f'boundaries; policy (LLM reasoning) {sum(reasoning) / 60:.2f} min over {len(reasoning)} decisions')
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('experiment', type=Path, help='experiments/<name> folder or its decisions.jsonl')
@@ -70,6 +78,8 @@ def main(argv=None) -> None:
         raise SystemExit(f'no decision log at {path}')
     records = list(read_records(path))
     print(format_table(records))
+    if records:
+        print(time_line(records))
     compliance = format_compliance(records)
     if compliance:
         print('\n' + compliance)

@@ -1,4 +1,8 @@
-"""TensorBoard view of the agent, in BasicSR's `tb_logger/<name>` folder (rank 0 only)."""
+"""TensorBoard view of the agent, in `tb_logger/<name>/agent` (rank 0 only).
+
+Its own folder beside BasicSR's event file: TensorBoard, and wandb's TensorBoard sync, read one
+event file per folder at a time, so a second writer in BasicSR's folder hid BasicSR's scalars.
+"""
 from __future__ import annotations
 
 import os.path as osp
@@ -10,12 +14,12 @@ from agent.record import StageRecord, is_number
 
 
 def agent_tb_writer(opt: dict):
-    """A SummaryWriter beside BasicSR's, or None when BasicSR's TensorBoard logger is off."""
+    """A SummaryWriter under BasicSR's folder, or None when BasicSR's TensorBoard logger is off."""
     logger_opt = opt.get('logger', {})
     if not logger_opt.get('use_tb_logger') or 'debug' in opt['name'] or opt.get('rank', 0) != 0:
         return None
     from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(log_dir=osp.join(opt['root_path'], 'tb_logger', opt['name']), filename_suffix='.agent')
+    return SummaryWriter(log_dir=osp.join(opt['root_path'], 'tb_logger', opt['name'], 'agent'))
 
 
 def image_grid(images: list[torch.Tensor], size: int = 128) -> torch.Tensor:

@@ -26,7 +26,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 from agent.weights import check_weights
 from lossagent_compat import lookup, registered, unknown_name
-from lossagent_errors import MissingWeightsError, OptionError, unknown_key
+from lossagent_errors import MissingWeightsError, OptionError, UserError, unknown_key
 from lossagent_hook.agent_options import initial_weights_option
 
 ADVERSARIAL_TYPES = {'GANLoss', 'MultiScaleGANLoss'}
@@ -104,7 +104,8 @@ def loss_spec(name: str, opt: dict) -> LossSpec:
             'perceptual' if loss_type in PERCEPTUAL_TYPES else 'pixel'
     elif role not in ROLES:
         raise OptionError(f"{key}.role: got {role!r}; expected one of {list(ROLES)}")
-    params = inspect.signature(lookup(LOSS_REGISTRY, loss_type).__init__).parameters
+    loss_class = lookup(LOSS_REGISTRY, loss_type)
+    params = inspect.signature(loss_class.__init__).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         known = [p for p in params if p != 'self'] + ['type', 'weight_attr', 'role']
         for option in opt:
@@ -119,6 +120,9 @@ def loss_spec(name: str, opt: dict) -> LossSpec:
             if number is None:
                 raise OptionError(f'{key}.{option}: got {value!r}; expected a number')
             opt[option] = number
+    own_check = getattr(loss_class, 'check_options', None)  # a loss of ours that checks more without building
+    if callable(own_check):
+        own_check(key, {k: v for k, v in opt.items() if k != 'type'})
     default = params[weight_attr].default if weight_attr in params else 1.0
     weight = opt.get(weight_attr, default)
     problem = check_weights({name: weight}, [name]) if _number(weight) is not None else \
@@ -140,6 +144,8 @@ def repository_specs(train_opt: dict) -> list[LossSpec]:
 def _build(spec: LossSpec) -> nn.Module:
     try:
         return build_loss(copy.deepcopy(spec.options))
+    except UserError as err:  # our losses name the file to place; say which entry needs it
+        raise type(err)(f'train.losses.{spec.name}: {err}') from err
     except (OSError, RuntimeError) as err:  # URLError is an OSError: pretrained backbones offline
         if spec.type in PERCEPTUAL_TYPES:
             raise MissingWeightsError(

@@ -1,5 +1,8 @@
 """Golden tests of the rendered prompts (tests/golden/agent/*.txt).
 
+`prompt: paper` is checked against Figure 6 of the paper (tests/golden/agent/figure6.txt: the
+figure's text with the PDF's line wrapping undone, never regenerated); the others are ours.
+
 Regenerate after an intended template change with
     LOSSAGENT_UPDATE_GOLDEN=1 pytest tests/test_agent_prompts.py
 and review the diff.
@@ -107,3 +110,48 @@ def test_bad_options():
         render(NIQE, paper_history(), history='some')
     with pytest.raises(OptionError, match='at least one prompt part'):
         render(NIQE, paper_history(), system=False, history='none', needs=False)
+
+
+# ------------------------------------------------------------------------- prompt: paper (Figure 6)
+
+
+def figure6() -> dict:
+    """The three boxes of Figure 6: {'System Prompt': ..., 'Historical Prompt': ..., 'Customized Needs Prompt': ...}."""
+    parts = (GOLDEN / 'figure6.txt').read_text(encoding='utf-8').strip().split('\n\n')
+    return dict(part.split('\n', 1) for part in parts)
+
+
+def test_paper_preset_is_figure_6_word_for_word():
+    o = dict(PROMPT_DEFAULTS, prompt='paper')
+    messages = PromptBuilder(N, INIT, NIQE, 'image super-resolution', o).messages(paper_history(), 0)
+    fig = figure6()
+    assert [m['role'] for m in messages] == ['system', 'user']
+    assert messages[0]['content'] == fig['System Prompt']
+    history, needs = messages[1]['content'].split('\n\n')
+    assert history == fig['Historical Prompt']
+    assert needs == fig['Customized Needs Prompt']
+
+
+def test_paper_preset_table5_withholds_direction_and_name():
+    text = render(NIQE, paper_history(), prompt='paper', directions=False)
+    check('paper_no_directions', text)
+    assert 'NIQE' not in text and 'lower' not in text and 'higher' not in text
+    assert 'Your ultimate goal is to help the SR model achieve a better score feedback.' in text
+    # the explicit preset's Table 5 switch withholds the direction only
+    assert 'a better NIQE score feedback' in render(NIQE, paper_history(), directions=False)
+
+
+def test_paper_preset_options():
+    two = NIQE + [ExpertInfo('PSNR', lower_better=False)]
+    text = render(two, paper_history(lambda stage: {'PSNR': [24.0 + stage, 25.0]}), prompt='paper')
+    assert 'The lower NIQE score stands for better quality.' in text  # several scores: named
+    assert 'The higher PSNR score stands for better quality.' in text
+    assert 'The task is' not in text and '4. ' not in text  # no task sentence, no non-negativity rule
+    assert '4. Every weight must be a non-negative number' in render(NIQE, paper_history(), prompt='paper',
+                                                                      nonneg_rule=True)
+    assert 'The NIQE score depicts' in render(NIQE, paper_history(), prompt='paper', name_metrics=True)
+    assert 'The score depicts' in render(NIQE, paper_history(), name_metrics=False)
+    with pytest.raises(OptionError, match=r"agent.policy.prompt: got 'fig6'; allowed values are \['explicit'"):
+        render(NIQE, paper_history(), prompt='fig6')
+    with pytest.raises(OptionError, match='agent.policy.nonneg_rule: got 1'):
+        render(NIQE, paper_history(), nonneg_rule=1)

@@ -3,10 +3,11 @@
 Train configs: the paper's numbers are asserted on the file as written; then a test-only override
 (`shrink`) keeps every type but makes networks tiny, points `datasets/...` at generated folders of the
 same layout (tmp), swaps what needs downloadable weights (VGG/LPIPS losses -> L1Loss under the same
-repository name and weight; MANIQA/CLIPIQA/Q-Align experts -> NIQE under the same expert name) and
-points the llm policy at a local OpenAI-compatible stub. `basicsr.models.build_model` then builds the
-model on CPU as `train.py` would (path keys as `parse_options` sets them), the training set and the
-agent's validation set are built, and one training iteration runs through a stage boundary.
+repository name and weight; a PyIQALoss of CLIPIQA -> of NIQE; MANIQA/CLIPIQA/Q-Align experts -> NIQE
+under the same expert name) and points the llm policy and VLM critics at a local OpenAI-compatible stub.
+`basicsr.models.build_model` then builds the model on CPU as `train.py` would (path keys as `parse_options`
+sets them), the training set and the agent's validation set are built, and one training iteration runs
+through a stage boundary.
 
 Test configs: the schema, metric names, datasets on generated folders, published networks, and
 checkpoints that are either a release under experiments/pretrained_models/ or a train config's run.
@@ -47,6 +48,7 @@ OBJECTIVES = {  # file-name objective -> {expert name: (pyiqa metric, lower is b
     'qalign': {'Q-Align': ('qalign', False)},
     'psnr_qalign': {'Q-Align': ('qalign', False), 'PSNR': ('psnr', False)},
 }
+AS_LOSS = {'clipiqa': 'CLIPIQA', 'niqe': 'NIQE'}  # Table 9: objective -> repository name of its PyIQALoss
 TASKS = {  # paper Table 2 and Appendix A.1
     'CISR': dict(scale=4, stage=5000, total=100000, batch=32, weights={'L1': 1.0, 'Perceptual': 0.1, 'GAN': 0.01}),
     'RISR': dict(scale=4, stage=5000, total=200000, batch=32, weights={'L1': 1.0, 'Perceptual': 0.1, 'GAN': 0.01}),
@@ -78,6 +80,7 @@ ABLATIONS = {  # file-name suffix -> llm policy options it must set (paper Sec. 
     'no_format_example': {'format_example': False},
     'no_needs': {'needs': False},
 }
+PAPER_PROMPT = {'prompt': 'paper'}  # every LossAgent file of the paper asks with Figure 6's prompt
 SCI_FLOAT = re.compile(r'^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$')
 
 
@@ -99,10 +102,12 @@ def walk(node, prefix=''):
 
 
 def describe(path: Path) -> dict:
-    """What a paper config's file name promises: task, backbone, objective or baseline, ablation, M."""
+    """What a paper config's file name promises: task, backbone, objective or baseline, ablation, M,
+    stage length (Table 8), the agent's image set (Table 11), the objective as a loss (Table 9)."""
     stem = path.stem
     task, rest = stem.split('_', 1)
-    info = {'task': task, 'backbone': 'SwinIR' if task != 'AIR' else 'PromptIR', 'm5': False, 'ablation': None}
+    info = {'task': task, 'backbone': 'SwinIR' if task != 'AIR' else 'PromptIR', 'm5': False, 'ablation': None,
+            'stage': TASKS[task]['stage'], 'agent_images': None, 'as_loss': False}
     for bb, arch in (('HAT-S_', 'HAT'), ('MambaIRv2-light_', 'MambaIRv2')):
         if rest.startswith(bb):
             info['backbone'], info['pretrained'] = arch, f'{task}_{bb[:-1]}'
@@ -112,7 +117,14 @@ def describe(path: Path) -> dict:
     for suffix in ABLATIONS:
         if rest.endswith('_' + suffix):
             info['ablation'], rest = suffix, rest[:-len(suffix) - 1]
-    info['objective'] = rest  # niqe ... or fixed / random
+    stage = re.fullmatch(r'(.+)_stage(\d+)', rest)
+    if stage:
+        rest, info['stage'] = stage.group(1), int(stage.group(2))
+    if rest.endswith('_agent_DIV2K'):
+        rest, info['agent_images'] = rest[:-len('_agent_DIV2K')], 'DIV2K'
+    if rest.endswith('_as_loss'):
+        rest, info['as_loss'] = rest[:-len('_as_loss')], True
+    info['objective'] = rest  # niqe ... critique, or fixed / random
     info.setdefault('pretrained', task)
     return info
 
@@ -149,8 +161,14 @@ def test_every_paper_config_is_present():
             assert f'{task}_{suffix}' in names
     for obj in ('niqe', 'maniqa', 'clipiqa', 'qalign'):
         assert f'CISR_M5_{obj}' in names
-    assert {'CISR_niqe_no_directions', 'CISR_maniqa_history_last2', 'CISR_HAT-S_niqe',
-            'CISR_MambaIRv2-light_niqe'} <= names
+    for backbone in ('HAT-S', 'MambaIRv2-light'):  # Tables 13, 14
+        for suffix in ('niqe', 'maniqa', 'clipiqa', 'qalign', 'fixed'):
+            assert f'CISR_{backbone}_{suffix}' in names
+    assert {'CISR_niqe_no_directions', 'CISR_maniqa_history_last2',  # Tables 5, 6
+            'CISR_qalign_stage2500', 'CISR_qalign_stage10000',  # Table 8
+            'RISR_clipiqa_as_loss', 'RISR_niqe_as_loss',  # Table 9
+            'CISR_clipiqa_agent_DIV2K',  # Table 11
+            'CISR_critique'} <= names  # textual feedback
 
 
 # ---------------------------------------------------------------------------------- paper numbers
@@ -166,8 +184,8 @@ def test_train_config_says_what_the_paper_says(path):
 
     assert opt['scale'] == task['scale']
     assert opt['model_type'] == ('RealLossAgentModel' if info['task'] == 'RISR' else 'LossAgentModel')
-    assert train['total_iter'] == task['total'] and agent['stage_iters'] == task['stage']
-    assert opt['logger']['save_checkpoint_freq'] == task['stage']
+    assert train['total_iter'] == task['total'] and agent['stage_iters'] == info['stage']
+    assert opt['logger']['save_checkpoint_freq'] == info['stage']
     # Adam, lr 1e-4, constant (Appendix A.1); 8 GPUs x batch_size_per_gpu = the paper's total batch
     for key in ('optim_g', 'optim_d'):
         if key in train:
@@ -180,11 +198,15 @@ def test_train_config_says_what_the_paper_says(path):
 
     # the loss repository (Table 2; M = 5: Table 10)
     losses = train['losses']
-    expected = M5_WEIGHTS if info['m5'] else task['weights']
+    expected = dict(M5_WEIGHTS if info['m5'] else task['weights'])
+    types = {'L1': 'L1Loss', 'MSE': 'MSELoss', 'Perceptual': 'PerceptualLoss', 'GAN': 'GANLoss', 'LPIPS': 'LPIPSLoss'}
+    if info['as_loss']:  # Table 9: the objective itself as a fourth loss, maximised/minimised by PyIQALoss
+        name = AS_LOSS[info['objective']]
+        expected[name], types[name] = losses[name]['loss_weight'], 'PyIQALoss'
+        assert losses[name]['metric'] == info['objective'] and losses[name]['loss_weight'] > 0
     assert list(losses) == list(expected)
     weight_key = {'PerceptualLoss': 'perceptual_weight'}
     assert {n: losses[n][weight_key.get(losses[n]['type'], 'loss_weight')] for n in losses} == expected
-    types = {'L1': 'L1Loss', 'MSE': 'MSELoss', 'Perceptual': 'PerceptualLoss', 'GAN': 'GANLoss', 'LPIPS': 'LPIPSLoss'}
     assert all(losses[n]['type'] == types[n] for n in losses)
     perceptual = losses['Perceptual']
     assert perceptual['vgg_type'] == 'vgg19' and dict(perceptual['layer_weights']) == {'conv5_4': 1.0}
@@ -215,7 +237,10 @@ def test_train_config_says_what_the_paper_says(path):
             assert value.rstrip('/') in DATASETS_README, f'{path.name}: {key} = {value} is not in datasets/README.md'
     val = agent['dataset']
     assert agent['num_images'] == 10 and isinstance(agent['image_seed'], int)
-    if info['task'] == 'CISR':
+    if info['agent_images'] == 'DIV2K':  # Table 11
+        assert val['type'] == 'PairedImageDataset' and val['dataroot_gt'] == 'datasets/DIV2K/DIV2K_valid_HR'
+        assert val['dataroot_lq'] == 'datasets/DIV2K/DIV2K_valid_LR_bicubic/X4' and val['filename_tmpl'] == '{}x4'
+    elif info['task'] == 'CISR':
         assert val['type'] == 'PairedImageDataset' and val['dataroot_gt'] == 'datasets/Set14/GTmod4'
     elif info['task'] == 'RISR':
         assert val['type'] == 'SingleImageDataset' and val['dataroot_lq'] == 'datasets/RealSRSet'
@@ -230,6 +255,9 @@ def test_train_config_says_what_the_paper_says(path):
     # experts: valid pyiqa names with pyiqa's direction; no full-reference expert without GT
     experts = agent['experts']
     for name, e in experts.items():
+        if e.get('type') == 'critique':  # textual feedback: a VLM served like the LLM
+            assert info['objective'] == 'critique' and e['base_url'].startswith('http://127.0.0.1:')
+            continue
         assert e['metric'] in DEFAULT_CONFIGS, f'{path.name}: agent.experts.{name}.metric'
         assert 'lower_better' not in e  # the direction comes from pyiqa
         if info['task'] == 'RISR':
@@ -237,6 +265,13 @@ def test_train_config_says_what_the_paper_says(path):
     policy = agent['policy']
     if info['objective'] in ('fixed', 'random'):
         assert policy['type'] == info['objective']
+    elif info['as_loss']:  # "Add CLIPIQA/NIQE": fixed weights, the objective only recorded
+        assert policy['type'] == 'fixed'
+        assert {n: e['metric'] for n, e in experts.items()} == {AS_LOSS[info['objective']]: info['objective']}
+    elif info['objective'] == 'critique':
+        assert [e.get('type') for e in experts.values()] == ['critique']
+        assert policy['type'] == 'llm' and {k: v for k, v in policy.items() if k not in (
+            'type', 'base_url', 'model')} == PAPER_PROMPT
     else:
         want = OBJECTIVES[info['objective']]
         assert {n: e['metric'] for n, e in experts.items()} == {n: m for n, (m, _) in want.items()}
@@ -244,7 +279,7 @@ def test_train_config_says_what_the_paper_says(path):
             assert bool(DEFAULT_CONFIGS[metric].get('lower_better', False)) is lower
         assert policy['type'] == 'llm' and policy['base_url'] == LLM_URL and policy['model'] == LLM_MODEL
         switches = {k: v for k, v in policy.items() if k not in ('type', 'base_url', 'model')}
-        assert switches == ABLATIONS.get(info['ablation'], {})
+        assert switches == {**PAPER_PROMPT, **ABLATIONS.get(info['ablation'], {})}
 
 
 def _without(opt, *keys):
@@ -262,13 +297,17 @@ def _without(opt, *keys):
 @pytest.mark.parametrize('path', [p for p in PAPER_TRAIN if p.stem not in ('CISR_niqe', 'RISR_niqe', 'AIR_niqe')],
                          ids=lambda p: p.stem)
 def test_variants_differ_from_their_base_only_where_they_should(path):
-    """Keeps 36 complete files honest: each is its task's base (X_niqe.yml) plus the documented change."""
+    """Keeps the complete files honest: each is its task's base (X_niqe.yml) plus the documented change."""
     info = describe(path)
     base = load_basicsr(path.parent / f"{info['task']}_niqe.yml")
     opt = load_basicsr(path)
     allowed = ['name', 'agent.experts', 'agent.policy']
-    if info['m5']:
+    if info['m5'] or info['as_loss']:
         allowed.append('train.losses')
+    if info['stage'] != TASKS[info['task']]['stage']:
+        allowed += ['agent.stage_iters', 'logger.save_checkpoint_freq']
+    if info['agent_images']:
+        allowed.append('agent.dataset')
     if info['backbone'] in ('HAT', 'MambaIRv2'):
         allowed += ['network_g', 'path.pretrain_network_g', 'path.param_key_g', 'agent.pad_multiple']
     assert _without(opt, *allowed) == _without(base, *allowed)
@@ -282,13 +321,14 @@ def test_every_agent_policy_builds_and_prompts_as_configured(path):
     agent = load_basicsr(path)['agent']
     losses = load_basicsr(path)['train']['losses']
     weights = {n: float(o.get('perceptual_weight', o.get('loss_weight'))) for n, o in losses.items()}
-    experts = [ExpertInfo(n, lower_is_better(e['metric'])) for n, e in agent['experts'].items()]
+    experts = [ExpertInfo(n, kind='text') if e.get('type') == 'critique' else
+               ExpertInfo(n, lower_is_better(e['metric'])) for n, e in agent['experts'].items()]
     policy = build_policy(agent['policy'], list(weights), list(weights.values()), experts, seed=0, task=agent['task'])
     assert policy.name == agent['policy']['type']
     if policy.name != 'llm':
         return
     history = History([StageRecord(stage=0, iteration=0, weights_before=weights,
-                                   scores={e.name: [1.0] for e in experts})])
+                                   scores={e.name: ['sharp' if e.kind == 'text' else 1.0] for e in experts})])
     text = '\n'.join(m['content'] for m in policy.prompts.messages(history, 0))
     policy.close()
     info = describe(path)
@@ -296,9 +336,12 @@ def test_every_agent_policy_builds_and_prompts_as_configured(path):
     if info['ablation'] != 'no_needs':
         assert f"Weights: {':'.join(weights)}=" in text
         assert ('(for example:' in text) == (info['ablation'] != 'no_format_example')
-    for e in experts:
-        said = f"{'lower' if e.lower_better else 'higher'} {e.name} score" in text
+    scores = [e for e in experts if e.kind != 'text']
+    for e in scores:  # Figure 6: one score is "the score"; several are named to tell them apart
+        noun = f'{e.name} score' if len(scores) > 1 else 'score'
+        said = f"The {'lower' if e.lower_better else 'higher'} {noun} stands for better quality." in text
         assert said == (info['ablation'] != 'no_directions'), e.name
+        assert (e.name in text) == (len(scores) > 1), e.name  # Table 5 "w/o": neither direction nor name
 
 
 # ------------------------------------------------------------------------- tiny data on disk (once)
@@ -408,10 +451,14 @@ def shrink(opt: dict, data_root: Path, llm_url: str, tmp: Path) -> dict:
         if loss['type'] in ('PerceptualLoss', 'LPIPSLoss'):
             weight = loss.get('perceptual_weight', loss.get('loss_weight'))
             opt['train']['losses'][name] = {'type': 'L1Loss', 'loss_weight': weight}
+        elif loss['type'] == 'PyIQALoss' and loss['metric'] not in OFFLINE_METRICS:  # CLIPIQA -> NIQE, same weight
+            loss['metric'] = 'niqe'
     agent = opt['agent']
     agent['stage_iters'] = 1  # the one iteration below ends a stage: the policy decides
     for name, e in agent['experts'].items():
-        if e['metric'] not in OFFLINE_METRICS:
+        if e.get('type') == 'critique':  # the vision-language model: the local stub server answers
+            e.update(base_url=llm_url, retries=0, timeout_s=20)
+        elif e['metric'] not in OFFLINE_METRICS:
             agent['experts'][name] = {'metric': 'niqe'}
     if agent['policy']['type'] == 'llm':
         agent['policy'].update(base_url=llm_url, retries=0, timeout_s=20)
@@ -431,7 +478,7 @@ def shrink(opt: dict, data_root: Path, llm_url: str, tmp: Path) -> dict:
 # One full build + iteration per distinct kind of config; the other files differ from these only in
 # keys checked above (experts/policy/ablation switches), whose building is covered by these runs.
 BUILD = ['CISR_psnr_qalign', 'CISR_M5_niqe', 'CISR_HAT-S_niqe', 'CISR_MambaIRv2-light_fixed', 'RISR_clipiqa',
-         'AIR_random']
+         'AIR_random', 'RISR_niqe_as_loss', 'CISR_critique']
 
 
 @pytest.mark.parametrize('name', BUILD)
@@ -457,6 +504,9 @@ def test_train_config_builds_and_trains_one_stage(name, data_root, llm_server, t
     before = model.losses.get_weights()
     model.optimize_parameters(1)
     assert all(torch.isfinite(v).all() for v in model.log_dict.values() if torch.is_tensor(v))
+    for loss_name, loss in original['train']['losses'].items():
+        if loss['type'] == 'PyIQALoss':  # the objective as a loss took part in the generator's step
+            assert f'l_g_{loss_name}' in model.log_dict and float(model.log_dict[f'l_g_{loss_name}']) > 0
 
     records = [json.loads(line) for line in (Path(opt['path']['experiments_root']) / 'agent' / 'decisions.jsonl')
                .read_text().splitlines()]
