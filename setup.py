@@ -9,10 +9,10 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=['agent', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_hook', 'lossagent_runtime',
-              'lossagent_data', 'lossagent_eval'],
+    packages=['agent', 'agent.board', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_hook',
+              'lossagent_runtime', 'lossagent_data', 'lossagent_eval'],
     py_modules=['lossagent_compat', 'lossagent_errors'],
-    package_data={'agent': ['templates/*.txt']},
+    package_data={'agent': ['templates/*.txt'], 'agent.board': ['static/*']},
     # torch/torchvision and basicsr are installed first by the Makefile: basicsr's source archive
     # needs torch at build time (pip install --no-build-isolation basicsr==1.4.2).
     install_requires=[
@@ -28,9 +28,12 @@ setup(
         'scikit-image',
         'matplotlib',
         'opencv-python-headless',
+        'fastapi',   # the run board (python -m agent.board)
+        'uvicorn',
     ],
     extras_require={
         'llamacpp': ['llama-cpp-python'],
-        'test': ['pytest', 'hypothesis', 'ruff'],
+        # the browser tests drive Debian's chromium + chromium-driver (.ci/run installs them)
+        'test': ['pytest', 'hypothesis', 'ruff', 'selenium>=4.11'],
     },
 )

@@ -133,6 +133,11 @@ def test_waiting_stage_and_approval(served):
     answer = json.loads((stage_dir(agent, 1) / 'approval.json').read_text())
     assert answer['action'] == 'edit' and answer['weights'] == {'L1': 1.0, 'SSIM': 0.125} and answer['by'] == 'human'
     assert request(board, 'POST', path, {'action': 'approve'}, auth)[0] == 409  # answered already
+    # while the answer is being applied, stage 1 is still the run's newest: feedback goes to stage 2
+    (stage_dir(agent, 1) / PROPOSAL).unlink()
+    assert get_json(board, '/api/runs/1')['stages'][-1]['stage'] == 1  # being evaluated: shown, with its images
+    assert request(board, 'POST', '/api/runs/1/stages/1/feedback', {'text': 'late'}, auth)[0] == 409
+    assert request(board, 'POST', '/api/runs/1/stages/2/feedback', {'text': 'next'}, auth)[0] == 200
 
 
 def read_event(response) -> dict:

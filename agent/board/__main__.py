@@ -73,9 +73,13 @@ def main(argv=None) -> int:
     except UserError as err:
         print(f'agent.board: error: {err}', file=sys.stderr)
         return 2
-    import uvicorn  # the web stack is imported only to serve
+    try:
+        import uvicorn  # the web stack is imported only to serve
 
-    from .app import create_app
+        from .app import create_app
+    except ImportError as err:
+        print(f'agent.board: error: {err.name} is not installed (pip install fastapi uvicorn)', file=sys.stderr)
+        return 2
     loopback_v4 = is_loopback(args.host) and ':' not in args.host
     hosts = ['127.0.0.1', 'localhost', args.host] if loopback_v4 else ['*']
     app = create_app(runs, token=token, allowed_hosts=hosts, poll_s=args.poll_s)

@@ -13,6 +13,7 @@ without it the board is read-only.
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import ipaddress
 import os
 import subprocess
@@ -24,6 +25,7 @@ from lossagent_errors import OptionError, UserError
 from ..options import number, read_options
 
 BOARD_DEFAULTS = {'port': 8080, 'host': '127.0.0.1', 'token_env': 'LOSSAGENT_BOARD_TOKEN'}
+WEB_MODULES = ('fastapi', 'uvicorn')
 TOKEN_ENV = 'LOSSAGENT_BOARD_TOKEN'  # where `python -m agent.board` reads a token it was not given
 
 
@@ -57,6 +59,9 @@ def check_board_options(value) -> Optional[dict]:
         if not isinstance(o[key], str) or not o[key].strip():
             raise OptionError(f'agent.board.{key}: got {o[key]!r}; expected a non-empty string')
     check_bind(o['host'], os.environ.get(o['token_env']), where='agent.board.host')
+    missing = [m for m in WEB_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise OptionError(f'agent.board: the board needs {" and ".join(missing)} (pip install fastapi uvicorn)')
     return o
 
 

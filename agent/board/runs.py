@@ -148,8 +148,8 @@ class RunFolder:
             if proposal is not None:
                 record, view['approval'] = proposal
             waiting = self.waiting(k, now) if record is None else None
-            if record is None and waiting is None:
-                continue  # a folder with nothing to show (feedback written ahead, an old run's leftovers)
+            if record is None and waiting is None and not self.reached(k):
+                continue  # only feedback written ahead for a stage the run has not reached
             if record is not None:
                 view.update(record.to_dict())
                 for key in ('prompts', 'answers', 'info', 'traceback'):  # the stage's detail has them
@@ -170,12 +170,19 @@ class RunFolder:
             record = proposal[0] if proposal else None
         return json_safe(record.to_dict()) if record is not None else None
 
+    def reached(self, stage: int) -> bool:
+        """The run has evaluated `stage` or is evaluating it: its folder has the restorations or a
+        notice (a folder with only feedback written ahead has not been reached)."""
+        try:
+            files = list(stage_dir(self.agent_dir, stage).iterdir())
+        except OSError:
+            return False
+        return any(p.suffix == '.png' or p.name in (WAITING, PROPOSAL, APPROVAL) for p in files)
+
     def last_stage(self) -> int:
         """The newest stage the run has reached (recorded or being evaluated); -1 before stage 0."""
-        records = self.records()
-        known = [r.stage for r in records] + [k for k in self.stage_numbers()
-                                               if self.waiting(k, time.time()) or self.pending_approval(k)]
-        return max(known, default=-1)
+        return max([r.stage for r in self.records()] + [k for k in self.stage_numbers() if self.reached(k)],
+                   default=-1)
 
 
 def find_runs(paths: list) -> list[RunFolder]:

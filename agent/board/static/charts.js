@@ -2,7 +2,7 @@
 // Hover shows the values at the nearest iteration; clicking a legend entry hides or shows a series.
 'use strict';
 
-const CHART = {width: 400, height: 190, left: 50, right: 10, top: 8, bottom: 26};
+const CHART = {width: 330, height: 180, left: 46, right: 10, top: 8, bottom: 26};
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
 const hiddenSeries = {};  // chart key -> Set of hidden series names (kept across live re-renders)
 

@@ -15,11 +15,14 @@ const VERDICT_CLASS = {1: 'better', '-1': 'worse', 0: null};
 
 function stageHeader(view) {
   const facts = [];
+  const decided = !view.approval && view.decided_by;  // a proposal's preview is not decided yet
   if (view.policy) facts.push(`policy ${view.policy}`);
-  if (view.decided_by) facts.push(`decided by ${view.decided_by}`);
+  if (decided) facts.push(`decided by ${view.decided_by}`);
+  if (view.approval) facts.push('waiting for a person to approve');
+  if (view.waiting) facts.push(`waiting for feedback from ${view.waiting.expert}`);
   if (typeof view.eval_s === 'number') facts.push(`experts ${seconds(view.eval_s)}`);
   if (typeof view.latency_s === 'number') facts.push(`decision ${seconds(view.latency_s)}`);
-  if (view.applied_iteration !== undefined && view.policy !== 'initial') {
+  if (decided && view.applied_iteration !== undefined && view.policy !== 'initial') {
     facts.push(view.applied_iteration === null ? 'not applied: training ended' : `applied from iteration ${view.applied_iteration}`);
   }
   const title = view.iteration === undefined ? `Stage ${view.stage} · being evaluated` : `Stage ${view.stage} · iteration ${view.iteration}`;
@@ -202,11 +205,16 @@ function givenFeedback(view) {
     ratings.length ? ` ratings ${ratings.join(', ')}` : '');
 }
 
+// One line per distinct thought, with the images (prompts) that gave it.
 function thoughtsList(view) {
-  const thoughts = (view.thoughts || []).map((t, i) => [t, i]).filter(([t]) => typeof t === 'string' && t.trim());
-  if (!thoughts.length) return null;
-  return el('div', {}, el('b', {}, 'The LLM’s thoughts'), el('ol', {class: 'thoughts'},
-    thoughts.map(([t, i]) => el('li', {value: i + 1}, t))));
+  const byText = new Map();
+  (view.thoughts || []).forEach((t, i) => {
+    if (typeof t === 'string' && t.trim()) byText.set(t, (byText.get(t) || []).concat(i + 1));
+  });
+  if (!byText.size) return null;
+  const label = (images) => (images.length === 1 ? `image ${images[0]}` : `images ${images.join(', ')}`);
+  return el('div', {}, el('b', {}, 'The LLM’s thoughts'), el('ul', {class: 'thoughts'},
+    [...byText].map(([t, images]) => el('li', {}, el('span', {class: 'sub'}, `${label(images)}: `), t))));
 }
 
 function llmDetails(run, view) {
