@@ -56,6 +56,7 @@ demo: $(STAMP)
 	@echo "Checkpoints:    experiments/$(DEMO_NAME)/models/ and training_states/"
 	@echo "Training log:   experiments/$(DEMO_NAME)/train_$(DEMO_NAME)_*.log"
 	@echo "TensorBoard:    $(PY) -m tensorboard.main --logdir tb_logger/$(DEMO_NAME)"
+	@echo "Run board:      $(PY) -m agent.board experiments/$(DEMO_NAME) --port 8080   (open http://127.0.0.1:8080/)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests

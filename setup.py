@@ -9,10 +9,10 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=['agent', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_hook', 'lossagent_runtime',
-              'lossagent_data', 'lossagent_eval'],
+    packages=['agent', 'agent.board', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_hook',
+              'lossagent_runtime', 'lossagent_data', 'lossagent_eval'],
     py_modules=['lossagent_compat', 'lossagent_errors'],
-    package_data={'agent': ['templates/*.txt', 'templates/paper/*.txt']},
+    package_data={'agent': ['templates/*.txt', 'templates/paper/*.txt'], 'agent.board': ['static/*']},
     # torch/torchvision and basicsr are installed first by the Makefile: basicsr's source archive
     # needs torch at build time (pip install --no-build-isolation basicsr==1.4.2).
     install_requires=[
@@ -28,11 +28,15 @@ setup(
         'scikit-image',
         'matplotlib',
         'opencv-python-headless',
+        'fastapi',   # the run board (python -m agent.board)
+        'uvicorn',
     ],
     extras_require={
         # the Makefile builds llama-cpp-python with CMAKE_ARGS and installs xgrammar without its dependencies
         'llamacpp': ['llama-cpp-python[server]'],
-        # wandb: tests/test_wandb.py (offline)
-        'test': ['pytest', 'hypothesis', 'ruff', 'gguf>=0.17', 'llguidance>=1.0', 'apache-tvm-ffi>=0.1.11', 'wandb'],
+        # wandb: tests/test_wandb.py (offline); selenium drives Debian's chromium + chromium-driver
+        # (.ci/run installs them) in the browser tests
+        'test': ['pytest', 'hypothesis', 'ruff', 'gguf>=0.17', 'llguidance>=1.0', 'apache-tvm-ffi>=0.1.11', 'wandb',
+                 'selenium>=4.11'],
     },
 )

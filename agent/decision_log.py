@@ -17,14 +17,14 @@ from typing import Iterator, Optional, Union
 from .record import StageRecord
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN/inf are not JSON: store them as None (scores are marked invalid anyway)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -35,7 +35,7 @@ class DecisionLog:
 
     def append(self, record: Union[StageRecord, dict]) -> None:
         line = record.to_dict() if isinstance(record, StageRecord) else record
-        text = json.dumps(_json_safe(line), ensure_ascii=False, allow_nan=False) + '\n'
+        text = json.dumps(json_safe(line), ensure_ascii=False, allow_nan=False) + '\n'
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, text.encode('utf-8'))

@@ -1,16 +1,40 @@
-"""Optional human feedback: text a person drops into a file while the run trains.
+"""Optional human feedback: text (and a 1-5 rating per image) a person gives while the run trains.
 
-The glue decides where (`experiments/<name>/agent/stage_<k>/feedback.txt`, or a fixed file
-from the YAML) and passes it in as an expert of kind 'text'. This module only reads; it
-never blocks an unattended run for longer than `timeout_s` (0 = look once).
+The glue decides where (`experiments/<name>/agent/stage_<k>/feedback.txt` and `ratings.json`, or
+a fixed text file from the YAML; see agent/stage_files.py) and passes it in as an expert of kind
+'text'. A person writes the files by hand or through the run board (`python -m agent.board`).
+While the `human` expert waits it leaves `waiting.json` (its deadline) so the board can show a
+countdown. An unattended run never waits longer than `timeout_s` (0 = look once).
+
+`ratings.json` is `{"ratings": [4, null, 2, ...], "text_follows": false}`, one entry per
+validation image; the board writes it before `feedback.txt` and says `text_follows: true` when a
+text comes next, so a reader never takes the ratings alone while the text is being written.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from .stage_files import RATING_RANGE, poll, read_json, rating_or_none, remove, write_json
+
 MAX_CHARS = 4000  # a prompt budget, not a file size limit
+
+
+@dataclass(frozen=True)
+class HumanFeedback:
+    """What a person said about one stage: a text for all images and/or a rating per image."""
+    text: Optional[str] = None
+    ratings: list[Optional[int]] = field(default_factory=list)
+
+    def for_image(self, index: int) -> Optional[str]:
+        """What the agent reads for image `index`: the text, then its rating; None when neither."""
+        rating = self.ratings[index] if index < len(self.ratings) else None
+        parts = [self.text] if self.text else []
+        if rating is not None:
+            parts.append(f'Rating of this image: {rating} of {RATING_RANGE[1]} ({RATING_RANGE[1]} is best).')
+        return ' '.join(parts) or None
 
 
 def read_feedback(paths: Sequence[Union[str, Path]]) -> Optional[str]:
@@ -25,15 +49,42 @@ def read_feedback(paths: Sequence[Union[str, Path]]) -> Optional[str]:
     return None
 
 
+def read_ratings(path: Union[str, Path]) -> tuple[list[Optional[int]], bool]:
+    """(ratings, text_follows) of a `ratings.json`; ([], False) when there is none."""
+    value = read_json(path)
+    if not isinstance(value, dict) or not isinstance(value.get('ratings'), list):
+        return [], False
+    return [rating_or_none(v) for v in value['ratings']], value.get('text_follows') is True
+
+
+def read_human_feedback(paths: Sequence[Union[str, Path]], ratings_path: Optional[Union[str, Path]] = None
+                        ) -> Optional[HumanFeedback]:
+    """The feedback given so far, None while there is none (or its text is still to come)."""
+    text = read_feedback(paths)
+    ratings, text_follows = read_ratings(ratings_path) if ratings_path is not None else ([], False)
+    if text is None and (text_follows or not any(r is not None for r in ratings)):
+        return None
+    return HumanFeedback(text, ratings)
+
+
 def wait_for_feedback(paths: Sequence[Union[str, Path]], timeout_s: float = 0.0,
                       poll_s: float = 1.0) -> Optional[str]:
     """Poll `paths` until one holds text or `timeout_s` passes; None on timeout."""
-    deadline = time.monotonic() + max(0.0, float(timeout_s))
-    while True:
-        text = read_feedback(paths)
-        if text is not None:
-            return text
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        time.sleep(min(max(poll_s, 0.01), left))
+    return poll(lambda: read_feedback(paths), timeout_s, poll_s)
+
+
+def wait_for_human_feedback(paths: Sequence[Union[str, Path]], ratings_path: Union[str, Path],
+                            timeout_s: float = 0.0, poll_s: float = 1.0,
+                            waiting_path: Optional[Union[str, Path]] = None,
+                            notice: Optional[dict] = None) -> Optional[HumanFeedback]:
+    """`read_human_feedback` until there is some or `timeout_s` passes. While it waits (timeout_s > 0)
+    `waiting_path` holds `notice` plus the wall-clock `deadline` (seconds since the epoch)."""
+    if waiting_path is not None and timeout_s > 0:
+        now = time.time()
+        write_json(waiting_path, {**(notice or {}), 'since': now, 'timeout_s': float(timeout_s),
+                                  'deadline': now + float(timeout_s)})
+    try:
+        return poll(lambda: read_human_feedback(paths, ratings_path), timeout_s, poll_s)
+    finally:
+        if waiting_path is not None:
+            remove(waiting_path)

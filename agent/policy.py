@@ -10,6 +10,9 @@ from .record import ExpertInfo, History
 from .weights import check_weights
 
 
+DECIDERS = ('policy', 'human', 'timeout')
+
+
 @dataclass
 class Decision:
     """A policy's answer at one boundary, with everything needed to audit it."""
@@ -20,6 +23,8 @@ class Decision:
     answers: list[Any] = field(default_factory=list)
     latency_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    decided_by: str = 'policy'          # DECIDERS: 'human' or 'timeout' after agent.human_approval
+    proposed_weights: Optional[dict[str, float]] = None  # the policy's own weights, when a person was asked
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -110,6 +110,10 @@ class StageRecord:
     scored_network: Optional[str] = None  # 'ema' or 'net_g': which generator the experts saw
     snapshots: list[int] = field(default_factory=list)  # iterations averaged into `scores` (one: [])
     probes: list[ProbeResult] = field(default_factory=list)  # a lookahead's candidates, the first trained live
+    # Who decided `weights_after`: 'policy'; with agent.human_approval 'human' (a person approved or
+    # edited `proposed_weights`) or 'timeout' (nobody answered in time: the proposal applied).
+    decided_by: Optional[str] = None
+    proposed_weights: Optional[dict[str, float]] = None
 
     # ---- derived ----------------------------------------------------------------------------
     @property
@@ -156,6 +160,8 @@ class StageRecord:
         self.policy, self.fallback = decision.policy, decision.fallback
         self.prompts, self.answers, self.info = list(decision.prompts), list(decision.answers), dict(decision.info)
         self.latency_s, self.traceback = decision.latency_s, traceback
+        self.decided_by = decision.decided_by
+        self.proposed_weights = dict(decision.proposed_weights) if decision.proposed_weights is not None else None
         if self.fallback is None:
             problem = check_weights(decision.weights, names)
             if problem:
@@ -191,6 +197,10 @@ class StageRecord:
             out['snapshots'] = list(self.snapshots)
         if self.probes:
             out['probes'] = [p.to_dict() for p in self.probes]
+        if self.decided_by is not None:
+            out['decided_by'] = self.decided_by
+        if self.proposed_weights is not None:
+            out['proposed_weights'] = dict(self.proposed_weights)
         return out
 
     @classmethod
@@ -201,7 +211,7 @@ class StageRecord:
         if not isinstance(weights, dict):
             raise ValueError(f"stage record without weights: keys {sorted(d)[:10]}")
         scores = {str(k): list(v) if isinstance(v, list) else [v] for k, v in (d.get('scores') or {}).items()}
-        after = d.get('weights_after')
+        after, proposed = d.get('weights_after'), d.get('proposed_weights')
         return cls(stage=int(d['stage']), iteration=int(d['iteration']),
                    weights_before={str(k): float(v) for k, v in weights.items()}, scores=scores,
                    experts=_experts_of(d, scores), images=[str(x) for x in d.get('images') or []],
@@ -211,10 +221,16 @@ class StageRecord:
                    prompts=list(d.get('prompts') or []), answers=list(d.get('answers') or []),
                    latency_s=_number_or_none(d.get('latency_s')), info=dict(d.get('info') or {}),
                    traceback=d.get('traceback'),
-                   weights_after={str(k): float(v) for k, v in after.items()} if isinstance(after, dict) else None,
+                   weights_after=_weights_or_none(after),
                    applied_iteration=_int_or_none(d.get('applied_iteration')),
                    scored_network=d.get('scored_network'), snapshots=[int(i) for i in d.get('snapshots') or []],
-                   probes=[ProbeResult.from_dict(p) for p in d.get('probes') or []])
+                   probes=[ProbeResult.from_dict(p) for p in d.get('probes') or []],
+                   decided_by=str(d['decided_by']) if d.get('decided_by') is not None else None,
+                   proposed_weights=_weights_or_none(proposed))
+
+
+def _weights_or_none(value) -> Optional[dict[str, float]]:
+    return {str(k): float(v) for k, v in value.items()} if isinstance(value, dict) else None
 
 
 def _number_or_none(value) -> Optional[float]:

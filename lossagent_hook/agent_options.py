@@ -20,6 +20,10 @@
       snapshots: 1             # average the score experts over this many snapshots per stage,
       snapshot_every: ~        # taken this many iterations apart, the last at the boundary
                                # (default: spread over the stage's second half)
+      stage_images: true       # each stage's restorations as PNG under agent/stage_<k>/ (+ LQ, GT once)
+      human_approval: false    # a person approves or edits each proposal (the run board) before it applies
+      approval_timeout_s: 600  # ... or the proposal applies after this long
+      board: ~                 # start the run board beside the run: {port: 8080, host: 127.0.0.1}
 
 An unknown key is a start-up error with the closest valid one: a typo (`stage_iter: 1`) would
 otherwise train a whole run with the default.
@@ -30,6 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from agent.board.launch import check_board_options
 from lossagent_errors import OptionError, check_keys
 
 DEFAULTS = {
@@ -37,6 +42,7 @@ DEFAULTS = {
     'policy': None, 'initial_weights': None, 'task': 'image super-resolution', 'policy_seed': None,
     'async': False, 'boundary_budget_s': 3600.0, 'async_poll_iters': None, 'pad_multiple': None,
     'dist_timeout_s': None, 'score_network': None, 'snapshots': 1, 'snapshot_every': None,
+    'stage_images': True, 'human_approval': False, 'approval_timeout_s': 600.0, 'board': None,
 }
 
 
@@ -82,6 +88,10 @@ class AgentOptions:
     score_network: str
     snapshots: int
     snapshot_every: int
+    stage_images: bool
+    human_approval: bool
+    approval_timeout_s: float
+    board: Optional[dict]
 
     def snapshot_iterations(self, boundary: int) -> list[int]:
         """The iterations averaged into a boundary's scores, oldest first (just the boundary: [boundary])."""
@@ -102,8 +112,9 @@ class AgentOptions:
         policy = a['policy'] if a['policy'] is not None else {'type': 'fixed'}
         if not isinstance(policy, dict):
             raise OptionError(f'agent.policy: expected a mapping with a type, got {policy!r}')
-        if not isinstance(a['async'], bool):
-            raise OptionError(f"agent.async: got {a['async']!r}; expected true or false")
+        for key in ('async', 'stage_images', 'human_approval'):
+            if not isinstance(a[key], bool):
+                raise OptionError(f'agent.{key}: got {a[key]!r}; expected true or false')
         if not isinstance(a['task'], str) or not a['task'].strip():
             raise OptionError(f"agent.task: got {a['task']!r}; expected a description such as "
                               "'image super-resolution'")
@@ -132,6 +143,14 @@ class AgentOptions:
         if (snapshots - 1) * every >= stage_iters:
             raise OptionError(f'agent.snapshot_every: {snapshots} snapshots {every} iterations apart do not fit in '
                               f'a stage of {stage_iters}')
+        approval_timeout = positive(a, 'approval_timeout_s', integer=False)
+        if a['human_approval'] and approval_timeout >= budget:
+            raise OptionError(f'agent.approval_timeout_s: {approval_timeout:g} s is not shorter than '
+                              f'agent.boundary_budget_s ({budget:g} s), which bounds the policy and the approval '
+                              'together')
+        if a['human_approval'] and policy.get('type') == 'lookahead':
+            raise OptionError('agent.human_approval: the lookahead policy trains its candidates on the spot and '
+                              'chooses by their scores; there is no single proposal to approve')
         return cls(stage_iters=stage_iters, num_images=positive(a, 'num_images'),
                    image_seed=non_negative_int(a, 'image_seed'), dataset=dict(a['dataset']),
                    experts=dict(a['experts']), policy=dict(policy), initial_weights=a['initial_weights'],
@@ -139,7 +158,9 @@ class AgentOptions:
                    boundary_budget_s=budget, async_poll_iters=positive(a, 'async_poll_iters'),
                    pad_multiple=positive(a, 'pad_multiple'),
                    dist_timeout_s=positive(a, 'dist_timeout_s', integer=False),
-                   score_network=a['score_network'], snapshots=snapshots, snapshot_every=every)
+                   score_network=a['score_network'], snapshots=snapshots, snapshot_every=every,
+                   stage_images=a['stage_images'], human_approval=a['human_approval'],
+                   approval_timeout_s=approval_timeout, board=check_board_options(a['board']))
 
 
 def initial_weights_option(value, names: list[str]) -> Optional[dict]:

@@ -23,18 +23,18 @@ import math
 from pathlib import Path
 from typing import Callable, Optional
 
-import cv2
 import torch
 
 from agent.critique import Critic, check_critique_options
 from agent.experts import expert_weight
-from agent.human_feedback import wait_for_feedback
+from agent.human_feedback import wait_for_human_feedback
 from agent.options import number, read_options
 from agent.record import ExpertInfo
-from basicsr.utils import tensor2img
+from agent.stage_files import FEEDBACK, RATINGS, WAITING, stage_dir
 from lossagent_errors import OptionError
 
 from .iqa_metrics import check_metric_options, create_iqa_metric, lower_is_better
+from .stage_images import png_bytes, write_outputs
 from .validation_set import equal_runs
 
 EXPERT_TYPES: dict[str, Callable] = {}
@@ -116,13 +116,6 @@ class IQAExpert(Expert):
         return scores
 
 
-def png_bytes(image: torch.Tensor) -> bytes:
-    ok, buffer = cv2.imencode('.png', tensor2img(image.detach().float().cpu()))
-    if not ok:
-        raise RuntimeError('could not encode a validation image as PNG')
-    return buffer.tobytes()
-
-
 @register_expert('critique')
 class CritiqueExpert(Expert):
     """A vision-language model on an OpenAI-compatible server describes each restored image."""
@@ -150,7 +143,9 @@ class HumanExpert(Expert):
 
     `experiments/<name>/agent/stage_<k>/` receives the restorations; text dropped into its
     `feedback.txt` (or into `file`) within `timeout_s` seconds goes to the agent for every
-    image. An unattended run waits at most `timeout_s` (0: look once, never wait).
+    image, with the image's 1-5 rating from `ratings.json` when there is one (the run board
+    writes both). An unattended run waits at most `timeout_s` (0: look once, never wait);
+    while it waits, `waiting.json` says until when (the board shows the countdown).
     """
     kind = 'text'
 
@@ -175,13 +170,14 @@ class HumanExpert(Expert):
         return ExpertInfo(str(name), False, 'text')
 
     def score(self, outputs, gts, context):
-        stage_dir = Path(context['agent_dir']) / f'stage_{context["stage"]}'
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        for i, (name, image) in enumerate(zip(context['names'], outputs)):
-            (stage_dir / f'{i:02d}_{Path(str(name)).stem}.png').write_bytes(png_bytes(image))
-        paths = [stage_dir / 'feedback.txt'] + ([Path(self.file)] if self.file else [])
-        text = wait_for_feedback(paths, timeout_s=self.timeout_s, poll_s=self.poll_s)
-        return [text] * len(outputs)
+        folder = stage_dir(context['agent_dir'], context['stage'])
+        write_outputs(folder, list(context['names']), outputs)
+        paths = [folder / FEEDBACK] + ([Path(self.file)] if self.file else [])
+        feedback = wait_for_human_feedback(paths, folder / RATINGS, timeout_s=self.timeout_s, poll_s=self.poll_s,
+                                           waiting_path=folder / WAITING,
+                                           notice={'expert': self.name, 'stage': int(context['stage']),
+                                                   'images': len(outputs)})
+        return [feedback.for_image(i) if feedback else None for i in range(len(outputs))]
 
 
 def _same_shape_batches(outputs, gts):

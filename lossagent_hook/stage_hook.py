@@ -39,7 +39,9 @@ from lossagent_errors import OptionError
 
 from .agent_options import AgentOptions
 from .experts import build_experts
+from .human_approval import review_decision
 from .lookahead import Probe, check_lookahead, finish_on, replay, start_probe
+from .stage_images import write_stage_images
 from .tensorboard_log import agent_tb_writer, log_decision, log_scores
 from .validation_set import AgentValidationSet
 
@@ -167,6 +169,8 @@ class StageHook:
     def _score(self, model, numeric_only: bool = False, network: Optional[str] = None) -> tuple[dict, dict, list]:
         """(scores per expert, errors per expert, the restorations) of the scored network now."""
         outputs = self.val_set.restore(model.scored_network(network or self.score_network), self.device)
+        if not numeric_only:  # the boundary's own evaluation: its images for people (stage_images.py)
+            write_stage_images(self.log.path.parent, self.stage, self.val_set, outputs, self.options.stage_images)
         scores, errors = {}, {}
         experts = [e for e in self.experts if e.kind == 'score'] if numeric_only else self.experts
         for expert in tqdm(experts, desc=f'stage {self.stage} experts', leave=False, disable=None):
@@ -264,6 +268,7 @@ class StageHook:
             return Decision(weights={}, policy=self.policy.name, fallback=f'policy raised {err!r}',
                             latency_s=round(time.perf_counter() - started, 4)), traceback.format_exc(limit=5)
         decision.latency_s = round(decision.latency_s or time.perf_counter() - started, 4)
+        decision = review_decision(decision, history.last, self.options, self.log.path.parent)
         return decision, None
 
     def _result(self, wait: bool) -> Optional[tuple[Decision, Optional[str]]]:

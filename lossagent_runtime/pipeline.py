@@ -5,7 +5,7 @@
     check the options        lossagent_runtime/preflight.py: everything, before any folder exists
     load the resume state    --auto_resume finds this experiment's newest state
     make the folders         BasicSR's experiment folders (a new run archives an old one)
-    start the loggers        log file, TensorBoard, wandb
+    start the loggers        log file, TensorBoard, wandb (and the run board, with agent.board)
     build data and model     a resumed epoch skips the batches the interrupted run used
     train                    BasicSR's loop: learning rate, feed_data, optimize_parameters, log,
                              checkpoint, validation
@@ -31,6 +31,7 @@ from basicsr.train import create_train_val_dataloader, init_tb_loggers
 from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, get_root_logger, get_time_str,
                            make_exp_dirs, mkdir_and_rename)
 from basicsr.utils.options import copy_opt_file, dict2str, parse_options
+from agent.board.launch import start_board
 from lossagent_errors import OptionError
 
 from .basicsr_fixes import run_device
@@ -138,6 +139,7 @@ def train_pipeline(root_path: str, argv: list[str]) -> None:
     resume_state = load_resume_state(opt)
     make_folders(opt, resume_state)
     logger, tb_logger = start_loggers(opt, args.opt)
+    board = start_board(opt, logger)  # agent.board: the run board in its own process
     train_loader, train_sampler, val_loaders, total_epochs, total_iters = \
         create_dataloaders(opt, logger, resume_state)
     model = build_model(opt)
@@ -195,3 +197,5 @@ def train_pipeline(root_path: str, argv: list[str]) -> None:
             model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
     if tb_logger:
         tb_logger.close()
+    if board is not None:
+        board.stop()
