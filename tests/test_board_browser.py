@@ -65,15 +65,19 @@ def test_board_over_a_live_run(make_run, tmp_path):
                 "const imgs = [...document.querySelectorAll('.stage[data-stage=\"0\"] img')];"
                 'return imgs.length === 9 && imgs.every((i) => i.complete && i.naturalWidth > 0);'))  # LQ, GT, output
             assert css('.countdown')[0].text.endswith(' s')
+            # stay on stage 0: following the newest stage, the page would move on to stage 1 as soon as
+            # it starts, before the test has read stage 0's scores
+            css('input.follow')[0].click()
             css('.stage .feedback-box[data-stage="0"] textarea')[0].send_keys(FEEDBACK_0)
             css('.send-feedback')[0].click()
 
             # stage 0 recorded (scores on the page), then stage 1 appears without reloading
             wait.until(lambda d: css('.stage[data-stage="0"] .score-mean[data-expert="NIQE"]'))
             niqe_0 = css('.stage[data-stage="0"] .score-mean[data-expert="NIQE"]')[0].text
-            wait.until(lambda d: css('.stage .feedback-box[data-stage="1"]'))
+            wait.until(lambda d: [b.text for b in css('.stage-button')] == ['0', '1'])
             assert driver.execute_script('return window.__notReloaded') is True
-            assert [b.text for b in css('.stage-button')] == ['0', '1']
+            css('input.follow')[0].click()
+            wait.until(lambda d: css('.stage .feedback-box[data-stage="1"]'))
             css('.stage .feedback-box[data-stage="1"] textarea')[0].send_keys(FEEDBACK_1)
             css('.stage[data-stage="1"] input.rate[data-image="0"][value="5"]')[0].click()
             css('.stage .feedback-box[data-stage="1"] .send-feedback')[0].click()
