@@ -51,6 +51,7 @@ import lossagent_models  # noqa: E402,F401
 import torch  # noqa: E402
 from agent.decision_log import read_records  # noqa: E402
 from agent.registry import find_policy  # noqa: E402
+from lossagent_hook.agent_options import AgentOptions  # noqa: E402
 from basicsr.data import build_dataloader, build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils import get_root_logger  # noqa: E402
@@ -203,6 +204,19 @@ def memory_run(opt: dict, batches: list[dict]) -> tuple:
     return peak / 1024, (peak - rss_before) / 1024
 
 
+def busy_offsets(opt: dict) -> frozenset:
+    """Offsets into a stage of the iterations that carry agent work besides training: the boundary, the
+    earlier snapshots, the end of a lookahead window (where the other candidates are replayed)."""
+    if 'agent' not in opt:
+        return frozenset({0})
+    agent = AgentOptions.from_opt(opt)
+    stage = agent.stage_iters
+    offsets = {it % stage for it in agent.snapshot_iterations(stage)}
+    if agent.policy.get('type') == 'lookahead':
+        offsets.add(agent.policy['probe_iters'] % stage)
+    return frozenset(offsets)
+
+
 def lockstep(opts: dict, batches: list[dict]) -> dict:
     """Every variant a fresh model (same seed); iteration i of each back to back, order rotated."""
     models = {}
@@ -216,7 +230,8 @@ def lockstep(opts: dict, batches: list[dict]) -> dict:
             times[name].append(train_step(models[name], it, batch))
     for model in models.values():
         close(model)
-    runs = {name: {'times': times[name], 'records': records_of(opts[name])} for name in names}
+    runs = {name: {'times': times[name], 'records': records_of(opts[name]), 'busy': busy_offsets(opts[name])}
+            for name in names}
     del models
     gc.collect()
     return runs
@@ -285,7 +300,8 @@ def main(argv=None) -> int:
                 for name, run in lockstep(opts, batches).items():
                     runs[name].append(run)
                     t = run['times']
-                    median = statistics.median(t[i - 1] for i in between_iterations(len(t), args.stage_iters))
+                    median = statistics.median(t[i - 1] for i in between_iterations(len(t), args.stage_iters,
+                                                                                     run['busy']))
                     print(f'rep {rep + 1}/{args.reps} {name:10s} {median:.4f} s/iter, {sum(t):.1f} s in all',
                           flush=True)
         finally:

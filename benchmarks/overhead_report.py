@@ -20,9 +20,16 @@ def is_boundary(it: int, stage_iters: int) -> bool:
     return it % stage_iters == 0
 
 
-def between_iterations(n: int, stage_iters: int) -> list[int]:
-    """1-based iterations that are neither warm-up nor a deciding boundary."""
-    return [it for it in range(WARMUP_ITERS + 1, n + 1) if not is_boundary(it, stage_iters)]
+def between_iterations(n: int, stage_iters: int, busy: frozenset = frozenset({0})) -> list[int]:
+    """1-based iterations that are neither warm-up nor one where the agent works: `busy` holds the
+    offsets into a stage of that work (0: the boundary; an earlier snapshot; a lookahead window's end)."""
+    return [it for it in range(WARMUP_ITERS + 1, n + 1) if it % stage_iters not in busy]
+
+
+def paired_between(run: dict, base: dict, stage_iters: int) -> list[int]:
+    """The iterations where neither the variant nor the baseline does agent work."""
+    busy = frozenset(run.get('busy', {0})) | frozenset(base.get('busy', {0}))
+    return between_iterations(len(run['times']), stage_iters, busy)
 
 
 def ratio_ci(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> tuple[float, float, float]:
@@ -31,8 +38,7 @@ def ratio_ci(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> t
     the blocks, not the correlated iterations, are the independent samples)."""
     blocks = []
     for run, base in zip(runs, baseline_runs):
-        logs = [math.log(run['times'][it - 1] / base['times'][it - 1])
-                for it in between_iterations(len(run['times']), stage_iters)]
+        logs = [math.log(run['times'][it - 1] / base['times'][it - 1]) for it in paired_between(run, base, stage_iters)]
         blocks += [statistics.fmean(logs[i:i + BLOCK]) for i in range(0, len(logs) - BLOCK + 1, BLOCK)]
     if len(blocks) < 2:
         return math.nan, math.nan, math.nan
@@ -57,7 +63,7 @@ def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> 
     evals, latency, lag, fallbacks = [], [], [], 0
     for run, base in zip(runs, baseline_runs):
         t, b = run['times'], base['times']
-        between = between_iterations(len(t), stage_iters)
+        between = paired_between(run, base, stage_iters)
         per_iter.append(statistics.median(t[it - 1] for it in between))
         ratios.append(statistics.median(t[it - 1] / b[it - 1] for it in between))
         blocking += [t[it - 1] - b[it - 1] for it in range(1, len(t) + 1) if is_boundary(it, stage_iters)]
@@ -140,7 +146,9 @@ def report(table: str, facts: dict) -> str:
   back, order rotated every iteration, so a load spike hits them alike. Min/median/min..max are over the
   repetitions, or over all deciding boundaries.
 - *s/iter between boundaries*: feed_data + optimize_parameters + LR update, the run's median over the
-  iterations that are not warm-up (1..{WARMUP_ITERS}; iteration 1 also scores stage 0) and not a boundary.
+  iterations that are not warm-up (1..{WARMUP_ITERS}; iteration 1 also scores stage 0) and carry no agent
+  work (not a boundary, an earlier snapshot or a lookahead window's end: their costs are the columns to the
+  right).
   *Ratio*: median over those iterations of variant / baseline at the same iteration, per repetition; the
   *geometric mean* pools all repetitions' paired log-ratios, its 95 % interval from batch means of {BLOCK}
   consecutive iterations (t-interval over the blocks; neighbouring iterations share the machine's load).

@@ -27,3 +27,18 @@ def test_quick_benchmark_writes_a_results_table(tmp_path):
     assert re.search(r'\| \d+\.\d{4} \[\d+\.\d{4}, \d+\.\d{4}\] \|', rows['fixed'])  # geometric mean [95 % CI]
     assert 'measured extra training over fixed' in rows['lookahead'] and 'predicted (K-1)*P/stage_iters 50.0%' \
         in rows['lookahead']
+
+
+def test_the_ratio_leaves_out_the_iterations_where_the_agent_works():
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    from overhead_report import ratio_ci, summarize
+    stage = 10
+    base = {'times': [0.2] * 60, 'records': []}
+    # a snapshot at offset 5 and a lookahead window's end at offset 3 cost 5x an iteration; training itself not
+    slow = [1.0 if it % stage in (0, 3, 5) else 0.2 for it in range(1, 61)]
+    variant = {'times': slow, 'records': [], 'busy': frozenset({0, 3, 5})}
+    geo, low, high = ratio_ci([variant], [base], stage)
+    assert geo == low == high == 1.0
+    assert summarize([variant], [base], stage)['ratio_med'] == 1.0
+    unlabelled = dict(variant, busy=frozenset({0}))  # without the offsets the agent's work counts as training
+    assert ratio_ci([unlabelled], [base], stage)[0] > 1.1
