@@ -35,7 +35,7 @@ from policy_study.runner import evaluate_all, run_all, source_hash, versions  # 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = ap.add_mutually_exclusive_group()
-    size.add_argument('--quick', action='store_true', help='2 seeds, one objective, random and lookahead (~10 min)')
+    size.add_argument('--quick', action='store_true', help='2 seeds, one objective, random and lookahead (~14 min)')
     size.add_argument('--smoke', action='store_true', help='seconds: 1 seed, 4 iterations (the test)')
     ap.add_argument('--out', type=Path, help='working folder (default benchmarks/study_runs[/quick|/smoke])')
     ap.add_argument('--seeds', type=int, nargs='+', help='override the seeds')
