@@ -67,11 +67,12 @@ lint: $(STAMP)
 clean:
 	rm -rf experiments/$(DEMO_NAME)* tb_logger results .pytest_cache
 
-# Training-time and memory overhead of the agent on this machine -> benchmarks/results.md (~4 min).
+# Training-time and memory overhead of the agent on this machine -> benchmarks/results.md (~10 min).
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 
-# The policy study (benchmarks/study.md): fixed vs random vs adaptive (and llm when LLM_URL or
-# LOSSAGENT_LLM_URL is set) loss weights, 3 seeds, two offline objectives, held-out photos.
+# The policy study (benchmarks/study.md): a sweep of fixed weightings vs random, adaptive and
+# lookahead (and llm when LLM_URL or LOSSAGENT_LLM_URL is set), 5 seeds, two offline objectives,
+# held-out photos; prints its wall time (about an hour on 2 cores).
 study: $(STAMP)
 	$(if $(LLM_URL),LOSSAGENT_LLM_URL=$(LLM_URL)) $(PY) benchmarks/study.py
