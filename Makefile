@@ -48,7 +48,7 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(PY) train.py -opt $(DEMO_OPT) $(if $(LLM_URL),--force_yml agent:policy:type=llm agent:policy:base_url=$(LLM_URL))
 	@echo
-	@echo "Agent decisions per stage (mean expert scores on the 10 validation images, new weights):"
+	@echo "Agent decisions per stage (mean expert scores on the validation images, new weights):"
 	@$(PY) -m agent.summary experiments/$(DEMO_NAME)
 	@echo
 	@echo "Decision log:   experiments/$(DEMO_NAME)/agent/decisions.jsonl"
