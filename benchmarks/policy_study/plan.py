@@ -66,7 +66,7 @@ PROFILES = {
     'full': dict(seeds=[0, 1, 2, 3, 4], objectives=['niqe', 'psnr_niqe'], iters=300, stage_iters=50,
                  multipliers=[0.1, 1.0, 10.0], policies=list(POLICIES), diagnostic_seeds=[0, 1],
                  agent_crops_per_side=3, eval_crops_per_side=3, prefix='study'),
-    # --quick: the same protocol in a fifth of the time (2 seeds, one objective, two policies, smaller crops)
+    # --quick: the same protocol in about a quarter of the time (2 seeds, one objective, two policies, smaller crops)
     'quick': dict(seeds=[0, 1], objectives=['niqe'], iters=300, stage_iters=50, multipliers=[0.1, 1.0, 10.0],
                   policies=['random', 'lookahead'], diagnostic_seeds=[0], agent_crops_per_side=2,
                   eval_crops_per_side=2, prefix='study_quick'),
