@@ -30,7 +30,7 @@ from .objective import NORMALIZATIONS, stage_objective
 from .options import choice, flag, number, read_options
 from .policy import Decision, LossPolicy
 from .record import History, ProbeResult
-from .registry import POLICIES, register_policy
+from .registry import POLICY_REGISTRY, register_policy
 from .rng import JsonRandom
 
 LOOKAHEAD_DEFAULTS = {
@@ -84,7 +84,7 @@ class LookaheadPolicy(LossPolicy):
         if self.proposer == 'llm':
             if not isinstance(o['llm'], dict):
                 raise OptionError(f"agent.policy.llm: got {o['llm']!r}; expected the llm policy's options")
-            self.llm = POLICIES['llm'](loss_names, initial_weights, experts, opt=o['llm'], seed=seed, task=task)
+            self.llm = POLICY_REGISTRY.get('llm')(loss_names, initial_weights, experts, opt=o['llm'], seed=seed, task=task)
 
     @classmethod
     def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
@@ -93,7 +93,7 @@ class LookaheadPolicy(LossPolicy):
         proposer = choice({'proposer': o.get('proposer', 'adaptive')}, 'proposer', ('adaptive', 'llm'))
         cls(loss_names, initial_weights, experts, opt={**o, 'proposer': 'adaptive'}, seed=seed, task=task).close()
         if proposer == 'llm':  # its options, without connecting to its server
-            POLICIES['llm'].check_options(loss_names, initial_weights, experts, llm_opt, seed, task)
+            POLICY_REGISTRY.get('llm').check_options(loss_names, initial_weights, experts, llm_opt, seed, task)
 
     # ---- what the stage hook calls ---------------------------------------------------------
     def propose(self, history: History) -> tuple[list[dict], dict]:

@@ -1,32 +1,83 @@
-"""Policies by name, the way BasicSR registers architectures: `@register_policy('fixed')`."""
+"""Registries by name, the way BasicSR registers architectures, plus "did you mean".
+
+`Registry` keeps BasicSR's interface (`register` as a decorator or a call, `get`, `in`, iteration
+over `(name, obj)`), so a newcomer who added an arch to BasicSR adds a policy or an expert the same
+way. It lives here because `agent/` is pure Python (BasicSR's own class cannot be imported without
+torch); an unknown name is a one-line `OptionError` naming the option key and the closest name.
+`import_modules` imports every `*_<suffix>.py` of a folder, as BasicSR scans `*_arch.py`, so a new
+file registers itself by being there.
+"""
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import Callable, Optional
 
 from lossagent_errors import OptionError, closest
-from .record import ExpertInfo
-from .policy import LossPolicy
 
-POLICIES: dict[str, type] = {}
+
+class Registry:
+    def __init__(self, name: str, option_key: str):
+        self.name = name                # what is registered, for messages: 'policy'
+        self.option_key = option_key    # where users name it: 'agent.policy.type'
+        self._obj_map: dict[str, object] = {}
+
+    def _do_register(self, name: str, obj) -> None:
+        if name in self._obj_map:
+            raise KeyError(f"{self.name} '{name}' is already registered by "
+                           f'{getattr(self._obj_map[name], "__module__", "?")}')
+        self._obj_map[name] = obj
+
+    def register(self, obj=None, name: Optional[str] = None) -> Callable:
+        """`@REG.register()` (the class's `name` attribute or __name__), `@REG.register(name='x')`,
+        or `REG.register(obj)`."""
+        def wrap(target):
+            self._do_register(name or getattr(target, 'name', None) or target.__name__, target)
+            return target
+        return wrap if obj is None else wrap(obj)
+
+    def get(self, name):
+        if name not in self._obj_map:
+            raise OptionError(f"{self.option_key}: unknown {self.name} '{name}'"
+                              f'{closest(str(name), self._obj_map)}; choose one of {self.keys()}')
+        return self._obj_map[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._obj_map
+
+    def __iter__(self):
+        return iter(self._obj_map.items())
+
+    def keys(self) -> list[str]:
+        return sorted(self._obj_map)
+
+
+def import_modules(package_file: str, package: str, suffix: str) -> list[str]:
+    """Import every `*_<suffix>.py` beside `package_file` (a package's `__init__.py`) as `package.<module>`."""
+    names = sorted(p.stem for p in Path(package_file).parent.glob(f'*_{suffix}.py'))
+    for module in names:
+        importlib.import_module(f'{package}.{module}')
+    return names
+
+
+from .record import ExpertInfo  # noqa: E402
+from .policy import LossPolicy  # noqa: E402
+
+POLICY_REGISTRY = Registry('policy', 'agent.policy.type')
+
 
 
 def register_policy(name: str) -> Callable[[type], type]:
     def wrap(cls: type) -> type:
-        if name in POLICIES:
-            raise KeyError(f"policy '{name}' is already registered by {POLICIES[name].__module__}")
         cls.name = name
-        POLICIES[name] = cls
-        return cls
+        return POLICY_REGISTRY.register(cls, name=name)
     return wrap
 
 
 def _policy_class(opt: dict) -> tuple[type, dict]:
     opt = dict(opt or {})
     kind = opt.pop('type', 'fixed')
-    if kind not in POLICIES:
-        raise OptionError(f"agent.policy.type: unknown policy '{kind}'{closest(kind, POLICIES)}; "
-                          f'choose one of {sorted(POLICIES)}')
-    return POLICIES[kind], opt
+    return POLICY_REGISTRY.get(kind), opt
 
 
 def _checked(kind: str, call):
@@ -54,8 +105,8 @@ def check_policy(opt: dict, loss_names: list[str], initial_weights: list[float],
 
 
 def policy_names() -> list[str]:
-    return sorted(POLICIES)
+    return POLICY_REGISTRY.keys()
 
 
 def find_policy(name: str) -> Optional[type]:
-    return POLICIES.get(name)
+    return POLICY_REGISTRY.get(name) if name in POLICY_REGISTRY else None
