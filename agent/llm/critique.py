@@ -22,7 +22,7 @@ from typing import Optional
 from lossagent_errors import OptionError
 from .client import CLIENT_DEFAULTS, build_client, check_client_options
 from .concurrency import run_concurrently
-from .options import number, read_options
+from ..options import number, read_options
 from .prompts import TEMPLATES, article
 
 CRITIQUE_DEFAULTS = {
@@ -31,7 +31,7 @@ CRITIQUE_DEFAULTS = {
     'temperature': 0.2,
     'max_tokens': 200,
     'stop_token_ids': [],        # 128009 is Llama-3's; other models have their own
-    'prompt': None,              # the question; default agent/templates/critique.txt
+    'prompt': None,              # the question; default agent/llm/templates/critique.txt
     'templates_dir': None,       # a folder with an edited critique.txt
     'model_noun': 'super-resolution model',
     'max_concurrency': 16,

@@ -29,10 +29,10 @@ from __future__ import annotations
 import math
 
 from lossagent_errors import OptionError
-from .record import History
-from .policy import Decision, LossPolicy
-from .objective import NORMALIZATIONS, stage_objective
-from .options import choice, flag, number, read_options
+from ..record import History
+from .base import Decision, LossPolicy
+from ..objective import NORMALIZATIONS, stage_objective
+from ..options import choice, flag, number, read_options
 from .registry import register_policy
 from .rng import JsonRandom
 

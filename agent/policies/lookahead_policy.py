@@ -26,10 +26,10 @@ from typing import Optional
 
 from lossagent_errors import OptionError
 
-from .objective import NORMALIZATIONS, stage_objective
-from .options import choice, flag, number, read_options
-from .policy import Decision, LossPolicy
-from .record import History, ProbeResult
+from ..objective import NORMALIZATIONS, stage_objective
+from ..options import choice, flag, number, read_options
+from .base import Decision, LossPolicy
+from ..record import History, ProbeResult
 from .registry import POLICY_REGISTRY, register_policy
 from .rng import JsonRandom
 
@@ -84,7 +84,8 @@ class LookaheadPolicy(LossPolicy):
         if self.proposer == 'llm':
             if not isinstance(o['llm'], dict):
                 raise OptionError(f"agent.policy.llm: got {o['llm']!r}; expected the llm policy's options")
-            self.llm = POLICY_REGISTRY.get('llm')(loss_names, initial_weights, experts, opt=o['llm'], seed=seed, task=task)
+            self.llm = POLICY_REGISTRY.get('llm')(loss_names, initial_weights, experts, opt=o['llm'], seed=seed,
+                                                  task=task)
 
     @classmethod
     def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
