@@ -7,10 +7,10 @@ as "(no feedback)"), never an exception.
 
     agent:
       experts:
-        Critic: {kind: text}
-      critique:                       # options for critique_images(), defaults below
-        base_url: http://127.0.0.1:8001/v1
-        model: Qwen/Qwen2.5-VL-7B-Instruct
+        Critic:                       # an expert of type critique (lossagent_hook/experts.py)
+          type: critique
+          base_url: http://127.0.0.1:8001/v1   # the rest of the mapping: CRITIQUE_DEFAULTS below
+          model: Qwen/Qwen2.5-VL-7B-Instruct
 """
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ class Critic:
 
 
 def critique_images(png_images: list[bytes], opt: Optional[dict] = None) -> list[Optional[str]]:
-    """One critique (or None) per PNG image, in order. `opt` is the YAML's `agent.critique`."""
+    """One critique (or None) per PNG image, in order. `opt`: a critique expert's options
+    (its `agent.experts.<name>` mapping without `type`)."""
     critic = Critic(opt)
     try:
         return critic.critique(list(png_images))
