@@ -39,6 +39,7 @@ from typing import Any, Optional, Union
 from agent.board.launch import check_board_options
 from agent.options import as_number
 from agent.registry import find_policy
+from agent.weights import check_weights
 from lossagent_errors import OptionError, check_keys
 
 DEFAULTS = {
@@ -179,17 +180,23 @@ class AgentOptions:
                               'it cannot decide asynchronously (set agent.async: false)')
 
 
-def initial_weights_option(value, names: list[str]) -> Optional[dict]:
-    """`agent.initial_weights` (a list in repository order or a mapping by name) as a mapping, or None."""
+def initial_weights_option(value, names: list[str]) -> Optional[dict[str, float]]:
+    """`agent.initial_weights` (a list in repository order or a mapping by name) as checked weights by
+    name (where these weights enter, `check_weights` runs once), or None when not given."""
     if value is None:
         return None
     if isinstance(value, dict):
         if sorted(map(str, value)) != sorted(names):
             raise OptionError(f'agent.initial_weights: names {sorted(map(str, value))} do not match the loss '
                               f'repository {names}')
-        return {n: value[n] for n in names}
-    if isinstance(value, (list, tuple)):
+        weights = {n: value[n] for n in names}
+    elif isinstance(value, (list, tuple)):
         if len(value) != len(names):
             raise OptionError(f'agent.initial_weights: {len(value)} weights for {len(names)} losses {names}')
-        return dict(zip(names, value))
-    raise OptionError(f'agent.initial_weights: expected a list or a mapping, got {value!r}')
+        weights = dict(zip(names, value))
+    else:
+        raise OptionError(f'agent.initial_weights: expected a list or a mapping, got {value!r}')
+    problem = check_weights(weights, names)
+    if problem:
+        raise OptionError(f'agent.initial_weights: {problem}')
+    return {n: float(weights[n]) for n in names}
