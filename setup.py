@@ -10,7 +10,8 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=['agent', 'agent.board', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_hook',
-              'lossagent_runtime', 'lossagent_data', 'lossagent_eval'],
+              'lossagent_hook.experts', 'lossagent_iqa', 'lossagent_options', 'lossagent_runtime', 'lossagent_data',
+              'lossagent_eval'],
     py_modules=['lossagent_compat', 'lossagent_errors'],
     package_data={'agent': ['templates/*.txt', 'templates/paper/*.txt'], 'agent.board': ['static/*']},
     # torch/torchvision and basicsr are installed first by the Makefile: basicsr's source archive
