@@ -1,12 +1,16 @@
-"""Which way each image-quality metric goes: the one direction table.
+"""Which way each image-quality metric goes: the one direction table and the one way to read it.
 
-pyiqa's own `lower_better` is authoritative where pyiqa is installed and asked (the stage hook and
-test.py ask it); this table serves the pure-Python agent (reading logs, replaying, checking options
-without pyiqa) and agrees with pyiqa on every name both know (`tests/test_glue_units.py`).
+`lower_better` is the only function that answers "is lower better?" for a metric: an explicit
+option wins, else this table, else the caller's extra table (pyiqa's own, passed by
+lossagent_iqa where pyiqa is installed), else an OptionError naming the key -- a wrong direction
+silently trains the wrong way, so an unknown metric never defaults. The table agrees with pyiqa on
+every name both know (`tests/test_glue_units.py`), so where a name is looked up first changes nothing.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
+
+from lossagent_errors import OptionError
 
 LOWER_BETTER = {
     # no-reference
@@ -24,6 +28,24 @@ LOWER_BETTER = {
 }
 
 
-def known_direction(metric: Optional[str]) -> Optional[bool]:
-    """lower_better for a metric name (case-insensitive), None if the table does not know it."""
-    return LOWER_BETTER.get(str(metric).lower()) if metric else None
+def known_direction(metric: Optional[str], extra: Optional[Mapping[str, bool]] = None) -> Optional[bool]:
+    """lower_better for a metric name (the table case-insensitive, then `extra`), None if neither knows it."""
+    if not metric:
+        return None
+    lower = LOWER_BETTER.get(str(metric).lower())
+    if lower is None and extra is not None and metric in extra:
+        lower = bool(extra[metric])
+    return lower
+
+
+def lower_better(metric, key: str, override=None, extra: Optional[Mapping[str, bool]] = None) -> bool:
+    """Whether lower is better for `metric`: `override` (the option `lower_better`) when given, else
+    the table, else `extra`; an OptionError naming `key` (the `lower_better` option) otherwise."""
+    if override is not None:
+        if not isinstance(override, bool):
+            raise OptionError(f'{key}: got {override!r}; expected true or false')
+        return override
+    lower = known_direction(metric, extra)
+    if lower is None:
+        raise OptionError(f'{key}: unknown metric {metric!r}; say whether lower is better')
+    return lower

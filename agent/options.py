@@ -33,19 +33,25 @@ def choice(opts: dict, key: str, allowed: Iterable[Any], prefix: str = 'agent.po
     return value
 
 
-def number(opts: dict, key: str, low: float = -math.inf, high: float = math.inf, integer: bool = False,
-           allow_none: bool = False, prefix: str = 'agent.policy') -> Any:
-    value = opts[key]
-    if value is None and allow_none:
-        return None
-    if isinstance(value, str):  # YAML reads `1e-4` without a dot as a string
+def as_number(value) -> Optional[float]:
+    """The one reading of a number from YAML or a form: a finite int or float, or a numeric string
+    (YAML reads `1e-4` without a dot as text), as a float; None for anything else (bools included)."""
+    if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            pass
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and integer:
-        ok = float(value).is_integer()
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def number(opts: dict, key: str, low: float = -math.inf, high: float = math.inf, integer: bool = False,
+           allow_none: bool = False, prefix: str = 'agent.policy') -> Any:
+    if opts[key] is None and allow_none:
+        return None
+    value = as_number(opts[key])
+    ok = value is not None and (not integer or value.is_integer())
     if not ok or not low <= value <= high:
         kind = 'an integer' if integer else 'a number'
         raise OptionError(f'{prefix}.{key}: got {opts[key]!r}; expected {kind} in [{low}, {high}]'

@@ -36,9 +36,11 @@ class Registry:
             return target
         return wrap if obj is None else wrap(obj)
 
-    def get(self, name):
+    def get(self, name, key: Optional[str] = None):
+        """The object registered as `name`; `key` names the option where it differs per entry
+        (`agent.experts.<name>.type`)."""
         if name not in self._obj_map:
-            raise OptionError(f"{self.option_key}: unknown {self.name} '{name}'"
+            raise OptionError(f"{key or self.option_key}: unknown {self.name} '{name}'"
                               f'{closest(str(name), self._obj_map)}; choose one of {self.keys()}')
         return self._obj_map[name]
 

@@ -19,19 +19,26 @@ def check_weights(weights, names: list[str], bounds: tuple[float, float] = UNBOU
     missing = [n for n in names if n not in weights]
     if missing:
         return f'expected {len(names)} weights ({":".join(names)}), missing {", ".join(missing)}'
-    low, high = bounds
     for name in names:
-        value = weights[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f'weight of {name} is not a number ({value!r})'
-        if not math.isfinite(value):
-            return f'weight of {name} is not finite ({value})'
-        if value < 0:
-            return f'weight of {name} is negative ({value:g}); weights must be non-negative'
-        if not low <= value <= high:
-            return f'weight of {name} is {value:g}, outside the allowed range [{low:g}, {high:g}]'
+        problem = check_weight(name, weights[name], bounds)
+        if problem:
+            return problem
     if all(weights[n] == 0 for n in names):
         return 'all weights are zero'
+    return None
+
+
+def check_weight(name: str, value, bounds: tuple[float, float] = UNBOUNDED) -> Optional[str]:
+    """Why one loss' weight is unusable on its own (a zero is fine here; a repository of zeros is not)."""
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f'weight of {name} is not a number ({value!r})'
+    if not math.isfinite(value):
+        return f'weight of {name} is not finite ({value})'
+    if value < 0:
+        return f'weight of {name} is negative ({value:g}); weights must be non-negative'
+    if not low <= value <= high:
+        return f'weight of {name} is {value:g}, outside the allowed range [{low:g}, {high:g}]'
     return None
 
 

@@ -51,7 +51,7 @@ import lossagent_models  # noqa: E402,F401
 import torch  # noqa: E402
 from agent.decision_log import read_records  # noqa: E402
 from agent.policies import find_policy  # noqa: E402
-from lossagent_hook.agent_options import AgentOptions  # noqa: E402
+from lossagent_options import AgentOptions  # noqa: E402
 from basicsr.data import build_dataloader, build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils import get_root_logger  # noqa: E402
@@ -212,7 +212,7 @@ def busy_offsets(opt: dict) -> frozenset:
     agent = AgentOptions.from_opt(opt)
     stage = agent.stage_iters
     offsets = {it % stage for it in agent.snapshot_iterations(stage)}
-    if agent.policy.get('type') == 'lookahead':
+    if agent.needs_probes:
         offsets.add(agent.policy['probe_iters'] % stage)
     return frozenset(offsets)
 

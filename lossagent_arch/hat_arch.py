@@ -16,7 +16,8 @@ import torch.nn as nn
 from basicsr.archs.arch_util import to_2tuple, trunc_normal_
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from lossagent_arch.window_util import (PatchEmbed, init_transformer_weights, pad_to_multiple,
+from lossagent_arch.padding import pad_to_multiple
+from lossagent_arch.window_util import (PatchEmbed, init_transformer_weights,
                                         relative_position_index_oca, relative_position_index_sa,
                                         shifted_window_mask, window_partition, window_reverse)
 

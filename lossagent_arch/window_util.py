@@ -5,7 +5,6 @@ The index/mask formulas follow SwinIR/HAT exactly: checkpoints store `relative_p
 buffers, so our buffers must hold the very same integers for a strict load to give the same network.
 """
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from basicsr.archs.arch_util import trunc_normal_
@@ -61,20 +60,6 @@ def shifted_window_mask(h, w, window_size, shift_size):
     mask_windows = window_partition(img_mask, window_size).view(-1, window_size * window_size)
     mask = mask_windows.unsqueeze(1) - mask_windows.unsqueeze(2)
     return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
-
-
-def pad_to_multiple(x, multiple):
-    """Reflect-pad the bottom/right of (b, c, h, w) so h and w divide by `multiple` (as HAT's test does).
-
-    Returns the padded tensor and the original (h, w) so the caller can crop the output.
-    """
-    h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    if pad_h or pad_w:
-        # reflect needs pad < size; tiny inputs fall back to replicate
-        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    return x, (h, w)
 
 
 class PatchEmbed(nn.Module):

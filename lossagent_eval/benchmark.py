@@ -20,12 +20,12 @@ from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import imwrite, tensor2img
-from lossagent_arch.window_util import pad_to_multiple
+from lossagent_arch.padding import pad_to_multiple
 from lossagent_eval.checkpoint import load_checkpoint
 from lossagent_eval.tables import REF_ROW, BenchmarkTable
 from lossagent_eval.test_options import BASICSR_METRICS as BASICSR_NAMES
 from lossagent_eval.test_options import check_files, load_options
-from lossagent_hook.iqa_metrics import create_iqa_metric, lower_is_better
+from lossagent_iqa import create_iqa_metric, lower_is_better
 
 BASICSR_METRICS = dict(zip(BASICSR_NAMES, (calculate_psnr, calculate_ssim)))
 DEFAULT_LABELS = {'niqe': 'NIQE', 'maniqa': 'MANIQA', 'clipiqa': 'CLIPIQA', 'qalign': 'Q-Align', 'psnr': 'PSNR',
@@ -45,13 +45,12 @@ class Metric:
         self.backend = mopt.pop('backend', 'basicsr' if self.type in BASICSR_METRICS else 'pyiqa')
         crop_border = mopt.pop('crop_border', None)
         self.test_y_channel = mopt.pop('test_y_channel', True)
-        self.lower_better = lower_is_better(self.type)
+        self.lower_better = lower_is_better(self.type, f'metrics.{key}')
         if self.backend == 'basicsr':  # test_options.check_metric allowed only these
             self.fn, self.needs_gt = BASICSR_METRICS[self.type], True
         else:
             self.fn = create_iqa_metric(self.type, device=device, owner=f'metrics.{key}', **mopt)
             self.needs_gt = not getattr(self.fn, 'metric_mode', 'NR') == 'NR'
-            self.lower_better = bool(getattr(self.fn, 'lower_better', self.lower_better))
         if crop_border is None:  # BasicSR's convention for full-reference SR scores: crop = scale; NR: none
             crop_border = scale if self.needs_gt and scale > 1 else 0
         self.crop_border = int(crop_border)

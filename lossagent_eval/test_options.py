@@ -11,7 +11,7 @@ import os
 
 from lossagent_data.dataset_options import check_dataset
 from lossagent_errors import CheckpointError, OptionError, check_keys
-from lossagent_hook.iqa_metrics import check_metric_options
+from lossagent_iqa import check_metric_options
 from lossagent_runtime.option_file import load_yaml
 
 TOP_KEYS = ('name', 'title', 'scale', 'num_gpu', 'manual_seed', 'pad_multiple', 'path', 'network_g', 'methods',

@@ -1,3 +1,5 @@
-"""The stage hook and what it uses: the agent's validation images, the experts that score them, and
-the decision log and TensorBoard view of every boundary. `LossAgentModel` owns one `StageAgent`."""
+"""The stage hook and what only it uses: when the agent acts (stage_hook.py), how a decision is obtained
+(decision_runner.py), the lookahead loop (lookahead_loop.py), the experts (experts/), the agent's
+validation images, stage images, human approval and the TensorBoard view. `LossAgentModel` owns one
+`StageHook`."""
 import lossagent_compat  # noqa: F401  (before basicsr)

@@ -1,10 +1,13 @@
 """The stage hook: at every `agent.stage_iters` iterations, score the network and ask the policy.
 
 Like an mmengine hook that changes hyperparameters at validation points, it owns no training
-logic; `LossAgentModel` calls `start` before the first iteration, `after_iteration` after each
-one and `finish` at the end of training. Only rank 0 restores the validation images, runs the
-experts and asks the policy (in a worker thread, bounded by `agent.boundary_budget_s`); the
-weights are broadcast so every rank applies the same ones from the same iteration.
+logic and decides only *when*: `LossAgentModel` calls `start` before the first iteration,
+`after_iteration` after each one and `finish` at the end of training, and the hook picks the
+boundaries, the snapshots, what is broadcast and what is logged. *How* a decision is obtained
+(a worker thread, the budget, a person's approval) is decision_runner.py's; a policy whose class
+says `needs_probes` has its candidates trained by lookahead_loop.py. Only rank 0 restores the
+validation images, runs the experts and asks the policy; the weights are broadcast so every rank
+applies the same ones from the same iteration.
 
 Synchronous (default, as in the paper): training waits for the decision at the boundary.
 `agent.async: true`: training goes on with the current weights while the policy thinks; the new
@@ -12,16 +15,17 @@ weights apply from the first iteration after the answer arrives (with several pr
 first of the checks made every `agent.async_poll_iters` iterations), recorded as
 `applied_iteration`.
 
+The options arrive parsed (`AgentOptions` and the experts' `ExpertSpec`s, from
+lossagent_models/training_specs.py); nothing here reads the `agent` section again.
+
 Nothing that goes wrong here (expert error, NaN score, policy exception, slow server) stops
 training: the previous weights are kept and the record says why.
 """
 from __future__ import annotations
 
-import concurrent.futures as futures
 import datetime
 import json
 import time
-import traceback
 from pathlib import Path
 from typing import Optional
 
@@ -31,16 +35,16 @@ from tqdm import tqdm
 from agent import Decision, History, StageRecord, build_policy
 from agent.decision_log import DecisionLog
 from agent.policies.lookahead_policy import probe_overhead
-from agent.record import ProbeResult, mean_of_numbers
+from agent.record import mean_of_numbers
 from agent.runs.plot import plot_experiment
-from agent.weights import ratio
+from agent.weights import check_weights, ratio
 from basicsr.utils import get_root_logger
 from lossagent_errors import OptionError
+from lossagent_options import AgentOptions
 
-from .agent_options import AgentOptions
-from .experts import build_experts
-from .human_approval import review_decision
-from .lookahead import Probe, check_lookahead, finish_on, replay, start_probe
+from .decision_runner import DecisionRunner
+from .experts import ExpertSpec
+from .lookahead_loop import LookaheadLoop
 from .stage_images import write_stage_images
 from .tensorboard_log import agent_tb_writer, log_decision, log_scores
 from .validation_set import AgentValidationSet
@@ -57,51 +61,48 @@ def average_snapshots(earlier: list[dict], latest: dict) -> dict:
 
 
 class StageHook:
-    def __init__(self, opt: dict, repository, device, experiment_root: str):
-        self.options = AgentOptions.from_opt(opt)
+    def __init__(self, opt: dict, options: AgentOptions, experts: list[ExpertSpec], repository, device,
+                 experiment_root: str):
+        self.options = options
         self.opt = opt
         self.repository = repository
         self.device = device
-        self.stage_iters = self.options.stage_iters
-        self.budget_s = self.options.boundary_budget_s
-        self.async_mode = self.options.async_decisions
+        self.stage_iters = options.stage_iters
+        self.async_mode = options.async_decisions
         self.rank = opt.get('rank', 0)
         self.world_size = opt.get('world_size', 1)
-        self.poll_iters = self.options.async_poll_iters
+        self.poll_iters = options.async_poll_iters
         self.total_iters = int((opt.get('train') or {}).get('total_iter', 0) or 0)
-        self.score_network = self.options.score_network
-        self.probing_policy = self.options.policy.get('type') == 'lookahead'
-        check_lookahead(self.options.policy, self.stage_iters, self.async_mode)
-        self.probe: Optional[Probe] = None           # a lookahead's window in progress
-        self._proposal: Optional[dict] = None        # what its proposer said (rank 0)
+        self.score_network = options.score_network
         self._snapshot_scores: list[dict] = []       # this stage's earlier snapshots (rank 0)
         self.logger = get_root_logger()
         self.history = History()
         self.stage = 0
         self.started = False
         self.pending_since: Optional[int] = None  # boundary iteration of a decision not yet applied
-        self._future = None
         self._pending: Optional[StageRecord] = None  # the record whose decision is awaited
         agent_dir = Path(experiment_root) / 'agent'
         self.applied_path = agent_dir / f'applied_rank{self.rank}.jsonl'
         self.group = None
         if self.world_size > 1 and dist.is_available() and dist.is_initialized():
             # Rank 0 may spend minutes on the LLM while the others wait in this group's broadcast.
-            self.group = dist.new_group(timeout=datetime.timedelta(seconds=self.options.dist_timeout_s))
-        self.policy = self.experts = self.val_set = self.log = self.tb = None
+            self.group = dist.new_group(timeout=datetime.timedelta(seconds=options.dist_timeout_s))
+        self.policy = self.experts = self.val_set = self.log = self.tb = self.runner = None
         if self.rank == 0:
-            self._build_rank0(agent_dir)
+            self._build_rank0(agent_dir, experts)
+        self.lookahead = LookaheadLoop(self.policy, repository.names, self.rank, self._broadcast,
+                                       self._probe_scores) if options.needs_probes else None
 
-    def _build_rank0(self, agent_dir: Path) -> None:
+    def _build_rank0(self, agent_dir: Path, expert_specs: list[ExpertSpec]) -> None:
         """What only rank 0 needs; problems the option check cannot see (weights files, data) surface
         here, before any training time is spent."""
         o = self.options
         self.log = DecisionLog(agent_dir / 'decisions.jsonl')
-        self.experts = build_experts(o.experts, self.device)
+        self.experts = [spec.build(self.device) for spec in expert_specs]
         self.val_set = AgentValidationSet(o.dataset, o.num_images, o.image_seed, int(self.opt.get('scale', 1)),
                                           o.pad_multiple)
         if not self.val_set.has_gt:
-            full_reference = [e.name for e in self.experts if getattr(e, 'full_reference', False)]
+            full_reference = [e.name for e in self.experts if e.full_reference]
             if full_reference:
                 raise OptionError(f'agent.experts.{full_reference[0]}: a full-reference metric needs ground truth, '
                                   f"but agent.dataset ({o.dataset.get('type')}) has LQ images only; "
@@ -109,7 +110,7 @@ class StageHook:
         weights = self.repository.get_weights()
         self.policy = build_policy(o.policy, list(weights), list(weights.values()), [e.info for e in self.experts],
                                    seed=o.policy_seed, task=o.task)
-        self.executor = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='loss-agent')
+        self.runner = DecisionRunner(self.policy, o, agent_dir)
         self.tb = agent_tb_writer(self.opt)
         snapshots = o.snapshot_iterations(self.stage_iters)
         overhead = probe_overhead(self.policy, self.stage_iters)
@@ -137,9 +138,8 @@ class StageHook:
             self._write(record)
 
     def after_iteration(self, model, iteration: int) -> None:
-        if self.probe is not None:
-            self.probe.keep_step(model)
-            if iteration == self.probe.end:
+        if self.lookahead is not None and self.lookahead.active:
+            if self.lookahead.step(model, iteration):
                 self._finish_probe(model)
             return  # no boundary falls inside a probe (probe_iters < stage_iters)
         if self.pending_since is not None and (iteration - self.pending_since) % self.poll_iters == 0:
@@ -151,17 +151,17 @@ class StageHook:
             if self.pending_since is not None:  # the previous answer is still out: it comes first
                 self._collect(iteration, wait=True)
             self.stage += 1
-            if self.probing_policy:
+            if self.lookahead is not None:
                 self._start_probe(model, iteration)
                 return
             if self.rank == 0:
                 self._pending = self._evaluate(model, iteration, decide=True)
-                self._submit()
+                self.runner.submit(self.history)
             self.pending_since = iteration
             if not self.async_mode:
                 self._collect(iteration, wait=True)
 
-    # ---- rank 0: evaluate and decide ------------------------------------------------------
+    # ---- rank 0: evaluate ---------------------------------------------------------------
     def _snapshot_offsets(self) -> set[int]:
         """How many iterations before a boundary the earlier snapshots are taken."""
         return {self.stage_iters - i for i in self.options.snapshot_iterations(self.stage_iters)[:-1]}
@@ -185,6 +185,10 @@ class StageHook:
             scores[expert.name] = values
         return scores, errors, outputs
 
+    def _probe_scores(self, model, network: str) -> tuple[dict, dict]:
+        """The lookahead loop's view of a candidate: the score experts on `network`."""
+        return self._score(model, numeric_only=True, network=network)[:2]
+
     def _evaluate(self, model, iteration: int, decide: bool) -> StageRecord:
         started = time.perf_counter()
         scores, errors, outputs = self._score(model)
@@ -202,7 +206,7 @@ class StageHook:
         log_scores(self.tb, record, outputs)
         return record
 
-    # ---- lookahead: all ranks probe the same candidates in lockstep ------------------------------
+    # ---- a policy that probes: the window opens at a boundary and closes P iterations later ------
     def _start_probe(self, model, iteration: int) -> None:
         if iteration >= self.total_iters:  # nothing left to train: a window would never close
             if self.rank == 0:
@@ -213,84 +217,23 @@ class StageHook:
                 self._write(self._pending)
                 self._pending = None
             return
-        message = None
         if self.rank == 0:
             self._pending = self._evaluate(model, iteration, decide=True)
-            self._probe_started = time.perf_counter()
-            candidates, self._proposal = self.policy.propose(History(list(self.history.records)))
-            self._proposal['propose_s'] = round(time.perf_counter() - self._probe_started, 4)
-            message = (candidates, self.policy.probe_iters)
-        candidates, probe_iters = self._broadcast(message)
-        self.probe = start_probe(model, iteration, probe_iters, candidates)
+        self.lookahead.begin(model, iteration, self.history)
 
     def _finish_probe(self, model) -> None:
-        probe = self.probe
-        ends, logs, probes = [], [], []
-        for k, weights in enumerate(probe.candidates):
-            started = time.perf_counter()
-            ok = (model.skipped_updates == probe.start['skipped_updates']) if k == 0 else replay(model, probe, weights)
-            ends.append(model.take_snapshot())
-            logs.append(dict(model.log_dict) if getattr(model, 'log_dict', None) is not None else None)
-            if self.rank == 0:
-                scores, errors, _ = self._score(model, numeric_only=True, network=self.policy.probe_network)
-                probes.append(ProbeResult(dict(weights), scores, valid=ok and not errors,
-                                          note=None if ok and not errors else
-                                          ('non-finite training' if not ok else f'expert errors: {sorted(errors)}'),
-                                          eval_s=round(time.perf_counter() - started, 4)))
-        winner = 0
+        boundary, weights = self.lookahead.finish(model, self.history, self._pending)
+        self._applied(boundary, weights)
         if self.rank == 0:
-            record = self._pending
-            decision = self.policy.choose(History(list(self.history.records)), probes, self._proposal)
-            decision.latency_s = round(self._proposal['propose_s'] + sum(p.eval_s for p in probes), 4)
-            record.probes = probes
-            record.record_decision(decision, self.repository.names)
-            winner = decision.info.get('winner') or 0
-        winner = self._broadcast(winner)
-        finish_on(model, probe, ends, logs, winner)
-        self.probe = None
-        self._applied(probe.boundary, probe.candidates[winner])
-        if self.rank == 0:
-            self._pending.applied_iteration = probe.boundary + 1
+            self._pending.applied_iteration = boundary + 1
             self._write(self._pending)
             self._pending = None
-
-    def _submit(self) -> None:
-        history = History(list(self.history.records))  # the main thread appends while we think
-        self._submitted_at = time.perf_counter()
-        self._future = self.executor.submit(self._decide, history)
-
-    def _decide(self, history: History) -> tuple[Decision, Optional[str]]:
-        """(the decision, the traceback when the policy raised). Runs in the worker thread."""
-        started = time.perf_counter()
-        try:
-            decision = self.policy.decide(history)
-        except Exception as err:  # a policy bug must not cost the run
-            return Decision(weights={}, policy=self.policy.name, fallback=f'policy raised {err!r}',
-                            latency_s=round(time.perf_counter() - started, 4)), traceback.format_exc(limit=5)
-        decision.latency_s = round(decision.latency_s or time.perf_counter() - started, 4)
-        decision = review_decision(decision, history.last, self.options, self.log.path.parent)
-        return decision, None
-
-    def _result(self, wait: bool) -> Optional[tuple[Decision, Optional[str]]]:
-        """The decision, None while (asynchronously) still thinking."""
-        if not wait and not self._future.done():
-            return None
-        remaining = self.budget_s - (time.perf_counter() - self._submitted_at)
-        try:
-            return self._future.result(timeout=max(0.0, remaining))
-        except futures.TimeoutError:
-            # The worker cannot be interrupted; a fresh one serves the next boundaries.
-            self.executor.shutdown(wait=False)
-            self.executor = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='loss-agent')
-            return Decision(weights={}, policy=self.policy.name,
-                            fallback=f'no decision within agent.boundary_budget_s={self.budget_s:g}s',
-                            latency_s=round(self.budget_s, 4)), None
 
     # ---- all ranks: agree and apply ---------------------------------------------------------
     def _collect(self, iteration: int, wait: bool) -> None:
         weights = None
         if self.rank == 0:
-            result = self._result(wait)
+            result = self.runner.result(wait)
             if result is not None:
                 decision, trace = result
                 weights = self._pending.record_decision(decision, self.repository.names, trace)
@@ -303,8 +246,7 @@ class StageHook:
         if self.rank == 0:
             self._pending.applied_iteration = iteration + 1
             self._write(self._pending)
-            self._future = self._pending = None
-
+            self._pending = None
     def _applied(self, iteration: int, weights: dict) -> None:
         """What this rank trains with from the next iteration on (agent/applied_rank<r>.jsonl)."""
         self.applied_path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,31 +281,33 @@ class StageHook:
         self.logger.info(line + f', eval {record.eval_s:.2f}s, decision {record.latency_s or 0:.2f}s)')
 
     # ---- resume ---------------------------------------------------------------------------
+    def _probing(self) -> bool:
+        return self.lookahead is not None and self.lookahead.active
+
     def state_dict(self) -> dict:
         """Plain types and tensors only, so the training state loads with torch.load(weights_only=True)."""
         pending = None
-        if (self.pending_since is not None or self.probe is not None) and self._pending is not None:
+        if (self.pending_since is not None or self._probing()) and self._pending is not None:
             pending = json.loads(json.dumps(self._pending.to_dict(), default=str))
-        probe = None
-        if self.probe is not None:
-            probe = {**self.probe.state_dict(), 'proposal': json.loads(json.dumps(self._proposal or {}, default=str))}
         return {'stage': self.stage, 'started': self.started, 'history': self.history.to_list(),
                 'weights': dict(self.repository.get_weights()), 'pending_since': self.pending_since,
                 'pending_entry': pending, 'policy': self.policy.state_dict() if self.policy is not None else {},
-                'probe': probe, 'snapshot_scores': list(self._snapshot_scores)}
+                'probe': self.lookahead.state_dict() if self.lookahead is not None else None,
+                'snapshot_scores': list(self._snapshot_scores)}
 
     def load_state_dict(self, state: dict, iteration: int) -> None:
         self.stage = int(state['stage'])
         self.started = bool(state['started'])
         self.history = History.from_list(state['history'])
+        problem = check_weights(state['weights'], self.repository.names)  # weights read back from disk
+        if problem:
+            raise ValueError(f'loss weights rejected: {problem}')
         self.repository.set_weights(state['weights'])
         self.pending_since = state.get('pending_since')
         self._snapshot_scores = list(state.get('snapshot_scores') or [])
         probe = state.get('probe')
-        if probe is not None and self.world_size == 1:
-            probe = dict(probe)
-            self._proposal = probe.pop('proposal')
-            self.probe = Probe.from_state(probe)
+        reopened = probe is not None and self.lookahead is not None and \
+            self.lookahead.load_state_dict(probe, self.world_size)
         if self.rank != 0:
             return
         self.policy.load_state_dict(state.get('policy', {}))
@@ -374,14 +318,14 @@ class StageHook:
             if self.history.last is not None and self.history.last.stage == self._pending.stage:
                 self.history.records[-1] = self._pending
         if self.pending_since is not None:  # the answer was lost with the process: ask again
-            self._submit()
-        if probe is not None and self.probe is None:  # the other ranks' window inputs were not saved
+            self.runner.submit(self.history)
+        if probe is not None and not reopened:
             self._keep_first_candidate(probe['boundary'], probe['candidates'],
                                        'resumed inside a lookahead window with several processes')
         self.logger.info(f'Loss agent resumed at stage {self.stage} (iter {iteration}) with weights '
                          f'{dict(self.repository.get_weights())}; {superseded} later records marked superseded'
                          f'{"; re-asking the pending decision" if self.pending_since is not None else ""}'
-                         f'{"; inside a lookahead window" if self.probe is not None else ""}')
+                         f'{"; inside a lookahead window" if self._probing() else ""}')
 
     def _keep_first_candidate(self, boundary: int, candidates: list[dict], why: str) -> None:
         """A probe that cannot be finished: the first candidate (trained live) stands (rank 0 records it)."""
@@ -398,19 +342,19 @@ class StageHook:
         scores reach the log; its weights are never applied (`applied_iteration: null`). A lookahead
         window the run ended in keeps its first candidate, which trained to the end.
         """
-        probe, self.probe = self.probe, None
+        probe = self.lookahead.abandon() if self.lookahead is not None else None
         if self.rank != 0:
             return
         if probe is not None:
             self._keep_first_candidate(probe.boundary, probe.candidates, 'training ended inside the lookahead window')
-        if self.pending_since is not None and self._future is not None:
-            decision, trace = self._result(wait=True)
+        if self.pending_since is not None and self.runner.pending:
+            decision, trace = self.runner.result(wait=True)
             self._pending.record_decision(decision, self.repository.names, trace)
             self._pending.applied_iteration = None
             self.log.append(self._pending)
             self._report(self._pending)
-            self.pending_since = self._future = self._pending = None
-        self.executor.shutdown(wait=False)
+            self.pending_since = self._pending = None
+        self.runner.close()
         self.policy.close()
         if self.tb is not None:
             self.tb.close()

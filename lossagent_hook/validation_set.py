@@ -8,7 +8,7 @@ import torch
 
 from basicsr.data import build_dataset
 from lossagent_errors import OptionError
-from lossagent_arch.window_util import pad_to_multiple
+from lossagent_arch.padding import pad_to_multiple
 
 
 def equal_runs(keys: list, max_len: Optional[int] = None):

@@ -17,6 +17,7 @@ from torch import nn
 
 from basicsr.utils.registry import LOSS_REGISTRY
 from lossagent_errors import OptionError
+from lossagent_iqa import check_metric_options, create_iqa_metric, lower_is_better
 
 REDUCTIONS = ('mean', 'sum')
 
@@ -28,12 +29,11 @@ class PyIQALoss(nn.Module):
     def __init__(self, metric: str, loss_weight: float = 1.0, reduction: str = 'mean',
                  metric_options: dict | None = None):
         super().__init__()
-        from lossagent_hook.iqa_metrics import create_iqa_metric, lower_is_better
         self.check_options('PyIQALoss', {'metric': metric, 'reduction': reduction, 'metric_options': metric_options})
         self.metric_name = metric
         self.loss_weight = loss_weight
         self.reduction = reduction
-        self.sign = 1.0 if lower_is_better(metric) else -1.0
+        self.sign = 1.0 if lower_is_better(metric, f'PyIQALoss({metric})') else -1.0
         # as_loss: pyiqa computes with gradients and skips its [0, 1] input assertion; no weighting or
         # reduction on pyiqa's side (ours is the weight the agent sets)
         self.metric = create_iqa_metric(metric, device='cpu', owner=f'PyIQALoss({metric})', as_loss=True,
@@ -46,7 +46,6 @@ class PyIQALoss(nn.Module):
     def check_options(owner: str, options: dict) -> None:
         """What the constructor checks, without building the metric (the loss repository's `loss_spec`
         calls it at start-up with `owner` = the option key)."""
-        from lossagent_hook.iqa_metrics import check_metric_options
         if options.get('reduction', 'mean') not in REDUCTIONS:
             raise OptionError(f"{owner}.reduction: got {options['reduction']!r}; allowed values are {list(REDUCTIONS)}")
         extra = options.get('metric_options') or {}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -24,10 +23,11 @@ from torch import nn
 from basicsr.losses import build_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from agent.weights import check_weights
+from agent.options import as_number
+from agent.weights import check_weight
 from lossagent_compat import lookup, registered, unknown_name
 from lossagent_errors import MissingWeightsError, OptionError, UserError, unknown_key
-from lossagent_hook.agent_options import initial_weights_option
+from lossagent_options import initial_weights_option
 
 ADVERSARIAL_TYPES = {'GANLoss', 'MultiScaleGANLoss'}
 PERCEPTUAL_TYPES = {'PerceptualLoss'}
@@ -78,18 +78,6 @@ def repository_options(train_opt: dict) -> 'OrderedDict[str, dict]':
     return repo
 
 
-def _number(value):
-    """A YAML number, or a numeric string (YAML reads `1e-4` as text), as a float; None otherwise."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def loss_spec(name: str, opt: dict) -> LossSpec:
     """Validate one loss without building it: its type, our keys, its constructor's keywords, its weight."""
     key = f'train.losses.{name}'
@@ -116,7 +104,7 @@ def loss_spec(name: str, opt: dict) -> LossSpec:
                               f'the keyword that scales it)')
     for option, value in opt.items():
         if option.endswith('_weight') and not isinstance(value, dict):
-            number = _number(value)
+            number = as_number(value)
             if number is None:
                 raise OptionError(f'{key}.{option}: got {value!r}; expected a number')
             opt[option] = number
@@ -125,9 +113,10 @@ def loss_spec(name: str, opt: dict) -> LossSpec:
         own_check(key, {k: v for k, v in opt.items() if k != 'type'})
     default = params[weight_attr].default if weight_attr in params else 1.0
     weight = opt.get(weight_attr, default)
-    problem = check_weights({name: weight}, [name]) if _number(weight) is not None else \
+    # where a loss' weight enters: one weight may be zero (a repository of zeros is the agent's check)
+    problem = check_weight(name, weight) if as_number(weight) is not None else \
         f'weight of {name} is not a number ({weight!r})'
-    if problem and problem != 'all weights are zero':
+    if problem:
         raise OptionError(f'{key}.{weight_attr}: {problem}')
     return LossSpec(name, loss_type, opt, weight_attr, role, float(weight))
 
@@ -160,9 +149,11 @@ def _build(spec: LossSpec) -> nn.Module:
 class LossRepository:
     """Builds the named losses and reads/writes their weights in place."""
 
-    def __init__(self, train_opt: dict, device: torch.device):
+    def __init__(self, train_opt: dict, device: torch.device, specs: list[LossSpec] | None = None):
+        """`specs`: `train.losses` as the start-up check parsed them (training_specs.py); without them
+        `train_opt` is parsed here (tests, scripts)."""
         self.entries: list[RepositoryEntry] = []
-        for spec in repository_specs(train_opt):
+        for spec in specs if specs is not None else repository_specs(train_opt):
             criterion = _build(spec).to(device)
             if not hasattr(criterion, spec.weight_attr):
                 raise OptionError(f"train.losses.{spec.name}: {spec.type} has no attribute '{spec.weight_attr}' "
@@ -181,20 +172,14 @@ class LossRepository:
         return OrderedDict((e.name, float(getattr(e.criterion, e.weight_attr))) for e in self.entries)
 
     def set_weights(self, weights: dict) -> None:
-        """Weights that passed `check_weights` (the hook checks a policy's answer before it gets here)."""
-        problem = check_weights(weights, self.names)
-        if problem:
-            raise ValueError(f'loss weights rejected: {problem}')
+        """Weights checked where they entered (`check_weights`): agent.initial_weights by the option
+        check, a decision by `StageRecord.record_decision`, a resumed state by the stage hook."""
         for e in self.entries:
             setattr(e.criterion, e.weight_attr, float(weights[e.name]))
 
     def set_initial_weights(self, weights) -> None:
         """`agent.initial_weights`: a list in repository order or a mapping by name."""
-        weights = initial_weights_option(weights, self.names)
-        problem = check_weights(weights, self.names)
-        if problem:
-            raise OptionError(f'agent.initial_weights: {problem}')
-        self.set_weights({n: float(v) for n, v in weights.items()})
+        self.set_weights(initial_weights_option(weights, self.names))
 
     def generator_loss(self, output: torch.Tensor, gt: torch.Tensor, net_d=None, targets: dict | None = None):
         """Total generator loss and the per-term log (BasicSR names for the classic three).

@@ -27,6 +27,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from . import training_snapshot
 from .loss_repository import LossRepository
 from .rng_state import host_rng_state, restore_host_rng_state, seed_iteration
+from .training_specs import specs_of
 from lossagent_hook.stage_hook import StageHook
 from lossagent_errors import OptionError
 
@@ -41,9 +42,10 @@ class LossAgentModel(SRGANModel):
         self.ema_decay = train_opt.get('ema_decay', 0)
         if self.ema_decay > 0:
             self._build_ema()
-        self.losses = LossRepository(train_opt, self.device)
-        if (self.opt.get('agent') or {}).get('initial_weights') is not None:
-            self.losses.set_initial_weights(self.opt['agent']['initial_weights'])
+        specs = specs_of(self.opt)  # parsed once by preflight (training_specs.py)
+        self.losses = LossRepository(train_opt, self.device, specs.losses)
+        if specs.agent is not None and specs.agent.initial_weights is not None:
+            self.losses.set_weights(specs.initial_weights)
         self._expose_legacy_criteria()
         self.net_d = None
         if self.losses.adversarial is not None:
@@ -56,8 +58,9 @@ class LossAgentModel(SRGANModel):
         self.nonfinite_reported: set[str] = set()
         self.skipped_updates = 0
         self.agent = None
-        if self.opt.get('agent'):
-            self.agent = StageHook(self.opt, self.losses, self.device, self.opt['path']['experiments_root'])
+        if specs.agent is not None:
+            self.agent = StageHook(self.opt, specs.agent, specs.experts, self.losses, self.device,
+                                   self.opt['path']['experiments_root'])
 
     def _build_ema(self):
         get_root_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')

@@ -32,6 +32,7 @@ from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, 
                            make_exp_dirs, mkdir_and_rename)
 from basicsr.utils.options import copy_opt_file, dict2str, parse_options
 from agent.runs.board.launch import start_board
+from lossagent_models.training_specs import with_specs
 from lossagent_errors import OptionError
 
 from .basicsr_fixes import run_device
@@ -135,14 +136,14 @@ def train_pipeline(root_path: str, argv: list[str]) -> None:
     opt, args = parse_options(root_path, is_train=True)
     opt['root_path'] = root_path
     torch.backends.cudnn.benchmark = True
-    check_options(opt)
+    specs = check_options(opt)  # the parsed losses and agent section, for the model
     resume_state = load_resume_state(opt)
     make_folders(opt, resume_state)
     logger, tb_logger = start_loggers(opt, args.opt)
     board = start_board(opt, logger)  # agent.board: the run board in its own process
     train_loader, train_sampler, val_loaders, total_epochs, total_iters = \
         create_dataloaders(opt, logger, resume_state)
-    model = build_model(opt)
+    model = build_model(with_specs(opt, specs))
     start_epoch, current_iter = 0, 0
     if resume_state:
         model.resume_training(resume_state)  # optimizers, schedulers (and for ours: RNG, agent)

@@ -5,23 +5,21 @@ problem is one line naming the option key and what is allowed. The sections Loss
 strict (an unknown key is an error with the closest valid one): `agent`, `agent.experts.*`,
 `agent.policy`, the options of our datasets (lossagent_data/dataset_options.py), `train.losses.*`.
 BasicSR's own sections keep BasicSR's behaviour; only their `type` names and data paths are
-checked here. Each check is the one the builder itself runs, called early: nothing is built.
+checked here. Each check is the one the builder itself runs, called early: nothing is built; the
+losses and the agent section are parsed once into the specs the model and the stage hook receive.
 """
 from __future__ import annotations
 
 import os.path as osp
+from typing import Optional
 
-from agent.policies import check_policy
-from agent.weights import check_weights
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from lossagent_compat import lookup, registered, unknown_name
 from lossagent_data.dataset_options import check_dataset
 from lossagent_errors import OptionError
-from lossagent_hook.agent_options import AgentOptions, initial_weights_option
-from lossagent_hook.experts import check_experts
-from lossagent_hook.lookahead import check_lookahead
-from lossagent_models.loss_repository import repository_specs
 from lossagent_models.lossagent_model import LossAgentModel
+from lossagent_models.training_specs import TrainingSpecs, training_specs
+
 
 def _check_type(key: str, opt, registry, what: str) -> None:
     kind = opt.get('type') if isinstance(opt, dict) else None
@@ -29,24 +27,10 @@ def _check_type(key: str, opt, registry, what: str) -> None:
         raise unknown_name(f'{key}.type', what, kind, registry)
 
 
-def check_agent(opt: dict, loss_names: list[str], weights: dict) -> AgentOptions:
-    agent = AgentOptions.from_opt(opt)
-    check_lookahead(agent.policy, agent.stage_iters, agent.async_decisions)
-    check_dataset('agent.dataset', agent.dataset)
-    experts = check_experts(agent.experts)
-    initial = initial_weights_option(agent.initial_weights, loss_names)
-    if initial is not None:
-        problem = check_weights(initial, loss_names)
-        if problem:
-            raise OptionError(f'agent.initial_weights: {problem}')
-        weights = initial
-    check_policy(agent.policy, loss_names, [float(weights[n]) for n in loss_names], experts,
-                 seed=agent.policy_seed, task=agent.task)
-    return agent
-
-
-def check_options(opt: dict) -> None:
-    """Raise OptionError for the first wrong option of a training run (BasicSR's parsed `opt`)."""
+def check_options(opt: dict) -> Optional[TrainingSpecs]:
+    """Raise OptionError for the first wrong option of a training run (BasicSR's parsed `opt`); return
+    the parsed losses and agent options of a LossAgent model (None for BasicSR's own models), which
+    the pipeline hands to the model (lossagent_models/training_specs.py)."""
     if not registered(MODEL_REGISTRY, opt.get('model_type')):
         raise unknown_name('model_type', 'model', opt.get('model_type'), MODEL_REGISTRY)
     for net in ('network_g', 'network_d'):
@@ -55,10 +39,9 @@ def check_options(opt: dict) -> None:
     for phase, dataset_opt in (opt.get('datasets') or {}).items():
         check_dataset(f'datasets.{phase}', dataset_opt)
     ours = issubclass(lookup(MODEL_REGISTRY, opt['model_type']), LossAgentModel)
+    specs = None
     if ours and opt.get('is_train', True):
-        specs = repository_specs(opt.get('train') or {})
-        if opt.get('agent'):
-            check_agent(opt, [s.name for s in specs], {s.name: s.weight for s in specs})
+        specs = training_specs(opt)
     elif opt.get('agent'):
         raise OptionError(f"agent: model_type {opt['model_type']} has no loss agent; use LossAgentModel "
                           'or RealLossAgentModel')
@@ -69,3 +52,4 @@ def check_options(opt: dict) -> None:
             if path is not None and not osp.isfile(path):
                 raise OptionError(f'path.{key}: {path} does not exist (put the pretrained weights there, '
                                   f'e.g. under experiments/pretrained_models/)')
+    return specs

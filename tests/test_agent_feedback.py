@@ -65,6 +65,7 @@ def test_expert_directions_from_yaml():
                           'Critic': {'kind': 'text'}})
     assert e == [ExpertInfo('NIQE', True), ExpertInfo('Q', False), ExpertInfo('Mine', True),
                  ExpertInfo('Critic', False, 'text')]
-    assert experts_from_opt([{'name': 'psnr'}]) == [ExpertInfo('psnr', False)]
+    with pytest.raises(OptionError, match=r'agent\.experts: give at least one expert'):  # one grammar: a mapping
+        experts_from_opt([{'name': 'psnr'}])
     with pytest.raises(OptionError, match=r'agent\.experts\.X\.lower_better: unknown metric'):
         experts_from_opt({'X': {'metric': 'mystery'}})

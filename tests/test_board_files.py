@@ -12,7 +12,7 @@ from agent.policies import Decision
 from agent.record import ExpertInfo, StageRecord
 from agent.stage_files import APPROVAL, PROPOSAL, WAITING, image_file, read_json, stage_dir, write_json
 from lossagent_errors import OptionError, UserError
-from lossagent_hook.agent_options import AgentOptions
+from lossagent_options import AgentOptions
 from lossagent_hook.human_approval import review_decision
 from lossagent_hook.stage_images import write_stage_images
 from training import tiny_options

@@ -317,7 +317,7 @@ def test_variants_differ_from_their_base_only_where_they_should(path):
 def test_every_agent_policy_builds_and_prompts_as_configured(path):
     """The policy each file names builds from its options; the llm prompt shows the ablation."""
     from agent import ExpertInfo, History, StageRecord, build_policy
-    from lossagent_hook.iqa_metrics import lower_is_better
+    from lossagent_iqa import lower_is_better
     agent = load_basicsr(path)['agent']
     losses = load_basicsr(path)['train']['losses']
     weights = {n: float(o.get('perceptual_weight', o.get('loss_weight'))) for n, o in losses.items()}

@@ -148,7 +148,7 @@ def test_paper_configs_pass_the_name_checks_and_stop_at_missing_data(path):
 def test_the_direction_table_agrees_with_pyiqa():
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
     from agent.directions import LOWER_BETTER
-    from lossagent_hook.iqa_metrics import lower_is_better
+    from lossagent_iqa import lower_is_better
     for name, lower in LOWER_BETTER.items():
         assert name in DEFAULT_CONFIGS, name
         assert bool(DEFAULT_CONFIGS[name].get('lower_better', False)) == lower, name

@@ -50,7 +50,7 @@ def params(model):
 def test_a_replayed_candidate_retraces_the_live_one_exactly(tmp_path):
     """Restoring the copy and replaying the same weights on the kept inputs gives bit-identical
     networks and optimizer states: the differences between candidates are differences of weights."""
-    from lossagent_hook.lookahead import replay, start_probe
+    from lossagent_hook.lookahead_loop import replay, start_probe
     model, batches = tiny_model(tmp_path)
     model.feed_data(batches[0])
     model.train_step(1)
@@ -79,7 +79,7 @@ def test_a_replayed_candidate_retraces_the_live_one_exactly(tmp_path):
 
 
 def test_a_candidate_whose_training_goes_non_finite_is_marked(tmp_path):
-    from lossagent_hook.lookahead import replay, start_probe
+    from lossagent_hook.lookahead_loop import replay, start_probe
     model, batches = tiny_model(tmp_path)
     probe = start_probe(model, boundary=0, probe_iters=2, candidates=[dict(zip(N, INIT))] * 2)
     for it, batch in enumerate(batches[:2], 1):

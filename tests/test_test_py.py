@@ -21,7 +21,7 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
 from basicsr.utils.matlab_functions import imresize
 from lossagent_eval.tables import AVG, REF_ROW, BenchmarkTable
-from lossagent_hook.iqa_metrics import create_iqa_metric
+from lossagent_iqa import create_iqa_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = dict(type='SwinIR', upscale=4, in_chans=3, img_size=24, window_size=8, img_range=1., depths=[1], embed_dim=12,

@@ -36,6 +36,7 @@ class LossPolicy:
     trajectory.
     """
     name = 'base'
+    needs_probes = False  # True: the hook trains its candidates (propose/choose; lossagent_hook/lookahead_loop.py)
 
     def __init__(self, loss_names: list[str], initial_weights: list[float],
                  experts: list[ExpertInfo], opt: Optional[dict] = None, seed: int = 0,

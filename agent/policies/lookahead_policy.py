@@ -4,7 +4,7 @@ Comparing stages with one another mostly measures training progress and the GAN'
 swings; comparing candidates trained from *one* state on the *same* batches with the *same*
 random numbers (common random numbers) measures the weights. At a boundary this policy proposes
 K candidate weightings, the first of them the current weights; the stage hook trains each for
-`probe_iters` iterations from the boundary's state (lossagent_hook/lookahead.py) and scores them
+`probe_iters` iterations from the boundary's state (lossagent_hook/lookahead_loop.py) and scores them
 with the experts; `choose` keeps the best by the combined objective (agent/objective.py, experts
 on a common scale), and training continues from that candidate's state, so its P iterations are
 part of the run. The other candidates cost (K-1)*P extra iterations per stage.
@@ -54,6 +54,7 @@ LOOKAHEAD_DEFAULTS = {
 
 @register_policy('lookahead')
 class LookaheadPolicy(LossPolicy):
+    needs_probes = True
     def __init__(self, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
         super().__init__(loss_names, initial_weights, experts, opt, seed, task)
         o = read_options(self.opt, LOOKAHEAD_DEFAULTS)

@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from lossagent_errors import OptionError
 from ..decision_log import current_records
-from ..directions import known_direction
+from ..directions import lower_better
 from ..experts import experts_from_opt
 from ..record import ExpertInfo, History, StageRecord
 from ..policies import build_policy
@@ -52,10 +51,7 @@ def experts_for(records: list[StageRecord], agent_opt: dict) -> tuple[list[Exper
         if values and all(isinstance(v, str) for v in values):
             out.append(ExpertInfo(name, False, 'text'))
             continue
-        lower = known_direction(name)
-        if lower is None:
-            raise OptionError(f'agent.experts.{name}.lower_better: not in the log nor the YAML; add it')
-        out.append(ExpertInfo(name, lower))
+        out.append(ExpertInfo(name, lower_better(name, f'agent.experts.{name}.lower_better')))
     return out, 'yaml'
 
 

@@ -19,7 +19,7 @@ import yaml
 from . import PY, ROOT
 
 CODE = ('agent', 'lossagent_models', 'lossagent_hook', 'lossagent_runtime', 'lossagent_data', 'lossagent_losses',
-        'lossagent_arch')
+        'lossagent_arch', 'lossagent_iqa', 'lossagent_options')
 
 
 def env_for(threads: int) -> dict:

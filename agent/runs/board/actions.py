@@ -9,11 +9,11 @@ File formats: agent/stage_files.py, agent/human_feedback.py, lossagent_hook/huma
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Optional
 
 from ...human_feedback import MAX_CHARS
+from ...options import as_number
 from ...stage_files import APPROVAL, FEEDBACK, RATINGS, rating_or_none, stage_dir, write_atomic, write_json
 from ...weights import check_weights
 from .runs import RunFolder
@@ -71,7 +71,8 @@ def answer_proposal(run: RunFolder, stage: int, action, weights) -> dict:
         answer = {'action': 'approve'}
     elif action == 'edit':
         if isinstance(weights, dict):  # numbers typed in a form may come as strings
-            weights = {k: _number(v) for k, v in weights.items()}
+            weights = {k: as_number(v) if isinstance(v, str) and as_number(v) is not None else v
+                       for k, v in weights.items()}
         problem = check_weights(weights, names)
         if problem:
             raise ActionError(400, f'weights: {problem}')
@@ -80,13 +81,3 @@ def answer_proposal(run: RunFolder, stage: int, action, weights) -> dict:
         raise ActionError(400, f"action: got {action!r}; expected 'approve' or 'edit'")
     write_json(stage_dir(run.agent_dir, stage) / APPROVAL, {**answer, 'by': 'human', 'at': time.time()})
     return {'stage': stage, **answer}
-
-
-def _number(value):
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return value
-        return number if math.isfinite(number) else value
-    return value

@@ -13,7 +13,6 @@ from typing import Optional
 
 import numpy as np
 
-from agent.directions import known_direction
 from lossagent_errors import MissingWeightsError, OptionError, closest, unknown_key
 
 NIQE_PARAMS = 'niqe_modelparameters.mat'
@@ -59,14 +58,6 @@ def _report_downloads(requested: list):
         yield
     finally:
         download_util.download_url_to_file = original
-
-
-def lower_is_better(metric_name: str) -> bool:
-    """pyiqa's own direction for a metric name, else the direction table's (else higher is better)."""
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
-    if metric_name in DEFAULT_CONFIGS:
-        return bool(DEFAULT_CONFIGS[metric_name].get('lower_better', False))
-    return bool(known_direction(metric_name))
 
 
 # keywords of pyiqa's InferenceModel itself; the others go to the metric's network

@@ -5,7 +5,7 @@
       num_images: 10           # validation images, drawn once with image_seed
       image_seed: 0
       dataset: {...}           # any BasicSR dataset (required)
-      experts: {...}           # name -> expert options (required; lossagent_hook/experts.py)
+      experts: {...}           # name -> expert options (required; lossagent_hook/experts/)
       policy: {type: fixed}    # agent/*_policy.py; its own keys are checked by the policy
       initial_weights: ~       # a list in repository order or a mapping by name
       task: image super-resolution
@@ -26,15 +26,20 @@
       board: ~                 # start the run board beside the run: {port: 8080, host: 127.0.0.1}
 
 An unknown key is a start-up error with the closest valid one: a typo (`stage_iter: 1`) would
-otherwise train a whole run with the default.
+otherwise train a whole run with the default. `AgentOptions.from_opt` is the only reader of the
+section; lossagent_models/training_specs.py calls it once per run and the model and the stage hook
+receive the result. What the policy needs from the hook is its class's `needs_probes`, looked up here
+(the policy's own keys are checked by the policy, through the registry).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from agent.options import as_number
+from agent.policies import find_policy
 from agent.runs.board.launch import check_board_options
+from agent.weights import check_weights
 from lossagent_errors import OptionError, check_keys
 
 DEFAULTS = {
@@ -47,19 +52,12 @@ DEFAULTS = {
 
 
 def positive(section: dict, key: str, integer: bool = True, prefix: str = 'agent') -> Union[int, float]:
-    value = section[key]
-    if isinstance(value, str):  # YAML reads `1e3` without a dot as a string
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if ok and integer:
-        ok = float(value).is_integer()
+    value = as_number(section[key])
+    ok = value is not None and value > 0 and (not integer or value.is_integer())
     if not ok:
         raise OptionError(f'{prefix}.{key} must be a positive {"integer" if integer else "number"}, '
                           f'got {section[key]!r}')
-    return int(value) if integer else float(value)
+    return int(value) if integer else value
 
 
 def non_negative_int(section: dict, key: str, prefix: str = 'agent') -> int:
@@ -92,6 +90,7 @@ class AgentOptions:
     human_approval: bool
     approval_timeout_s: float
     board: Optional[dict]
+    needs_probes: bool        # the policy's class trains candidates at each boundary (the lookahead loop)
 
     def snapshot_iterations(self, boundary: int) -> list[int]:
         """The iterations averaged into a boundary's scores, oldest first (just the boundary: [boundary])."""
@@ -112,6 +111,9 @@ class AgentOptions:
         policy = a['policy'] if a['policy'] is not None else {'type': 'fixed'}
         if not isinstance(policy, dict):
             raise OptionError(f'agent.policy: expected a mapping with a type, got {policy!r}')
+        # an unknown type is the policy check's error, later (check_policy names the closest type)
+        kind = policy.get('type', 'fixed')
+        needs_probes = bool(getattr(find_policy(kind) if isinstance(kind, str) else None, 'needs_probes', False))
         for key in ('async', 'stage_images', 'human_approval'):
             if not isinstance(a[key], bool):
                 raise OptionError(f'agent.{key}: got {a[key]!r}; expected true or false')
@@ -148,32 +150,53 @@ class AgentOptions:
             raise OptionError(f'agent.approval_timeout_s: {approval_timeout:g} s is not shorter than '
                               f'agent.boundary_budget_s ({budget:g} s), which bounds the policy and the approval '
                               'together')
-        if a['human_approval'] and policy.get('type') == 'lookahead':
+        if a['human_approval'] and needs_probes:
             raise OptionError('agent.human_approval: the lookahead policy trains its candidates on the spot and '
                               'chooses by their scores; there is no single proposal to approve')
-        return cls(stage_iters=stage_iters, num_images=positive(a, 'num_images'),
-                   image_seed=non_negative_int(a, 'image_seed'), dataset=dict(a['dataset']),
-                   experts=dict(a['experts']), policy=dict(policy), initial_weights=a['initial_weights'],
-                   task=a['task'], policy_seed=non_negative_int(a, 'policy_seed'), async_decisions=a['async'],
-                   boundary_budget_s=budget, async_poll_iters=positive(a, 'async_poll_iters'),
-                   pad_multiple=positive(a, 'pad_multiple'),
-                   dist_timeout_s=positive(a, 'dist_timeout_s', integer=False),
-                   score_network=a['score_network'], snapshots=snapshots, snapshot_every=every,
-                   stage_images=a['stage_images'], human_approval=a['human_approval'],
-                   approval_timeout_s=approval_timeout, board=check_board_options(a['board']))
+        options = cls(
+            stage_iters=stage_iters, num_images=positive(a, 'num_images'),
+            image_seed=non_negative_int(a, 'image_seed'), dataset=dict(a['dataset']),
+            experts=dict(a['experts']), policy=dict(policy), initial_weights=a['initial_weights'],
+            task=a['task'], policy_seed=non_negative_int(a, 'policy_seed'), async_decisions=a['async'],
+            boundary_budget_s=budget, async_poll_iters=positive(a, 'async_poll_iters'),
+            pad_multiple=positive(a, 'pad_multiple'), dist_timeout_s=positive(a, 'dist_timeout_s', integer=False),
+            score_network=a['score_network'], snapshots=snapshots, snapshot_every=every,
+            stage_images=a['stage_images'], human_approval=a['human_approval'],
+            approval_timeout_s=approval_timeout, board=check_board_options(a['board']), needs_probes=needs_probes)
+        options.check_probe_window()
+        return options
+
+    def check_probe_window(self) -> None:
+        """What a probing policy cannot see on its own: its window must fit in a stage, and decisions
+        are synchronous."""
+        if not self.needs_probes:
+            return
+        probe_iters = self.policy.get('probe_iters', 10)
+        if isinstance(probe_iters, int) and not isinstance(probe_iters, bool) and probe_iters >= self.stage_iters:
+            raise OptionError(f'agent.policy.probe_iters: {probe_iters} must be smaller than agent.stage_iters '
+                              f'({self.stage_iters}): the winner trains on for the rest of the stage')
+        if self.async_decisions:
+            raise OptionError('agent.async: the lookahead policy trains its candidates at the boundary; '
+                              'it cannot decide asynchronously (set agent.async: false)')
 
 
-def initial_weights_option(value, names: list[str]) -> Optional[dict]:
-    """`agent.initial_weights` (a list in repository order or a mapping by name) as a mapping, or None."""
+def initial_weights_option(value, names: list[str]) -> Optional[dict[str, float]]:
+    """`agent.initial_weights` (a list in repository order or a mapping by name) as checked weights by
+    name (where these weights enter, `check_weights` runs once), or None when not given."""
     if value is None:
         return None
     if isinstance(value, dict):
         if sorted(map(str, value)) != sorted(names):
             raise OptionError(f'agent.initial_weights: names {sorted(map(str, value))} do not match the loss '
                               f'repository {names}')
-        return {n: value[n] for n in names}
-    if isinstance(value, (list, tuple)):
+        weights = {n: value[n] for n in names}
+    elif isinstance(value, (list, tuple)):
         if len(value) != len(names):
             raise OptionError(f'agent.initial_weights: {len(value)} weights for {len(names)} losses {names}')
-        return dict(zip(names, value))
-    raise OptionError(f'agent.initial_weights: expected a list or a mapping, got {value!r}')
+        weights = dict(zip(names, value))
+    else:
+        raise OptionError(f'agent.initial_weights: expected a list or a mapping, got {value!r}')
+    problem = check_weights(weights, names)
+    if problem:
+        raise OptionError(f'agent.initial_weights: {problem}')
+    return {n: float(weights[n]) for n in names}
