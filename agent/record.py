@@ -7,6 +7,11 @@ with `from_dict`, which reads every log line and training state written so far.
 
 Everything is JSON-safe plain Python, so a record also goes into BasicSR's training state
 (loaded with `torch.load(weights_only=True)`).
+
+What a record keeps is bounded whatever a server answers: every string of its prompts, answers,
+info, fallback and traceback is cut at `TEXT_LIMIT` characters with its full length noted
+(`clip_text`), and the `History` keeps prompts and answers of its newest record only (the older
+ones are in the decision log), so memory stays flat over a long run.
 """
 from __future__ import annotations
 
@@ -17,6 +22,26 @@ from typing import Any, Optional, Union
 from .weights import check_weights
 
 Score = Union[float, str, None]  # a number, a text critique, or None when invalid
+
+TEXT_LIMIT = 16_384  # characters of one answer, prompt message, error or traceback kept in a record
+
+
+def clip_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """`text` itself, or its first `limit` characters and a note of how long it was."""
+    if len(text) <= limit:
+        return text
+    return f'{text[:limit]}\n[... cut by LossAgent: {len(text):,} characters in all, the first {limit:,} kept]'
+
+
+def bounded(value, limit: int = TEXT_LIMIT):
+    """`value` (JSON-like: dicts, lists, strings, numbers) with every long string clipped."""
+    if isinstance(value, str):
+        return clip_text(value, limit)
+    if isinstance(value, dict):
+        return {k: bounded(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [bounded(v, limit) for v in value]
+    return value
 
 
 def is_number(value) -> bool:
@@ -157,9 +182,10 @@ class StageRecord:
         """Take a policy's `Decision` (agent/policy.py): its audit trail, and its weights when they
         pass `check_weights`; a fallback, or weights that do not pass, keep `weights_before`.
         Returns the weights to train with from now on."""
-        self.policy, self.fallback = decision.policy, decision.fallback
-        self.prompts, self.answers, self.info = list(decision.prompts), list(decision.answers), dict(decision.info)
-        self.latency_s, self.traceback = decision.latency_s, traceback
+        self.policy, self.fallback = decision.policy, bounded(decision.fallback)
+        self.prompts, self.answers = bounded(list(decision.prompts)), bounded(list(decision.answers))
+        self.info = bounded(dict(decision.info))
+        self.latency_s, self.traceback = decision.latency_s, bounded(traceback)
         self.decided_by = decision.decided_by
         self.proposed_weights = dict(decision.proposed_weights) if decision.proposed_weights is not None else None
         if self.fallback is None:
@@ -266,6 +292,10 @@ class History:
     records: list[StageRecord] = field(default_factory=list)
 
     def append(self, record: StageRecord) -> None:
+        """Add the newest record; the one before it keeps no prompts and answers from now on (its
+        decision is made and logged; policies read scores, weights and info)."""
+        if self.records and (self.records[-1].prompts or self.records[-1].answers):
+            self.records[-1] = self.records[-1].compact()
         self.records.append(record)
 
     def __len__(self) -> int:
