@@ -28,7 +28,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from . import training_snapshot
 from .checkpoint_files import remove_checkpoint, save_verified, write_manifest
 from .loss_repository import LossRepository
-from .rng_state import host_rng_state, restore_host_rng_state, seed_iteration
+from .rng_state import every_rank_host_rng_state, restore_rank_host_rng_state, seed_iteration
 from lossagent_hook.stage_hook import StageHook
 from lossagent_errors import OptionError, WriteError
 
@@ -251,12 +251,15 @@ class LossAgentModel(SRGANModel):
         self._checkpoint_files[save_path] = save_verified(save_dict, save_path)
 
     def save_training_state(self, epoch, current_iter):
-        """BasicSR's training state plus the RNGs and the agent's (its pending decision too)."""
-        if current_iter == -1 or self.opt.get('rank', 0) != 0:
+        """BasicSR's training state plus every rank's RNGs and the agent's (its pending decision too)."""
+        if current_iter == -1:
+            return
+        rng_ranks = every_rank_host_rng_state()  # every rank takes part
+        if self.opt.get('rank', 0) != 0:
             return
         state = {'epoch': epoch, 'iter': current_iter,
                  'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers], 'rng': host_rng_state()}
+                 'schedulers': [s.state_dict() for s in self.schedulers], 'rng': rng_ranks[0], 'rng_ranks': rng_ranks}
         if self.agent is not None:
             state['agent'] = self.agent.state_dict()
         save_path = self.training_state_path(current_iter)
@@ -270,7 +273,7 @@ class LossAgentModel(SRGANModel):
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         if 'rng' in resume_state:
-            restore_host_rng_state(resume_state['rng'])
+            restore_rank_host_rng_state(resume_state, self.opt.get('rank', 0))
         if self.agent is not None:
             if 'agent' not in resume_state:
                 raise OptionError('path.resume_state: this training state has no agent state '
