@@ -133,7 +133,7 @@ def check_checkpoint(state_path: str, model_paths: list[str]) -> str | None:
                 return f'{path}: missing'
             size, digest = file_digest(path)
             if size != entry.get('size'):
-                return f'{path}: {size} bytes, the manifest says {entry.get("size")} (incomplete)'
+                return f'{path}: {size} bytes, the manifest says {entry.get("size")} bytes (incomplete)'
             if digest != entry.get('sha256'):
                 return f'{path}: SHA-256 differs from the manifest (damaged)'
         return None
