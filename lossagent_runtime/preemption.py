@@ -10,7 +10,7 @@ there. Further signals during the save are noted and ignored, so they cannot int
 
 With several processes the stop flag is all-reduced (MAX) every iteration: every rank stops after
 the same iteration, however many of them received the signal, and no rank is left waiting in a
-collective. An int all-reduce costs microseconds beside DDP's gradient all-reduce.
+collective. The flag is a CPU int (in a gloo group beside NCCL): microseconds, no GPU sync.
 """
 from __future__ import annotations
 
@@ -55,14 +55,15 @@ class StopRequest:
         self.signals = list(signals)
         self.received: list[int] = []
         self._previous: dict = {}
-        self._flag = None
+        self._flag = self._group = None
 
     def install(self) -> 'StopRequest':
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._note)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            device = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
-            self._flag = torch.zeros(1, dtype=torch.int32, device=device)
+            # a CPU flag in a gloo group beside NCCL: no GPU synchronisation per iteration
+            self._group = dist.new_group(backend='gloo') if dist.get_backend() == 'nccl' else None
+            self._flag = torch.zeros(1, dtype=torch.int32)
         return self
 
     def _note(self, signum, frame) -> None:  # a signal handler: nothing but a note
@@ -73,7 +74,7 @@ class StopRequest:
         if self._flag is None:
             return bool(self.received)
         self._flag.fill_(1 if self.received else 0)
-        dist.all_reduce(self._flag, op=dist.ReduceOp.MAX)
+        dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self._group)
         return bool(self._flag.item())
 
     def signal_name(self) -> str:
