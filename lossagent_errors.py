@@ -26,6 +26,11 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint named in the options is missing or does not fit the network."""
 
 
+class WriteError(UserError, OSError):
+    """A file of the run (checkpoint, decision log) could not be written (disk full, quota); what was
+    written before is intact. The message names the file."""
+
+
 def closest(key: str, known: Iterable[str]) -> str:
     """' (did you mean `stage_iters`?)', or '' when nothing is close."""
     match = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)

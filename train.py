@@ -1,5 +1,9 @@
 """Train with LossAgent: `python train.py -opt options/train/<name>.yml [--auto_resume] [--debug]
-[--launcher none|pytorch] [--force_yml key:sub=value ...]` (BasicSR's flags)."""
+[--launcher none|pytorch|slurm] [--force_yml key:sub=value ...]` (BasicSR's flags).
+
+Exit status: 0 trained to the end; 2 a one-line error (options, a damaged or unwritable checkpoint);
+75 stopped by a preemption signal after saving its state (continue with --auto_resume)."""
+import logging
 import os
 import os.path as osp
 import sys
@@ -12,6 +16,7 @@ import lossagent_models  # noqa: F401  (LossAgentModel)
 from lossagent_errors import UserError
 from lossagent_runtime import basicsr_fixes
 from lossagent_runtime.pipeline import train_pipeline
+from lossagent_runtime.preemption import EXIT_PREEMPTED, Preempted
 
 
 def main() -> int:
@@ -23,6 +28,12 @@ def main() -> int:
             raise
         print(f'train.py: error: {err}', file=sys.stderr)
         return 2
+    except Preempted as stopped:
+        print(f'train.py: {stopped}', file=sys.stderr, flush=True)
+        logging.shutdown()
+        sys.stdout.flush()
+        # not sys.exit: it would wait for a policy thread still in an HTTP request (everything is saved)
+        os._exit(EXIT_PREEMPTED)
     return 0
 
 

@@ -2,9 +2,10 @@
 
 Each line is written with a single `write` of the whole line and fsync'd, so a crash
 leaves either the whole record or nothing; a partial last line (power loss) is ignored by
-the reader and cut off by `supersede_after`. On resume, records past the restored
-iteration are kept but marked `"superseded": true`, so what happened stays visible and
-nothing is counted twice.
+the reader and cut off by `supersede_after`. A write that fails (disk full) cuts the file back to
+where it was and raises `WriteError` naming it, so a torn line never glues onto the next. On
+resume, records past the restored iteration are kept but marked `"superseded": true`, so what
+happened stays visible and nothing is counted twice.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import math
 import os
 from pathlib import Path
 from typing import Iterator, Optional, Union
+
+from lossagent_errors import WriteError
 
 from .record import StageRecord
 
@@ -36,10 +39,20 @@ class DecisionLog:
     def append(self, record: Union[StageRecord, dict]) -> None:
         line = record.to_dict() if isinstance(record, StageRecord) else record
         text = json.dumps(json_safe(line), ensure_ascii=False, allow_nan=False) + '\n'
+        data = text.encode('utf-8')
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(fd).st_size
         try:
-            os.write(fd, text.encode('utf-8'))
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f'wrote {written} of {len(data)} bytes')
             os.fsync(fd)
+        except OSError as err:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise WriteError(f'could not append to {self.path}: {err}; the log is as it was before') from None
         finally:
             os.close(fd)
 
@@ -57,12 +70,16 @@ class DecisionLog:
                 line['superseded'] = True
                 changed += 1
         tmp = self.path.with_suffix('.jsonl.tmp')
-        with open(tmp, 'w', encoding='utf-8') as f:
-            for line in lines:
-                f.write(json.dumps(line, ensure_ascii=False) + '\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, 'w', encoding='utf-8') as f:
+                for line in lines:
+                    f.write(json.dumps(line, ensure_ascii=False) + '\n')
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise WriteError(f'could not rewrite {self.path}: {err}; the log is as it was before') from None
         return changed
 
 

@@ -7,6 +7,11 @@ with `from_dict`, which reads every log line and training state written so far.
 
 Everything is JSON-safe plain Python, so a record also goes into BasicSR's training state
 (loaded with `torch.load(weights_only=True)`).
+
+What a record keeps is bounded whatever a server answers: every string of its answers, info,
+fallback and traceback is cut at `TEXT_LIMIT` characters with its full length noted (`clip_text`),
+its prompts together at about `PROMPT_BUDGET`, and the `History` keeps prompts and answers of its
+newest record only (the older ones are in the decision log), so memory stays flat over a long run.
 """
 from __future__ import annotations
 
@@ -17,6 +22,52 @@ from typing import Any, Optional, Union
 from .weights import check_weights
 
 Score = Union[float, str, None]  # a number, a text critique, or None when invalid
+
+TEXT_LIMIT = 16_384    # characters of one answer, error, traceback or info string kept in a record
+PROMPT_BUDGET = 8_192  # characters of all the prompt messages of one record together
+
+
+def clip_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """`text` itself, or its first and last `limit`/2 characters around a note of how long it was
+    (a prompt's newest stages and question, an answer's weights line, are at the end)."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[:limit // 2], text[len(text) - limit // 2:]
+    note = f'[... cut by LossAgent: {len(text):,} characters in all, the first and last {limit // 2:,} kept ...]'
+    return f'{head}\n{note}\n{tail}'
+
+
+def bounded_prompts(prompts: list, budget: int = PROMPT_BUDGET) -> list:
+    """The prompts a record keeps: a re-prompt keeps only the messages it added (`earlier_messages`:
+    how many it shares with the attempt before), and every message is clipped so that all of them
+    together stay near `budget` characters (a full history makes each prompt tens of KB)."""
+    out, before = [], {}
+    for prompt in prompts:
+        if not (isinstance(prompt, dict) and isinstance(prompt.get('messages'), list)):
+            out.append(bounded(prompt))
+            continue
+        prompt, messages = dict(prompt), list(prompt['messages'])
+        previous = before.get(prompt.get('image'))
+        before[prompt.get('image')] = messages
+        if previous and messages[:len(previous)] == previous:
+            prompt['earlier_messages'], messages = len(previous), messages[len(previous):]
+        prompt['messages'] = messages
+        out.append(prompt)
+    count = sum(len(p['messages']) for p in out if isinstance(p, dict) and 'messages' in p) or 1
+    limit = max(512, budget // count)
+    return [{**p, 'messages': [bounded(m, limit) for m in p['messages']]}
+            if isinstance(p, dict) and 'messages' in p else p for p in out]
+
+
+def bounded(value, limit: int = TEXT_LIMIT):
+    """`value` (JSON-like: dicts, lists, strings, numbers) with every long string clipped."""
+    if isinstance(value, str):
+        return clip_text(value, limit)
+    if isinstance(value, dict):
+        return {k: bounded(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [bounded(v, limit) for v in value]
+    return value
 
 
 def is_number(value) -> bool:
@@ -157,9 +208,10 @@ class StageRecord:
         """Take a policy's `Decision` (agent/policy.py): its audit trail, and its weights when they
         pass `check_weights`; a fallback, or weights that do not pass, keep `weights_before`.
         Returns the weights to train with from now on."""
-        self.policy, self.fallback = decision.policy, decision.fallback
-        self.prompts, self.answers, self.info = list(decision.prompts), list(decision.answers), dict(decision.info)
-        self.latency_s, self.traceback = decision.latency_s, traceback
+        self.policy, self.fallback = decision.policy, bounded(decision.fallback)
+        self.prompts, self.answers = bounded_prompts(list(decision.prompts)), bounded(list(decision.answers))
+        self.info = bounded(dict(decision.info))
+        self.latency_s, self.traceback = decision.latency_s, bounded(traceback)
         self.decided_by = decision.decided_by
         self.proposed_weights = dict(decision.proposed_weights) if decision.proposed_weights is not None else None
         if self.fallback is None:
@@ -266,6 +318,10 @@ class History:
     records: list[StageRecord] = field(default_factory=list)
 
     def append(self, record: StageRecord) -> None:
+        """Add the newest record; the one before it keeps no prompts and answers from now on (its
+        decision is made and logged; policies read scores, weights and info)."""
+        if self.records and (self.records[-1].prompts or self.records[-1].answers):
+            self.records[-1] = self.records[-1].compact()
         self.records.append(record)
 
     def __len__(self) -> int:

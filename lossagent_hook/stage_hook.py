@@ -335,6 +335,17 @@ class StageHook:
         self._write(self._pending)
         self._pending = None
 
+    def close(self) -> None:
+        """A preempted run (rank 0): release the worker, the policy (a managed LLM server stops) and
+        TensorBoard, recording nothing: a decision still out is in the training state just saved and
+        is asked again on resume; every record so far is already fsync'd in the decision log."""
+        if self.rank != 0:
+            return
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.policy.close()
+        if self.tb is not None:
+            self.tb.close()
+
     def finish(self) -> None:
         """End of training (rank 0): record a decision still out, plot the run, release resources.
 

@@ -8,13 +8,14 @@ Differences from SRGANModel, all driven by the options YAML:
   iterations (before BasicSR saves a checkpoint at the same iteration), and its state is
   saved in the training state so `--auto_resume` continues the same trajectory;
 - the training state also holds the RNG states, and a non-finite loss skips the update and is
-  reported (once per kind) with its iteration instead of spreading NaN into the weights.
+  reported (once per kind) with its iteration instead of spreading NaN into the weights;
+- a checkpoint's files are written atomically and verified, with a manifest written last
+  (checkpoint_files.py), so `--auto_resume` can tell a whole checkpoint from a damaged one.
 """
 from __future__ import annotations
 
 import math
 import os
-import time
 from collections import OrderedDict
 
 import torch
@@ -25,11 +26,12 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from . import training_snapshot
+from .checkpoint_files import remove_checkpoint, save_verified, write_manifest
 from .loss_repository import LossRepository
-from .rng_state import host_rng_state, restore_host_rng_state, seed_iteration
+from .rng_state import every_rank_host_rng_state, restore_rank_host_rng_state, seed_iteration
 from .training_specs import specs_of
 from lossagent_hook.stage_hook import StageHook
-from lossagent_errors import OptionError
+from lossagent_errors import OptionError, WriteError
 
 LEGACY_ATTRIBUTES = {'cri_pix': ('L1', 'MSE', 'Charbonnier', 'Pixel'), 'cri_perceptual': ('Perceptual',)}
 
@@ -215,39 +217,66 @@ class LossAgentModel(SRGANModel):
             self.agent.finish()
 
     def save(self, epoch, current_iter):
-        if hasattr(self, 'net_g_ema'):
-            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
-        else:
-            self.save_network(self.net_g, 'net_g', current_iter)
-        if self.net_d is not None:
-            self.save_network(self.net_d, 'net_d', current_iter)
-        self.save_training_state(epoch, current_iter)
+        """BasicSR's checkpoint (networks, then the training state) written as one verified set
+        (checkpoint_files.py): its manifest comes last, and a write that fails removes what this
+        iteration had written and raises WriteError; earlier checkpoints stay as they were."""
+        self._checkpoint_files = {}
+        try:
+            if hasattr(self, 'net_g_ema'):
+                self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter,
+                                  param_key=['params', 'params_ema'])
+            else:
+                self.save_network(self.net_g, 'net_g', current_iter)
+            if self.net_d is not None:
+                self.save_network(self.net_d, 'net_d', current_iter)
+            self.save_training_state(epoch, current_iter)
+            if current_iter != -1 and self._checkpoint_files:
+                write_manifest(self.training_state_path(current_iter), self._checkpoint_files, current_iter)
+        except WriteError:
+            remove_checkpoint(list(self._checkpoint_files))
+            raise
+
+    def training_state_path(self, current_iter: int) -> str:
+        return os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
+
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """BasicSR's (rank 0, `module.` prefixes dropped, tensors on the CPU), written verified."""
+        if self.opt.get('rank', 0) != 0:
+            return
+        label = 'latest' if current_iter == -1 else current_iter
+        save_path = os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth')
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        save_dict = {}
+        for net_, key in zip(nets, keys, strict=True):
+            state_dict = self.get_bare_model(net_).state_dict()
+            save_dict[key] = {(k[7:] if k.startswith('module.') else k): v.cpu() for k, v in state_dict.items()}
+        self._checkpoint_files[save_path] = save_verified(save_dict, save_path)
 
     def save_training_state(self, epoch, current_iter):
-        """BasicSR's training state plus the agent's, written atomically (a kill never leaves half a file)."""
-        if current_iter == -1 or self.opt.get('rank', 0) != 0:
+        """BasicSR's training state plus every rank's RNGs and the agent's (its pending decision too)."""
+        if current_iter == -1:
+            return
+        rng_ranks = every_rank_host_rng_state()  # every rank takes part
+        if self.opt.get('rank', 0) != 0:
             return
         state = {'epoch': epoch, 'iter': current_iter,
                  'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers], 'rng': host_rng_state()}
+                 'schedulers': [s.state_dict() for s in self.schedulers], 'rng': rng_ranks[0], 'rng_ranks': rng_ranks}
         if self.agent is not None:
             state['agent'] = self.agent.state_dict()
-        save_path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
-        tmp_path = save_path + '.tmp'
-        for attempt in range(3):
-            try:
-                torch.save(state, tmp_path)
-                os.replace(tmp_path, save_path)
-                return
-            except OSError as err:
-                get_root_logger().warning(f'Save training state error: {err}, attempt {attempt + 1} of 3')
-                time.sleep(1)
-        get_root_logger().warning(f'Could not save {save_path}; training continues')
+        save_path = self.training_state_path(current_iter)
+        self._checkpoint_files[save_path] = save_verified(state, save_path)
+
+    def close_agent(self) -> None:
+        """A preempted run: release the agent without recording (its pending decision is in the state)."""
+        if self.agent is not None:
+            self.agent.close()
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         if 'rng' in resume_state:
-            restore_host_rng_state(resume_state['rng'])
+            restore_rank_host_rng_state(resume_state, self.opt.get('rank', 0))
         if self.agent is not None:
             if 'agent' not in resume_state:
                 raise OptionError('path.resume_state: this training state has no agent state '

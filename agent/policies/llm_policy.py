@@ -41,7 +41,7 @@ from ..llm.context import estimate_tokens, fits, overflow_stage, prompt_budget
 from ..options import choice, flag, number, pair, read_options, string_list
 from ..llm.parser import parse_answer
 from ..llm.prompts import PROMPT_DEFAULTS, PromptBuilder
-from ..record import StageRecord
+from ..record import StageRecord, clip_text
 from .registry import register_policy
 from ..llm.serve import OWNED_BY, ManagedServer, check_serve_options
 from ..llm.structured import MODES, local_grammar, request_fields, unsupported, weights_regex
@@ -268,7 +268,7 @@ class LLMPolicy(LossPolicy):
                 out['weights'], out['error'] = weights, None
                 return out
             out['error'] = request['error'] = f'rejected: {error}'
-            messages = self.prompts.reprompt(messages, reply.text, error)
+            messages = self.prompts.reprompt(messages, clip_text(reply.text), error)  # a 2 MB answer is not sent back
         return out
 
     def _log_context_projection(self) -> None:
