@@ -1,5 +1,6 @@
 """Train with LossAgent: `python train.py -opt options/train/<name>.yml [--auto_resume] [--debug]
-[--launcher none|pytorch] [--force_yml key:sub=value ...]` (BasicSR's flags)."""
+[--launcher none|pytorch|slurm] [--force_yml key:sub=value ...]` (BasicSR's flags; `--debug` also
+shortens `agent.stage_iters` so that the run reaches the agent, see lossagent_runtime/debug_run.py)."""
 import os
 import os.path as osp
 import sys
