@@ -109,7 +109,8 @@ def main(argv=None) -> int:
             raise OptionError('--tile/--tile_pad: expected non-negative sizes')
         paths = list_images(args.input)
         checkpoint = args.model or default_checkpoint(opt)
-        device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+        auto = 'cuda' if torch.cuda.is_available() else 'cpu'
+        device = torch.device(auto if args.device == 'auto' else args.device)
         net = load_network(opt, checkpoint, device)
     except (UserError, FileNotFoundError) as err:
         print(f'inference.py: error: {err}', file=sys.stderr)
