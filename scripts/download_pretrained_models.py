@@ -120,7 +120,7 @@ def verify(entry: WeightFile, path: Path, expected_size: int | None = None) -> s
         digest = sha256_of(path)
         want = entry.sha256 or entry.sha256_prefix
         return '' if digest.startswith(want) else f'sha256 {digest[:12]}... is not the published {want[:12]}...'
-    if path.suffix in ('.pth', '.pt', '.ckpt'):
+    if Path(entry.name).suffix in ('.pth', '.pt', '.ckpt'):  # `path` may be the .part file
         if not zipfile.is_zipfile(path):
             return 'not a zip archive (a PyTorch file is one): truncated or not a checkpoint'
         with zipfile.ZipFile(path) as archive:
