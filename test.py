@@ -37,6 +37,7 @@ def run_basicsr_test(args) -> None:
     import lossagent_data  # noqa: F401
     import lossagent_losses  # noqa: F401
     import lossagent_models  # noqa: F401
+    import lossagent_eval.val_metrics  # noqa: F401  (calculate_iqa)
     from basicsr.test import test_pipeline
     from lossagent_runtime import basicsr_fixes
     basicsr_fixes.install()

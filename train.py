@@ -10,6 +10,7 @@ import lossagent_arch  # noqa: F401  (registers our architectures)
 import lossagent_data  # noqa: F401  (datasets)
 import lossagent_losses  # noqa: F401  (losses)
 import lossagent_models  # noqa: F401  (LossAgentModel)
+import lossagent_eval.val_metrics  # noqa: F401  (calculate_iqa: pyiqa metrics in `val`)
 from lossagent_errors import UserError
 from lossagent_runtime import basicsr_fixes
 from lossagent_runtime.pipeline import train_pipeline

@@ -30,6 +30,7 @@ import lossagent_arch  # noqa: F401
 import lossagent_data  # noqa: F401
 import lossagent_losses  # noqa: F401
 import lossagent_models  # noqa: F401
+import lossagent_eval.val_metrics  # noqa: F401  (calculate_iqa, the RISR files' val metric)
 from basicsr.utils.options import ordered_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +183,8 @@ def test_every_train_config_validates_with_basicsr(path):
     assert val['save_img'] is False
     metrics = {name: m['type'] for name, m in val['metrics'].items()}
     if path.stem.startswith('RISR'):  # no ground truth in RealSRSet: a no-reference curve
-        assert metrics == {'niqe': 'calculate_niqe'} and val['metrics']['niqe']['better'] == 'lower'
+        assert metrics == {'niqe': 'calculate_iqa'} and val['metrics']['niqe']['better'] == 'lower'
+        assert val['metrics']['niqe']['metric'] == 'niqe'
         assert val_set['type'] == 'SingleImageDataset' and val_set['dataroot_lq'] == 'datasets/RealSRSet'
     else:
         assert metrics == {'psnr': 'calculate_psnr', 'ssim': 'calculate_ssim'}
