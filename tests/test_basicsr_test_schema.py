@@ -40,7 +40,8 @@ def test_basicsr_test_file_on_offline_photo_folders(tmp_path, unique_name):
             gt, lq = bicubic_pair(load_photo(name)[:96, :128], 4)
             for sub, img in (('GT', gt), ('LR', lq)):
                 (tmp_path / folder / sub).mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(tmp_path / folder / sub / f'{name}.png'), (img[:, :, ::-1] * 255).round().astype('uint8'))
+                png = (img[:, :, ::-1] * 255).round().astype('uint8')
+                cv2.imwrite(str(tmp_path / folder / sub / f'{name}.png'), png)
     opt = yaml.safe_load(DEMO_TEST.read_text())
     opt['name'] = unique_name
     opt['num_gpu'] = 0
@@ -97,4 +98,5 @@ def test_table_schema_writes_a_log_and_takes_force_yml(tmp_path, unique_name):
 def test_force_yml_on_a_missing_section_is_one_line(tmp_path):
     proc = run_test_py('-opt', str(DEMO_TEST), '--force_yml', 'nosuch:key=1')
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1] == f'test.py: error: --force_yml nosuch:key=1: nosuch is not in {DEMO_TEST}'
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f'test.py: error: --force_yml nosuch:key=1: nosuch is not in {DEMO_TEST}'
