@@ -21,7 +21,7 @@ setup(
         'torch>=2.1',
         'torchvision',
         'basicsr>=1.4.2',
-        'pyiqa>=0.1.13',
+        'pyiqa==0.1.16',  # every number here was measured with it; metrics change between versions
         'lpips',
         'openai>=1.0',
         'pyyaml',

@@ -1,5 +1,6 @@
 """Train with LossAgent: `python train.py -opt options/train/<name>.yml [--auto_resume] [--debug]
-[--launcher none|pytorch|slurm] [--force_yml key:sub=value ...]` (BasicSR's flags).
+[--launcher none|pytorch|slurm] [--force_yml key:sub=value ...]` (BasicSR's flags; `--debug` also
+shortens `agent.stage_iters` so that the run reaches the agent, see lossagent_runtime/debug_run.py).
 
 Exit status: 0 trained to the end; 2 a one-line error (options, a damaged or unwritable checkpoint);
 75 stopped by a preemption signal after saving its state (continue with --auto_resume)."""
@@ -13,6 +14,7 @@ import lossagent_arch  # noqa: F401  (registers our architectures)
 import lossagent_data  # noqa: F401  (datasets)
 import lossagent_losses  # noqa: F401  (losses)
 import lossagent_models  # noqa: F401  (LossAgentModel)
+import lossagent_eval.val_metrics  # noqa: F401  (calculate_iqa: pyiqa metrics in `val`)
 from lossagent_errors import UserError
 from lossagent_runtime import basicsr_fixes
 from lossagent_runtime.pipeline import train_pipeline

@@ -1,10 +1,11 @@
-"""Run a benchmark described by a test YAML (schema: options/test/README.md) and write its table.
+"""Run a benchmark described by a test YAML (schema: options/test/README.md) and write its table and log.
 
 Order of work: datasets and metrics are built once; then per method the network is built, its
 checkpoint loaded, and every dataset restored and scored image by image. Outputs are quantized to
 uint8 first (as BasicSR's validation does), so scores describe the images a user would save.
 """
 import copy
+import logging
 import os
 import random
 from collections import OrderedDict
@@ -19,13 +20,16 @@ import lossagent_data  # noqa: F401  (registers our datasets)
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
-from basicsr.utils import imwrite, tensor2img
+from basicsr.utils import get_env_info, get_root_logger, get_time_str, imwrite, tensor2img
+from basicsr.utils.dist_util import get_dist_info
+from basicsr.utils.options import dict2str
 from lossagent_arch.padding import pad_to_multiple
 from lossagent_eval.checkpoint import load_checkpoint
 from lossagent_eval.tables import REF_ROW, BenchmarkTable
-from lossagent_eval.test_options import BASICSR_METRICS as BASICSR_NAMES
-from lossagent_eval.test_options import check_files, load_options
+from lossagent_eval.benchmark_options import BASICSR_METRICS as BASICSR_NAMES
+from lossagent_eval.benchmark_options import check_files, load_options
 from lossagent_iqa import create_iqa_metric, lower_is_better
+from lossagent_runtime.basicsr_fixes import init_dist
 
 BASICSR_METRICS = dict(zip(BASICSR_NAMES, (calculate_psnr, calculate_ssim)))
 DEFAULT_LABELS = {'niqe': 'NIQE', 'maniqa': 'MANIQA', 'clipiqa': 'CLIPIQA', 'qalign': 'Q-Align', 'psnr': 'PSNR',
@@ -46,7 +50,7 @@ class Metric:
         crop_border = mopt.pop('crop_border', None)
         self.test_y_channel = mopt.pop('test_y_channel', True)
         self.lower_better = lower_is_better(self.type, f'metrics.{key}')
-        if self.backend == 'basicsr':  # test_options.check_metric allowed only these
+        if self.backend == 'basicsr':  # benchmark_options.check_metric allowed only these
             self.fn, self.needs_gt = BASICSR_METRICS[self.type], True
         else:
             self.fn = create_iqa_metric(self.type, device=device, owner=f'metrics.{key}', **mopt)
@@ -78,7 +82,7 @@ def build_method_network(opt, method, mopt, device):
     net_opt = copy.deepcopy(mopt.get('network_g') or opt.get('network_g'))
     net = build_network(net_opt)
     ckpt = mopt.get('pretrain_network_g')
-    if ckpt is not None:  # else allow_random_init (test_options.load_options checked)
+    if ckpt is not None:  # else allow_random_init (benchmark_options.load_options checked)
         load_checkpoint(net, ckpt, param_key=mopt.get('param_key_g', 'params'), strict=mopt.get('strict_load_g', True),
                         strip_prefix=mopt.get('strip_prefix'), owner=f'methods.{method}.pretrain_network_g')
     pad = mopt.get('pad_multiple', opt.get('pad_multiple', net_opt.get('window_size', 1)))
@@ -110,27 +114,49 @@ def _dataset_opts(opt):
     return datasets
 
 
-def run_benchmark(opt_path, root='.'):
-    """Evaluate every method on every dataset; returns (table, results_dir)."""
-    opt = load_options(opt_path)
+def _device(opt, local_rank):
+    if opt.get('num_gpu', 0) and torch.cuda.is_available():
+        return torch.device(f'cuda:{local_rank % torch.cuda.device_count()}')
+    return torch.device('cpu')
+
+
+def start_log(results_dir, opt):
+    """results/<name>/test_<name>_<time>.log, through BasicSR's root logger (as its test_pipeline)."""
+    os.makedirs(results_dir, exist_ok=True)
+    log_file = os.path.join(results_dir, f"test_{opt['name']}_{get_time_str()}.log")
+    logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
+    logger.info(get_env_info())
+    logger.info(dict2str({k: v for k, v in opt.items() if k != '_file'}))
+    return logger
+
+
+def run_benchmark(opt_path, root='.', force_yml=None, launcher='none'):
+    """Evaluate every method on every dataset; returns (table, results_dir) (table None on ranks > 0).
+
+    With a launcher (torchrun / srun), rank r evaluates methods r, r + world, ... on its own device and
+    rank 0 gathers the scores, writes the table and the log.
+    """
+    opt = load_options(opt_path, force_yml)
     check_files(opt)
+    if launcher != 'none':
+        init_dist(launcher)
+    rank, world = get_dist_info()
     seed = opt.get('manual_seed', 0)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    device = torch.device('cuda' if opt.get('num_gpu', 0) and torch.cuda.is_available() else 'cpu')
+    device = _device(opt, int(os.environ.get('LOCAL_RANK', rank)))
     scale = int(opt.get('scale', 1))
     val = opt.get('val') or {}
     results_dir = os.path.join(root, (opt.get('path') or {}).get('results_root', 'results'), opt['name'])
+    logger = start_log(results_dir, opt) if rank == 0 else get_root_logger(logger_name='basicsr')
     datasets = OrderedDict((name, build_dataset(dopt)) for name, dopt in _dataset_opts(opt).items())
     metrics = OrderedDict((key, Metric(key, mopt, scale, device)) for key, mopt in opt['metrics'].items())
     methods = list(opt['methods'])
     rows = methods + ([REF_ROW] if val.get('gt_row', True) else [])
-    table = BenchmarkTable(list(metrics), rows, list(datasets), {k: m.lower_better for k, m in metrics.items()},
-                           labels={k: m.label for k, m in metrics.items()},
-                           decimals={k: m.decimals for k, m in metrics.items()})
+    scores = {}  # (metric, row, dataset) -> mean score or None
 
-    if REF_ROW in rows:  # NR metrics on the ground truth, once per dataset
+    if REF_ROW in rows and rank == 0:  # NR metrics on the ground truth, once per dataset
         for dname, dataset in datasets.items():
             sums = {k: [] for k, m in metrics.items() if not m.needs_gt}
             for item in tqdm(_items(dataset), total=len(dataset), desc=f'{REF_ROW} {dname}', leave=False):
@@ -140,9 +166,9 @@ def run_benchmark(opt_path, root='.'):
                 for k in sums:
                     sums[k].append(metrics[k](gt))
             for k, vals in sums.items():
-                table.set(k, REF_ROW, dname, float(np.mean(vals)) if vals else None)
+                scores[(k, REF_ROW, dname)] = float(np.mean(vals)) if vals else None
 
-    for method in methods:
+    for method in methods[rank::world]:
         mopt = opt['methods'][method] or {}
         net, pad = build_method_network(opt, method, mopt, device)
         for dname, dataset in datasets.items():
@@ -159,11 +185,25 @@ def run_benchmark(opt_path, root='.'):
                     stem = os.path.splitext(os.path.basename(item['lq_path']))[0]
                     imwrite(img, os.path.join(results_dir, 'visualization', method, dname, f'{stem}.png'))
             for k, vals in per_metric.items():
-                table.set(k, method, dname, float(np.mean(vals)) if vals else None)
+                scores[(k, method, dname)] = float(np.mean(vals)) if vals else None
+            logger.info(f'{method} on {dname} ({len(dataset)} images): ' + ', '.join(
+                f'{k} {v:.4f}' for (k, m, d), v in scores.items() if m == method and d == dname and v is not None))
         del net
 
-    os.makedirs(results_dir, exist_ok=True)
+    if world > 1:  # every rank's scores to rank 0
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, scores)
+        scores = {key: value for part in gathered for key, value in part.items()}
+    if rank != 0:
+        return None, results_dir
+    table = BenchmarkTable(list(metrics), rows, list(datasets), {k: m.lower_better for k, m in metrics.items()},
+                           labels={k: m.label for k, m in metrics.items()},
+                           decimals={k: m.decimals for k, m in metrics.items()})
+    for (metric, row, dname), value in scores.items():
+        table.set(metric, row, dname, value)
     table.write_csv(os.path.join(results_dir, f"{opt['name']}.csv"))
+    markdown = table.to_markdown(opt.get('title', opt['name']))
     with open(os.path.join(results_dir, f"{opt['name']}.md"), 'w', encoding='utf-8') as f:
-        f.write(table.to_markdown(opt.get('title', opt['name'])))
+        f.write(markdown)
+    logger.info('\n' + markdown)
     return table, results_dir

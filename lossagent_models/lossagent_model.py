@@ -30,6 +30,7 @@ from .checkpoint_files import remove_checkpoint, save_verified, write_manifest
 from .loss_repository import LossRepository
 from .rng_state import every_rank_host_rng_state, restore_rank_host_rng_state, seed_iteration
 from .training_specs import specs_of
+from lossagent_arch.padding import pad_to_multiple
 from lossagent_hook.stage_hook import StageHook
 from lossagent_errors import OptionError, WriteError
 
@@ -140,6 +141,22 @@ class LossAgentModel(SRGANModel):
 
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def test(self):
+        """SRModel.test (net_g_ema when there is one) on an input padded to a multiple of the window
+        (`val.pad_multiple`, else `agent.pad_multiple`, else `network_g.window_size`), as BasicSR's
+        SwinIRModel does: whole validation images need not divide by it."""
+        val_opt, agent_opt = self.opt.get('val') or {}, self.opt.get('agent') or {}
+        multiple = int(val_opt.get('pad_multiple') or agent_opt.get('pad_multiple')
+                       or self.opt['network_g'].get('window_size') or 1)
+        lq, (h, w) = pad_to_multiple(self.lq, multiple) if multiple > 1 else (self.lq, self.lq.shape[-2:])
+        unpadded, self.lq = self.lq, lq
+        try:
+            super().test()
+        finally:
+            self.lq = unpadded
+        scale = int(self.opt.get('scale', 1))
+        self.output = self.output[..., :h * scale, :w * scale]
 
     # ---- what the stage hook uses --------------------------------------------------------------
     def scored_network(self, which: str) -> torch.nn.Module:

@@ -45,6 +45,7 @@ from lossagent_models.checkpoint_files import check_checkpoint
 from lossagent_models.training_specs import with_specs
 
 from .basicsr_fixes import run_device
+from .debug_run import shrink_agent_for_debug
 from .option_file import option_arguments, read_option_file
 from .preemption import EXIT_PREEMPTED, Preempted, StopRequest, preempt_signals
 from .preflight import check_options
@@ -227,11 +228,14 @@ def train_pipeline(root_path: str, argv: list[str]) -> None:
     opt, args = parse_options(root_path, is_train=True)
     opt['root_path'] = root_path
     torch.backends.cudnn.benchmark = True
+    debug_changes = shrink_agent_for_debug(opt)  # --debug: the run reaches the agent (debug_run.py)
     specs = check_options(opt)  # the parsed losses and agent section, for the model
     preempt_signals(opt)
     resume_state = load_resume_state(opt)
     make_folders(opt, resume_state)
     logger, tb_logger = start_loggers(opt, args.opt)
+    if debug_changes:
+        logger.info('Debug run, agent shortened: ' + '; '.join(debug_changes))
     board = start_board(opt, logger)  # agent.board: the run board in its own process
     train_loader, train_sampler, val_loaders, total_epochs, total_iters = \
         create_dataloaders(opt, logger, resume_state)

@@ -141,6 +141,15 @@ def test_paper_preset_table5_withholds_direction_and_name():
     assert 'a better NIQE score feedback' in render(NIQE, paper_history(), directions=False)
 
 
+def test_paper_preset_higher_is_better_goal_follows_section_3_4():
+    # Sec. 3.4: "Your ultimate goal is to help the SR model achieve higher score feedback."
+    text = render([ExpertInfo('MANIQA', lower_better=False)], paper_history(), prompt='paper')
+    assert 'Your ultimate goal is to help the SR model achieve higher score feedback.' in text
+    assert 'achieve a higher' not in text
+    assert 'achieve a higher MANIQA score feedback' in render([ExpertInfo('MANIQA', lower_better=False)],
+                                                             paper_history())  # explicit preset: unchanged
+
+
 def test_paper_preset_options():
     two = NIQE + [ExpertInfo('PSNR', lower_better=False)]
     text = render(two, paper_history(lambda stage: {'PSNR': [24.0 + stage, 25.0]}), prompt='paper')

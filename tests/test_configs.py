@@ -30,6 +30,7 @@ import lossagent_arch  # noqa: F401
 import lossagent_data  # noqa: F401
 import lossagent_losses  # noqa: F401
 import lossagent_models  # noqa: F401
+import lossagent_eval.val_metrics  # noqa: F401  (calculate_iqa, the RISR files' val metric)
 from basicsr.utils.options import ordered_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +169,71 @@ def test_every_paper_config_is_present():
             'CISR_qalign_stage2500', 'CISR_qalign_stage10000',  # Table 8
             'RISR_clipiqa_as_loss', 'RISR_niqe_as_loss',  # Table 9
             'CISR_clipiqa_agent_DIV2K',  # Table 11
-            'CISR_critique'} <= names  # textual feedback
+            'CISR_critique', 'AIR_critique'} <= names  # textual feedback (first arXiv version: AIR)
+
+
+@pytest.mark.parametrize('path', TRAIN, ids=lambda p: p.stem)
+def test_every_train_config_validates_with_basicsr(path):
+    """BasicSR's periodic validation: a `datasets.val` set and `val` metrics, curves in TensorBoard."""
+    opt = load_basicsr(path)
+    val_set, val = opt['datasets'].get('val'), opt.get('val')
+    assert val_set and val, f'{path.name}: no datasets.val / val section'
+    assert isinstance(val['val_freq'], (int, float)) and 0 < val['val_freq'] <= opt['train']['total_iter']
+    assert opt['train']['total_iter'] / val['val_freq'] >= 4, 'at least four points on the curve'
+    assert val['save_img'] is False
+    metrics = {name: m['type'] for name, m in val['metrics'].items()}
+    if path.stem.startswith('RISR'):  # no ground truth in RealSRSet: a no-reference curve
+        assert metrics == {'niqe': 'calculate_iqa'} and val['metrics']['niqe']['better'] == 'lower'
+        assert val['metrics']['niqe']['metric'] == 'niqe'
+        assert val_set['type'] == 'SingleImageDataset' and val_set['dataroot_lq'] == 'datasets/RealSRSet'
+    else:
+        assert metrics == {'psnr': 'calculate_psnr', 'ssim': 'calculate_ssim'}
+    if path.stem.startswith('demo'):  # offline photos used neither for training nor by the agent
+        used = set(opt['datasets']['train']['images']) | set((opt.get('agent') or {}).get('dataset', {}).get(
+            'images', []))
+        assert val_set['type'] == 'SkimagePhotoDataset' and not used & set(val_set['images'])
+    if path.stem.startswith('CISR'):
+        assert val_set['dataroot_gt'] == 'datasets/Set5/GTmod4'
+    if path in PAPER_TRAIN:
+        assert opt['logger']['use_tb_logger'] is True  # BasicSR writes the val curves there
+
+
+def test_pre_trained_rows_are_the_fine_tuning_starts():
+    """Appendix A.1: the PSNR-oriented SwinIR checkpoints / PromptIR's checkpoint are the initial ones; each
+    test table's Pre-trained row reads the checkpoint its task's runs start from."""
+    starts = {load_basicsr(p)['name']: load_basicsr(p)['path']['pretrain_network_g'] for p in PAPER_TRAIN}
+    checked = 0
+    for path in TEST:
+        opt = load_basicsr(path)
+        row = (opt.get('methods') or {}).get('Pre-trained')
+        if row is None:
+            continue
+        runs = [re.fullmatch(r'experiments/([^/]+)/models/net_g_latest\.pth', m['pretrain_network_g'])
+                for m in opt['methods'].values()]
+        run_starts = {starts[r.group(1)] for r in runs if r}
+        assert run_starts == {row['pretrain_network_g']}, f'{path.name}: Pre-trained row vs the runs it compares'
+        checked += 1
+    assert checked >= 5
+    risr = load_basicsr(ROOT / 'options' / 'test' / 'RISR_benchmark.yml')['methods']['Pre-trained']
+    assert risr['pretrain_network_g'].endswith('_PSNR.pth')
+
+
+def test_paper_files_train_risr_on_df2k():
+    """Sec. 4: "For image SR tasks, we follow previous works ... and adopt DF2K ... as the training dataset.\""""
+    for path in PAPER_TRAIN:
+        train = load_basicsr(path)['datasets']['train']
+        assert train['name'] in ('DF2K', 'AllInOne'), path.name
+        if path.stem.startswith('RISR'):
+            assert train['dataroot_gt'] == 'datasets/DF2K/DF2K_HR_sub'
+            assert train['meta_info'] == 'datasets/DF2K/meta_info_DF2K_sub.txt'
+
+
+def test_table_6_averages_its_three_sets():
+    opt = load_basicsr(ROOT / 'options' / 'test' / 'CISR_history.yml')
+    assert list(opt['datasets']) == ['Set14', 'Urban100', 'Manga109']
+    assert 'maniqa' in opt['metrics']
+    ablations = load_basicsr(ROOT / 'options' / 'test' / 'CISR_ablations.yml')
+    assert not any('history' in m['pretrain_network_g'] for m in ablations['methods'].values())
 
 
 # ---------------------------------------------------------------------------------- paper numbers
@@ -523,6 +588,13 @@ def test_train_config_builds_and_trains_one_stage(name, data_root, llm_server, t
         assert after == before
     else:  # the llm stub / random draw changed the weights on the criteria
         assert after != before and list(after) == list(before)
+    if 'val' in opt['datasets']:  # BasicSR's validation on whole images (LR sides not multiples of the window)
+        from basicsr.data import build_dataloader
+        val_set = build_dataset(opt['datasets']['val'])
+        loader = build_dataloader(val_set, opt['datasets']['val'], num_gpu=0, dist=False, sampler=None, seed=0)
+        model.validation(loader, 1, None, False)
+        assert set(model.metric_results) == set(original['val']['metrics'])
+        assert all(np.isfinite(v) and v != 0 for v in model.metric_results.values()), model.metric_results
     model.finish_training()
 
 
@@ -542,7 +614,10 @@ def _train_names():
     return {load_basicsr(p)['name'] for p in TRAIN}
 
 
-@pytest.mark.parametrize('path', TEST, ids=lambda p: p.stem)
+TABLE_TEST = [p for p in TEST if 'methods' in load_basicsr(p)]  # the others are BasicSR test files (test.py)
+
+
+@pytest.mark.parametrize('path', TABLE_TEST, ids=lambda p: p.stem)
 def test_test_config_is_complete(path, data_root):
     from basicsr.archs import build_network
     from basicsr.data import build_dataset

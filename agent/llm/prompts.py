@@ -136,8 +136,10 @@ class PromptBuilder:
         numeric = [e for e in self.experts if e.kind != 'text']
         texts = [e for e in self.experts if e.kind == 'text']
         if self.o['directions'] and numeric:
-            goal = join_words([f"a {'lower' if e.lower_better else 'higher'} {self.score(e)}"
-                               for e in numeric]) + ' feedback'
+            # the paper's wording: "a lower score feedback" (Figure 6), "higher score feedback" (Sec. 3.4)
+            plain_higher = self.o['prompt'] == 'paper'
+            goal = join_words([('a lower' if e.lower_better else 'higher' if plain_higher else 'a higher')
+                               + f' {self.score(e)}' for e in numeric]) + ' feedback'
         elif numeric and self.named:
             goal = 'a better ' + join_words([e.name for e in numeric]) + ' score feedback'
         elif numeric:

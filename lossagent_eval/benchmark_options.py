@@ -1,6 +1,7 @@
-"""The test option file (`test.py -opt options/test/<name>.yml`), read strictly before any work.
+"""The benchmark option file (`test.py -opt options/test/<name>.yml`), read strictly before any work.
 
-Schema: options/test/README.md. `load_options` checks every key (an unknown one is an error with
+Schema: options/test/README.md (a plain BasicSR test option file goes to BasicSR instead:
+`is_basicsr_test_file`). `load_options` checks every key (an unknown one is an error with
 the closest valid one), every dataset section like training's and every metric against pyiqa;
 `check_files` then checks that every checkpoint and data folder is there -- so a typo costs a
 second, not a benchmark's worth of restorations.
@@ -12,6 +13,7 @@ import os
 from lossagent_data.dataset_options import check_dataset
 from lossagent_errors import CheckpointError, OptionError, check_keys
 from lossagent_iqa import check_metric_options
+from basicsr.utils.options import _postprocess_yml_value
 from lossagent_runtime.option_file import load_yaml
 
 TOP_KEYS = ('name', 'title', 'scale', 'num_gpu', 'manual_seed', 'pad_multiple', 'path', 'network_g', 'methods',
@@ -48,9 +50,34 @@ def check_metric(key: str, mopt) -> None:
         raise OptionError(f"metrics.{key}.backend: got {backend!r}; expected 'pyiqa' or 'basicsr'")
 
 
-def load_options(path: str) -> dict:
-    """The validated test options of `path` (with `_file` set to it)."""
-    opt = load_yaml(path)
+def is_basicsr_test_file(opt: dict) -> bool:
+    """A BasicSR test option file (`datasets: test_1: ...`, `val: metrics`, `path.pretrain_network_g`)
+    rather than our methods x metrics table: it has neither `methods` nor a top-level `metrics`."""
+    return 'methods' not in opt and 'metrics' not in opt and 'datasets' in opt
+
+
+def apply_force_yml(opt: dict, entries, path: str) -> dict:
+    """BasicSR's `--force_yml key:sub=value` (values read as BasicSR reads them); a parent key that does
+    not exist is one line naming it (BasicSR raises a KeyError from inside an `exec`)."""
+    for entry in entries or []:
+        keys, sep, value = entry.partition('=')
+        path_keys = [k.strip() for k in keys.split(':')]
+        if not sep or not all(path_keys):
+            raise OptionError(f'--force_yml {entry}: expected key:subkey=value')
+        node = opt
+        for depth, key in enumerate(path_keys[:-1]):
+            if not isinstance(node, dict) or key not in node:
+                raise OptionError(f"--force_yml {entry}: {':'.join(path_keys[:depth + 1])} is not in {path}")
+            node = node[key]
+        if not isinstance(node, dict):
+            raise OptionError(f"--force_yml {entry}: {':'.join(path_keys[:-1])} is not a mapping")
+        node[path_keys[-1]] = _postprocess_yml_value(value.strip())
+    return opt
+
+
+def load_options(path: str, force_yml=None) -> dict:
+    """The validated test options of `path` (with `_file` set to it), after `--force_yml` entries."""
+    opt = apply_force_yml(load_yaml(path), force_yml, path)
     check_keys(opt, TOP_KEYS, '')
     for key in ('name', 'methods', 'datasets', 'metrics'):
         if not opt.get(key):
