@@ -5,8 +5,8 @@ case study shows per-image answers averaged), send them concurrently, parse each
 re-prompt once with the parse error when an answer is unusable, and aggregate the valid
 ones (mean, median or a trimmed mean), then, with `max_change`, keep each weight within a factor
 of its current value (`info['proposed']` keeps what the answers asked for). Any failure --
-server down, HTTP errors, timeouts, garbage, too few valid answers, the budget running out -- keeps the previous weights and says why in
-`Decision.fallback`; `decide` never raises.
+server down, HTTP errors, timeouts, garbage, too few valid answers, the budget running out --
+keeps the previous weights and says why in `Decision.fallback`; `decide` never raises.
 
 A structured-output mode the server cannot honour is refused once, with one line naming the
 modes it supports: at start-up when the server answers then (or is started by `serve`), else at
