@@ -1,0 +1,59 @@
+"""`make demo LLM_URL=...` and `LOSSAGENT_LLM_URL=... make demo`: the Makefile's own command, run by make.
+
+The demo's option file keeps one option set per policy (agent/registry.py), so the Makefile's
+`--force_yml agent:policy:type=llm agent:policy:llm:base_url=URL` gives a valid llm policy. The run is
+shortened through the target's FORCE variable (2 boundaries, 3 images) and answered by the local
+OpenAI-compatible server (tests/openai_stub_server.py). `-o STAMP` tells make the install stamp is
+up to date: in a worktree setup.py may be newer than the shared environment's stamp, and the
+install recipe must never run from a test.
+"""
+import json
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from openai_stub_server import OpenAIStubServer
+from training import ROOT
+
+STAMP = ROOT / '.venv' / '.lossagent-installed'
+pytestmark = pytest.mark.skipif(shutil.which('make') is None or not STAMP.is_file(),
+                                reason='needs make and an installed environment (.venv/.lossagent-installed)')
+
+
+def make_demo(name: str, url: str, via_env: bool):
+    shorten = (f'name={name} train:total_iter=4 agent:stage_iters=2 agent:num_images=3 agent:snapshots=1 '
+               'logger:print_freq=2 logger:use_tb_logger=false')
+    args = ['make', '-o', str(STAMP.relative_to(ROOT)), 'demo', f'DEMO_NAME={name}', f'FORCE={shorten}']
+    env = {k: v for k, v in os.environ.items() if k not in ('LLM_URL', 'LOSSAGENT_LLM_URL', 'MAKEFLAGS')}
+    if via_env:
+        env['LOSSAGENT_LLM_URL'] = url
+    else:
+        args.append(f'LLM_URL={url}')
+    dry = subprocess.run(args[:1] + ['-n'] + args[1:], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert 'pip install' not in dry.stdout and dry.stdout.startswith('.venv/bin/python train.py'), dry.stdout[:500]
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize('via_env', [False, True], ids=['LLM_URL', 'LOSSAGENT_LLM_URL'])
+def test_make_demo_with_an_llm_url_trains_with_the_llm_policy(via_env):
+    name = f'test_make_demo_{uuid.uuid4().hex[:8]}'
+    try:
+        with OpenAIStubServer() as server:
+            proc = make_demo(name, server.base_url, via_env)
+            asked = len(server.requests)
+        assert proc.returncode == 0, f'{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}'
+        assert 'unknown option' not in proc.stdout + proc.stderr
+        lines = (ROOT / 'experiments' / name / 'agent' / 'decisions.jsonl').read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        decided = [r for r in records if r['policy'] == 'llm']
+        assert len(decided) == 2 and all(not r.get('fallback') for r in decided), decided
+        assert asked == 2 * 3  # one prompt per validation image at each of the two boundaries
+        assert decided[-1]['weights_after'] != records[0]['weights_after']  # the server's weights were applied
+        assert 'Agent decisions per stage' in proc.stdout  # the recipe went on to the summary
+    finally:
+        shutil.rmtree(ROOT / 'experiments' / name, ignore_errors=True)
+        for path in (ROOT / 'experiments').glob(f'{name}_archived_*'):
+            shutil.rmtree(path, ignore_errors=True)
