@@ -55,7 +55,7 @@ demo: $(STAMP)
 	$(PY) train.py -opt $(DEMO_OPT) $(if $(DEMO_FORCE),--force_yml $(DEMO_FORCE))
 	@echo
 	@echo "Agent decisions per stage (mean expert scores on the validation images, new weights):"
-	@$(PY) -m agent.summary experiments/$(DEMO_NAME)
+	@$(PY) -m agent.summary experiments/$(DEMO_NAME) --thoughts 1
 	@echo
 	@echo "Decision log:   experiments/$(DEMO_NAME)/agent/decisions.jsonl"
 	@echo "Plots:          experiments/$(DEMO_NAME)/agent/weights.png and scores.png"

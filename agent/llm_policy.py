@@ -48,7 +48,7 @@ from .concurrency import run_concurrently
 from .context import estimate_tokens, fits, overflow_stage, prompt_budget
 from .options import choice, flag, number, pair, read_options, string_list
 from .parser import parse_answer
-from .prompts import PLACEHOLDER_THOUGHTS, PROMPT_DEFAULTS, PromptBuilder, fmt
+from .prompts import PLACEHOLDER_THOUGHTS, PROMPT_DEFAULTS, PromptBuilder
 from .record import StageRecord
 from .registry import register_policy
 from .serve import OWNED_BY, ManagedServer, check_serve_options
@@ -388,8 +388,8 @@ def trust_region(proposed: dict, current: dict, factor: Optional[float]) -> tupl
 
 
 def _same(a: Optional[dict], b: dict, names: list[str]) -> bool:
-    """Weights equal as the prompt writes them (five significant digits)."""
-    return a is not None and all(fmt(a[n]) == fmt(b[n]) for n in names)
+    """Weights equal to five significant digits (as the prompt writes them)."""
+    return a is not None and all(float(f'{a[n]:.5g}') == float(f'{b[n]:.5g}') for n in names)
 
 
 def compliance(images: list[dict], current: dict, example: dict, names: list[str]) -> dict:
