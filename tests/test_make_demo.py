@@ -15,11 +15,15 @@ import uuid
 
 import pytest
 
+from agent import ExpertInfo, StageRecord, build_policy
+from agent.registry import check_policy
+from agent.summary import format_thoughts
+from lossagent_errors import OptionError
 from openai_stub_server import OpenAIStubServer
 from training import ROOT
 
 STAMP = ROOT / '.venv' / '.lossagent-installed'
-pytestmark = pytest.mark.skipif(shutil.which('make') is None or not STAMP.is_file(),
+needs_make = pytest.mark.skipif(shutil.which('make') is None or not STAMP.is_file(),
                                 reason='needs make and an installed environment (.venv/.lossagent-installed)')
 
 
@@ -37,6 +41,7 @@ def make_demo(name: str, url: str, via_env: bool):
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
 
 
+@needs_make
 @pytest.mark.parametrize('via_env', [False, True], ids=['LLM_URL', 'LOSSAGENT_LLM_URL'])
 def test_make_demo_with_an_llm_url_trains_with_the_llm_policy(via_env):
     name = f'test_make_demo_{uuid.uuid4().hex[:8]}'
@@ -52,8 +57,35 @@ def test_make_demo_with_an_llm_url_trains_with_the_llm_policy(via_env):
         assert len(decided) == 2 and all(not r.get('fallback') for r in decided), decided
         assert asked == 2 * 3  # one prompt per validation image at each of the two boundaries
         assert decided[-1]['weights_after'] != records[0]['weights_after']  # the server's weights were applied
-        assert 'Agent decisions per stage' in proc.stdout  # the recipe went on to the summary
+        assert 'Agent decisions per stage' in proc.stdout  # the recipe went on to the summary, with Thoughts
+        assert 'Thoughts per stage:\n  stage 1   shifting emphasis between the losses to explore. (x3)' in proc.stdout
     finally:
         shutil.rmtree(ROOT / 'experiments' / name, ignore_errors=True)
         for path in (ROOT / 'experiments').glob(f'{name}_archived_*'):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_policy_option_sets_of_one_file():
+    experts = [ExpertInfo('NIQE', lower_better=True)]
+    sets = {'adaptive': {'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.5}, 'llm': {'base_url': None}}
+    adaptive = build_policy({'type': 'adaptive', **sets}, ['L1', 'SSIM'], [1.0, 0.5], experts)
+    assert adaptive.name == 'adaptive' and adaptive.strategy == 'paired' and adaptive.sigma0 == 0.5
+    llm = dict(sets, llm={'base_url': 'http://127.0.0.1:9/v1', 'timeout_s': 0.5, 'retries': 0})
+    check_policy({'type': 'llm', **llm}, ['L1', 'SSIM'], [1.0, 0.5], experts)
+    with pytest.raises(OptionError, match=r'^agent\.policy\.strategy: beside agent\.policy\.adaptive'):
+        build_policy({'type': 'adaptive', 'strategy': 'es', **sets}, ['L1', 'SSIM'], [1.0, 0.5], experts)
+    with pytest.raises(OptionError, match=r'agent\.policy\.strategy: unknown option'):  # the old failure, still one line
+        check_policy({'type': 'llm', 'strategy': 'paired', 'base_url': 'http://127.0.0.1:9/v1'}, ['L1', 'SSIM'],
+                     [1.0, 0.5], experts)
+
+
+def test_the_summary_shows_each_stages_thoughts():
+    weights = {'L1': 1.0, 'SSIM': 0.5}
+    records = [StageRecord(0, 0, weights, {'NIQE': [5.0, 6.0]})]
+    for stage, thoughts in ((1, ['more SSIM', 'more SSIM', None]), (2, ['x' * 300])):
+        records.append(StageRecord(stage, 50 * stage, weights, {'NIQE': [4.0, 5.0]}, policy='llm',
+                                   info={'thoughts': thoughts}, weights_after=weights))
+    text = format_thoughts(records, limit=1, width=20)
+    assert text.splitlines() == ['Thoughts per stage:', '  stage 1   more SSIM (x2)',
+                                 '  stage 2   xxxxxxxxxxxxxxxxx...']
+    assert format_thoughts(records[:1]) == ''
