@@ -65,7 +65,7 @@ LLM_DEFAULTS = {
     'aggregate': 'mean',          # mean | median | trimmed (mean without the `trim` share at each end), per loss
     'trim': 0.2,                  # aggregate: trimmed: the share of answers dropped at each end
     'max_change': None,           # trust region: each weight moves at most by this factor per decision (null: any)
-    'max_thoughts': 160,          # the grammars cap the Thoughts at this many characters (null: no cap)
+    'max_thoughts': 100,          # the grammars cap the Thoughts at this many characters (null: no cap)
     'min_valid': 0.5,             # valid answers needed: an int count, or a float fraction of prompts
     'budget_s': 600.0,            # the whole boundary never waits longer; stragglers are abandoned
     'reprompt': True,             # ask once more, with the parse error, when an answer is unusable

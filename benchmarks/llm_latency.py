@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent import ExpertInfo, History, StageRecord, build_policy  # noqa: E402
+from agent.llm_policy import LLM_DEFAULTS  # noqa: E402
 
 LOSSES = ['L1', 'SSIM', 'GAN']
 INITIAL = [1.0, 0.5, 0.01]
@@ -131,7 +132,7 @@ def main(argv=None) -> None:
     ap.add_argument('--beside-training', action='store_true', help='--engine while another process trains')
     ap.add_argument('--repeats', type=int, default=5)
     ap.add_argument('--n-ctx', type=int, default=4096)
-    ap.add_argument('--max-thoughts', type=int, default=160)
+    ap.add_argument('--max-thoughts', type=int, default=LLM_DEFAULTS['max_thoughts'])
     ap.add_argument('--no-reuse', action='store_true', help='also measure with the KV cache emptied per request')
     args = ap.parse_args(argv)
     if args.engine:
