@@ -83,6 +83,9 @@ def _policy_class(opt: dict) -> tuple[type, dict]:
     cls = POLICY_REGISTRY.get(kind)
     if not isinstance(opt.get(kind), dict):
         return cls, opt
+    if kind == 'lookahead':  # the stage hook reads probe_iters beside `type` (lossagent_hook/lookahead.py)
+        raise OptionError('agent.policy.lookahead: put the lookahead options beside agent.policy.type; '
+                          'the stage hook reads them there')
     others = [k for k, v in opt.items() if k != kind and not (k in POLICY_REGISTRY and isinstance(v, dict))]
     if others:
         raise OptionError(f'agent.policy.{others[0]}: beside agent.policy.{kind} (the options of type {kind}) '

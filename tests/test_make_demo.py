@@ -74,6 +74,8 @@ def test_the_policy_option_sets_of_one_file():
     check_policy({'type': 'llm', **llm}, ['L1', 'SSIM'], [1.0, 0.5], experts)
     with pytest.raises(OptionError, match=r'^agent\.policy\.strategy: beside agent\.policy\.adaptive'):
         build_policy({'type': 'adaptive', 'strategy': 'es', **sets}, ['L1', 'SSIM'], [1.0, 0.5], experts)
+    with pytest.raises(OptionError, match=r'^agent\.policy\.lookahead: put the lookahead options beside'):
+        check_policy({'type': 'lookahead', 'lookahead': {'probe_iters': 5}}, ['L1', 'SSIM'], [1.0, 0.5], experts)
     # the old failure, still one line
     with pytest.raises(OptionError, match=r'agent\.policy\.strategy: unknown option'):
         check_policy({'type': 'llm', 'strategy': 'paired', 'base_url': 'http://127.0.0.1:9/v1'}, ['L1', 'SSIM'],
