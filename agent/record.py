@@ -205,7 +205,7 @@ class StageRecord:
         return float(self.applied_iteration if self.applied_iteration is not None else self.iteration)
 
     def record_decision(self, decision, names: list[str], traceback: Optional[str] = None) -> dict[str, float]:
-        """Take a policy's `Decision` (agent/policy.py): its audit trail, and its weights when they
+        """Take a policy's `Decision` (agent/policies/base.py): its audit trail, and its weights when they
         pass `check_weights`; a fallback, or weights that do not pass, keep `weights_before`.
         Returns the weights to train with from now on."""
         self.policy, self.fallback = decision.policy, bounded(decision.fallback)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from agent.options import as_number
-from agent.policies import find_policy
+from agent.policies import find_policy, selected_options
 from agent.runs.board.launch import check_board_options
 from agent.weights import check_weights
 from lossagent_errors import OptionError, check_keys
@@ -171,7 +171,7 @@ class AgentOptions:
         are synchronous."""
         if not self.needs_probes:
             return
-        probe_iters = self.policy.get('probe_iters', 10)
+        probe_iters = selected_options(self.policy)[1].get('probe_iters', 10)
         if isinstance(probe_iters, int) and not isinstance(probe_iters, bool) and probe_iters >= self.stage_iters:
             raise OptionError(f'agent.policy.probe_iters: {probe_iters} must be smaller than agent.stage_iters '
                               f'({self.stage_iters}): the winner trains on for the rest of the stage')

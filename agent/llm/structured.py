@@ -15,6 +15,10 @@ The regex and the grammars spell exactly the valid answers: each number is withi
 at most six decimals, and not every weight is zero, so everything a grammar engine lets through
 parses back to the weights it spells (tests/test_grammars.py checks this in xgrammar, llguidance
 and llama.cpp). A JSON schema cannot say "not all zero"; the parser rejects that one answer.
+
+`max_thoughts` caps the Thoughts at that many characters in every mode (the JSON schema's
+`maxLength`), so a model that loops in free text stops there instead of running to `max_tokens`:
+once the grammar is complete only the end of the answer can follow.
 """
 from __future__ import annotations
 
@@ -209,15 +213,21 @@ def gbnf_literal(text: str) -> str:
 
 
 # ---------------------------------------------------------------- the answer forms
-def weights_regex(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0)) -> str:
+def _thoughts_repeat(max_thoughts: Optional[int], at_least: int) -> str:
+    return f'{{{at_least},{int(max_thoughts)}}}' if max_thoughts else ('+' if at_least else '*')
+
+
+def weights_regex(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
+                  max_thoughts: Optional[int] = None) -> str:
     """'Weights: L1:Perceptual:GAN=0.7:0.3:0.05\\nThoughts: ...' with every number in bounds."""
     rows = [':'.join(_regex(p) for p in row) for row in _numbers(len(loss_names), bounds)]
     values = rows[0] if len(rows) == 1 else '(' + '|'.join(rows) + ')'
     names = ':'.join(re.escape(n) for n in loss_names)
-    return f'Weights: {names}={values}\\nThoughts: [^\\n]+'
+    return f'Weights: {names}={values}\\nThoughts: [^\\n]{_thoughts_repeat(max_thoughts, 1)}'
 
 
-def weights_gbnf(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0), form: str = 'line') -> str:
+def weights_gbnf(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0), form: str = 'line',
+                 max_thoughts: Optional[int] = None) -> str:
     """The same answers as GBNF (llama.cpp; also read by xgrammar and, via lark, llguidance).
 
     `form='line'`: the regex's `Weights:` line; `form='json'`: the JSON object of `weights_schema`
@@ -230,10 +240,12 @@ def weights_gbnf(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.
         rules['nonzero'] = _gbnf(number_pattern(10.0 ** -DECIMALS, high))
     names = list(loss_names)
     if form == 'line':
-        first, sep, last = gbnf_literal(f"Weights: {':'.join(names)}="), ' ":" ', ' "\\nThoughts: " [^\\n]+'
+        first, sep = gbnf_literal(f"Weights: {':'.join(names)}="), ' ":" '
+        last = f' "\\nThoughts: " [^\\n]{_thoughts_repeat(max_thoughts, 1)}'
         keys = [''] * len(names)
     elif form == 'json':
-        first, sep, last = '"{\\"weights\\": {"', ' ", " ', ' "}, \\"thoughts\\": \\"" jsonchar* "\\"}"'
+        first, sep = '"{\\"weights\\": {"', ' ", " '
+        last = f' "}}, \\"thoughts\\": \\"" jsonchar{_thoughts_repeat(max_thoughts, 0)} "\\"}}"'
         keys = [gbnf_literal(f'"{n}": ') + ' ' for n in names]
         rules['jsonchar'] = '[^"\\\\\\x00-\\x1f] | "\\\\" ["\\\\/bfnrt]'
     else:
@@ -247,39 +259,43 @@ def weights_gbnf(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.
     return '\n'.join([root] + [f'{name} ::= {body}' for name, body in rules.items()]) + '\n'
 
 
-def weights_schema(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0)) -> dict:
+def weights_schema(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
+                   max_thoughts: Optional[int] = None) -> dict:
     number = {'type': 'number', 'minimum': bounds[0], 'maximum': bounds[1]}
+    thoughts = {'type': 'string', **({'maxLength': int(max_thoughts)} if max_thoughts else {})}
     return {
         'type': 'object',
         'properties': {
             'weights': {'type': 'object', 'properties': {n: dict(number) for n in loss_names},
                         'required': list(loss_names), 'additionalProperties': False},
-            'thoughts': {'type': 'string'},
+            'thoughts': thoughts,
         },
         'required': ['weights', 'thoughts'],
         'additionalProperties': False,
     }
 
 
-def request_fields(mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0)) -> dict:
+def request_fields(mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
+                   max_thoughts: Optional[int] = None) -> dict:
     """Keyword arguments for `client.chat.completions.create` (merged into extra_body there)."""
     if mode == 'regex':
-        return {'extra_body': {'structured_outputs': {'regex': weights_regex(loss_names, bounds)}}}
+        return {'extra_body': {'structured_outputs': {'regex': weights_regex(loss_names, bounds, max_thoughts)}}}
     if mode == 'json':
-        return {'extra_body': {'structured_outputs': {'json': weights_schema(loss_names, bounds)}}}
+        return {'extra_body': {'structured_outputs': {'json': weights_schema(loss_names, bounds, max_thoughts)}}}
     if mode == 'response_format':
         return {'response_format': {'type': 'json_schema', 'json_schema': {
-            'name': 'loss_weights', 'schema': weights_schema(loss_names, bounds), 'strict': True}}}
+            'name': 'loss_weights', 'schema': weights_schema(loss_names, bounds, max_thoughts), 'strict': True}}}
     if mode == 'grammar':
-        grammar = weights_gbnf(loss_names, bounds)
+        grammar = weights_gbnf(loss_names, bounds, max_thoughts=max_thoughts)
         return {'extra_body': {'grammar': grammar, 'structured_outputs': {'grammar': grammar}}}
     return {}
 
 
-def local_grammar(mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0)) -> Optional[str]:
+def local_grammar(mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
+                  max_thoughts: Optional[int] = None) -> Optional[str]:
     """The GBNF the in-process llama.cpp backend applies for `mode` (None: free text)."""
     if mode in ('regex', 'grammar'):
-        return weights_gbnf(loss_names, bounds, 'line')
+        return weights_gbnf(loss_names, bounds, 'line', max_thoughts)
     if mode in ('json', 'response_format'):
-        return weights_gbnf(loss_names, bounds, 'json')
+        return weights_gbnf(loss_names, bounds, 'json', max_thoughts)
     return None

@@ -11,9 +11,10 @@ new file with `@register_policy('name')` on its class, and `agent.policy.type: n
 """
 from ..registry import import_modules
 from .base import DECIDERS, Decision, LossPolicy
-from .registry import POLICY_REGISTRY, build_policy, check_policy, find_policy, policy_names, register_policy
+from .registry import (POLICY_REGISTRY, build_policy, check_policy, find_policy, policy_names, register_policy,
+                       selected_options)
 
 POLICY_MODULES = import_modules(__file__, __name__, 'policy')
 
 __all__ = ['DECIDERS', 'Decision', 'LossPolicy', 'POLICY_MODULES', 'POLICY_REGISTRY', 'build_policy', 'check_policy',
-           'find_policy', 'policy_names', 'register_policy']
+           'find_policy', 'policy_names', 'register_policy', 'selected_options']

@@ -3,9 +3,10 @@
 At a boundary: render the three-part prompt for each image (its own scores; the paper's
 case study shows per-image answers averaged), send them concurrently, parse each answer,
 re-prompt once with the parse error when an answer is unusable, and aggregate the valid
-ones (mean or median). Any failure -- server down, HTTP errors, timeouts, garbage, too few
-valid answers, the budget running out -- keeps the previous weights and says why in
-`Decision.fallback`; `decide` never raises.
+ones (mean, median or a trimmed mean), then, with `max_change`, keep each weight within a factor
+of its current value (`info['proposed']` keeps what the answers asked for). Any failure --
+server down, HTTP errors, timeouts, garbage, too few valid answers, the budget running out --
+keeps the previous weights and says why in `Decision.fallback`; `decide` never raises.
 
 A structured-output mode the server cannot honour is refused once, with one line naming the
 modes it supports: at start-up when the server answers then (or is started by `serve`), else at
@@ -20,8 +21,15 @@ Every decision carries `info['compliance']`, how the answers met the format:
     valid              prompts that ended with usable weights (first_valid + recovered)
     no_answer          prompts the server never answered (errors, timeouts, abandoned)
     forms              {spelling: count} of the usable answers (ratio, pairs, values, json)
+    repeats_example    usable answers whose weights are the format example's (the initial weights)
+    repeats_current    usable answers whose weights are the current ones (nothing changed)
+    template_thoughts  usable answers whose Thoughts repeat the format's placeholder text
     images             per prompt: {image, valid, reprompted, forms: [per answer: spelling or None],
                        errors: [per answer: why it was not usable, or None]}
+
+With the in-process llama.cpp backend, `info['tokens']` sums the boundary's prompt tokens, those
+evaluated (the others came from the KV cache: prompts are ordered so consecutive ones share their
+start) and those generated.
 """
 from __future__ import annotations
 
@@ -40,7 +48,7 @@ from ..llm.concurrency import run_concurrently
 from ..llm.context import estimate_tokens, fits, overflow_stage, prompt_budget
 from ..options import choice, flag, number, pair, read_options, string_list
 from ..llm.parser import parse_answer
-from ..llm.prompts import PROMPT_DEFAULTS, PromptBuilder
+from ..llm.prompts import PLACEHOLDER_THOUGHTS, PROMPT_DEFAULTS, PromptBuilder
 from ..record import StageRecord, clip_text
 from .registry import register_policy
 from ..llm.serve import OWNED_BY, ManagedServer, check_serve_options
@@ -54,7 +62,10 @@ LLM_DEFAULTS = {
     'structured_output': 'none',  # none | regex | json | response_format | grammar (agent/llm/structured.py)
     'per_image': True,            # one prompt per validation image; false: one prompt, mean scores
     'max_concurrency': 16,        # prompts in flight at once (vLLM batches them)
-    'aggregate': 'mean',          # mean | median of the valid per-image answers, per loss
+    'aggregate': 'mean',          # mean | median | trimmed (mean without the `trim` share at each end), per loss
+    'trim': 0.2,                  # aggregate: trimmed: the share of answers dropped at each end
+    'max_change': None,           # trust region: each weight moves at most by this factor per decision (null: any)
+    'max_thoughts': 100,          # the grammars cap the Thoughts at this many characters (null: no cap)
     'min_valid': 0.5,             # valid answers needed: an int count, or a float fraction of prompts
     'budget_s': 600.0,            # the whole boundary never waits longer; stragglers are abandoned
     'reprompt': True,             # ask once more, with the parse error, when an answer is unusable
@@ -85,8 +96,9 @@ class LLMPolicy(LossPolicy):
             logger.info(f"Loss agent: started the {serve['engine']} server (pid {self.server.pid}) at "
                         f'{self.server.base_url}; its output goes to {self.server.log_path}')
         try:
-            self.client = build_client(o, request_fields(mode, self.loss_names, o['bounds']),
-                                       grammar=local_grammar(mode, self.loss_names, o['bounds']))
+            cap = o['max_thoughts']
+            self.client = build_client(o, request_fields(mode, self.loss_names, o['bounds'], cap),
+                                       grammar=local_grammar(mode, self.loss_names, o['bounds'], cap))
             self.owned_by = OWNED_BY[serve['engine']] if serve else \
                 self.client.owned_by(timeout=min(5.0, o['timeout_s']))
             problem = unsupported(mode, self.owned_by, o.get('base_url'))
@@ -119,7 +131,10 @@ class LLMPolicy(LossPolicy):
         o['last_k'] = number(o, 'last_k', 1, 10 ** 6, integer=True)
         o['extra_needs'] = string_list(o, 'extra_needs')
         o['structured_output'] = choice(o, 'structured_output', MODES)
-        o['aggregate'] = choice(o, 'aggregate', ('mean', 'median'))
+        o['aggregate'] = choice(o, 'aggregate', ('mean', 'median', 'trimmed'))
+        o['trim'] = number(o, 'trim', 0, 0.49)
+        o['max_change'] = number(o, 'max_change', 1, 1e6, allow_none=True)
+        o['max_thoughts'] = number(o, 'max_thoughts', 1, 1 << 20, integer=True, allow_none=True)
         o['max_concurrency'] = number(o, 'max_concurrency', 1, 1024, integer=True)
         o['budget_s'] = number(o, 'budget_s', 0.01, 10 ** 6)
         o['bounds'] = pair(o, 'bounds')
@@ -175,6 +190,7 @@ class LLMPolicy(LossPolicy):
         results, done = run_concurrently(job, len(targets), self.o['max_concurrency'], self.o['budget_s'])
         prompts, answers, per_image, errors, thoughts, images = [], [], [], [], [], []
         counts = {'ok': 0, 'reprompted': 0, 'recovered': 0, 'failed': 0, 'abandoned': 0}
+        tokens = {'prompt': 0, 'evaluated': 0, 'generated': 0}
         for i, (target, result, finished) in enumerate(zip(targets, results, done)):
             broken = not finished or isinstance(result, BaseException)
             if broken:
@@ -183,6 +199,8 @@ class LLMPolicy(LossPolicy):
                 result = {'requests': [{'messages': first[i], 'text': None, 'error': why, 'form': None}],
                           'weights': None, 'error': why, 'thoughts': None}
             for k, req in enumerate(result['requests']):
+                for key in tokens:
+                    tokens[key] += req.get('tokens', {}).get(key) or 0
                 prompts.append({'image': target, 'attempt': k, 'messages': req['messages']})
                 answers.append({'image': target, 'attempt': k, 'text': req['text'], 'error': req['error']})
             if not broken:
@@ -194,6 +212,7 @@ class LLMPolicy(LossPolicy):
             errors.append(result['error'])
             thoughts.append(result['thoughts'])
             images.append({'image': target, 'valid': result['weights'] is not None,
+                           'weights': result['weights'], 'thoughts': result['thoughts'],
                            'reprompted': len(result['requests']) > 1,
                            'forms': [r['form'] for r in result['requests']],
                            'errors': [r['error'] for r in result['requests']],
@@ -203,8 +222,11 @@ class LLMPolicy(LossPolicy):
         need = self._needed(len(targets))
         info = {'targets': targets, 'per_image': per_image, **counts, 'errors': errors, 'thoughts': thoughts,
                 'need': need, 'aggregate': self.o['aggregate'], 'model': self.o['model'],
-                'structured_output': self.o['structured_output'], 'compliance': compliance(images),
+                'structured_output': self.o['structured_output'],
+                'compliance': compliance(images, previous, self.initial_weights, self.loss_names),
                 'prompt_tokens': max(estimate_tokens(m) for m in first)}
+        if self.o['backend'] == 'llamacpp':
+            info['tokens'] = tokens
         if shown is not None:
             info['history_shown'] = shown
         decision = Decision(weights=previous, policy=self.name, prompts=prompts, answers=answers, info=info)
@@ -213,7 +235,9 @@ class LLMPolicy(LossPolicy):
             decision.fallback = (f'{len(valid)} of {len(targets)} answers usable, need {need}'
                                  + (f'; e.g. {reasons[0]}' if reasons else ''))[:400]
             return decision
-        decision.weights = self._aggregate(valid)
+        proposed = self._aggregate(valid)
+        decision.weights, limited = trust_region(proposed, previous, self.o['max_change'])
+        info.update(proposed=proposed, max_change=self.o['max_change'], limited=limited)
         return decision
 
     def _first_contact(self) -> Optional[str]:
@@ -255,7 +279,9 @@ class LLMPolicy(LossPolicy):
         for attempt in range(2 if self.o['reprompt'] else 1):
             seed = self._seed(stage, image, attempt)
             reply = self.client.chat(messages, deadline=deadline, seed=seed)
-            request = {'messages': messages, 'text': reply.text, 'error': reply.error, 'form': None}
+            request = {'messages': messages, 'text': reply.text, 'error': reply.error, 'form': None,
+                       'tokens': {'prompt': reply.prompt_tokens, 'evaluated': reply.evaluated_tokens,
+                                  'generated': reply.generated_tokens}}
             out['requests'].append(request)
             if reply.text is None:  # the server failed even after retries: re-asking won't help
                 out['error'] = reply.error
@@ -308,8 +334,8 @@ class LLMPolicy(LossPolicy):
         return scaled, None
 
     def _aggregate(self, valid: list[dict]) -> dict:
-        combine = statistics.median if self.o['aggregate'] == 'median' else statistics.fmean
-        return {n: float(f'{combine([w[n] for w in valid]):.6g}') for n in self.loss_names}
+        return {n: float(f"{aggregate([w[n] for w in valid], self.o['aggregate'], self.o['trim']):.6g}")
+                for n in self.loss_names}
 
     def _needed(self, count: int) -> int:
         mv = self.o['min_valid']
@@ -335,13 +361,50 @@ class LLMPolicy(LossPolicy):
             self.server.stop()
 
 
-def compliance(images: list[dict]) -> dict:
+def aggregate(values: list[float], how: str, trim: float = 0.2) -> float:
+    """One loss's weight from the usable answers: mean, median, or the mean without the lowest and the
+    highest `trim` share (at least one answer is always kept)."""
+    if how == 'median':
+        return statistics.median(values)
+    if how == 'trimmed':
+        ordered, cut = sorted(values), math.floor(len(values) * trim)
+        return statistics.fmean(ordered[cut:len(ordered) - cut] or ordered)
+    return statistics.fmean(values)
+
+
+def trust_region(proposed: dict, current: dict, factor: Optional[float]) -> tuple[dict, list[str]]:
+    """Each weight moved at most by `factor` (x or /) from its current value, and the names it limited.
+    A weight at zero stays there: no factor moves it."""
+    if not factor:
+        return dict(proposed), []
+    applied, limited = {}, []
+    for name, value in proposed.items():
+        now = current[name]
+        low, high = now / factor, now * factor
+        applied[name] = float(f'{min(max(value, low), high):.6g}')
+        if not low <= value <= high:
+            limited.append(name)
+    return applied, limited
+
+
+def _same(a: Optional[dict], b: dict, names: list[str]) -> bool:
+    """Weights equal to five significant digits (as the prompt writes them)."""
+    return a is not None and all(float(f'{a[n]:.5g}') == float(f'{b[n]:.5g}') for n in names)
+
+
+def compliance(images: list[dict], current: dict, example: dict, names: list[str]) -> dict:
     """The format figures of one boundary (the schema is in the module docstring)."""
     forms = Counter(f for image in images for f in image['forms'] if f)
+    usable = [image for image in images if image['valid']]
+    placeholder = PLACEHOLDER_THOUGHTS.strip('()').lower()
     first_valid = sum(1 for image in images if image['forms'] and image['forms'][0])
     reprompted = sum(1 for image in images if image['reprompted'])
     valid = sum(1 for image in images if image['valid'])
     return {'prompts': len(images), 'first_valid': first_valid, 'reprompted': reprompted,
             'recovered': valid - first_valid, 'valid': valid,
             'no_answer': sum(1 for image in images if not image['answered']), 'forms': dict(forms),
-            'images': [{k: v for k, v in image.items() if k != 'answered'} for image in images]}
+            'repeats_example': sum(_same(image['weights'], example, names) for image in usable),
+            'repeats_current': sum(_same(image['weights'], current, names) for image in usable),
+            'template_thoughts': sum(placeholder in (image['thoughts'] or '').lower() for image in usable),
+            'images': [{k: v for k, v in image.items() if k not in ('answered', 'weights', 'thoughts')}
+                       for image in images]}

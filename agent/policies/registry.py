@@ -24,10 +24,24 @@ def register_policy(name: str) -> Callable[[type], type]:
     return wrap
 
 
-def _policy_class(opt: dict) -> tuple[type, dict]:
+def selected_options(opt: dict) -> tuple[str, dict]:
+    """The policy `type` names and its options: the other keys, or -- when the mapping holds a mapping
+    named after the type -- that mapping, beside which only other policies' option sets may stand, so
+    that one option file can keep several and `--force_yml agent:policy:type=llm` switches between them."""
     opt = dict(opt or {})
     kind = opt.pop('type', 'fixed')
-    return POLICY_REGISTRY.get(kind), opt
+    if not isinstance(opt.get(kind), dict):
+        return kind, opt
+    others = [k for k, v in opt.items() if k != kind and not (k in POLICY_REGISTRY and isinstance(v, dict))]
+    if others:
+        raise OptionError(f'agent.policy.{others[0]}: beside agent.policy.{kind} (the options of type {kind}) '
+                          f"only other policies' option sets may stand; move it into agent.policy.{kind}")
+    return kind, dict(opt[kind])
+
+
+def _policy_class(opt: dict) -> tuple[type, dict]:
+    kind, options = selected_options(opt)
+    return POLICY_REGISTRY.get(kind), options
 
 
 def _checked(kind: str, call):

@@ -1,5 +1,5 @@
 """Print a run's agent trajectory as a table, and how well the LLM's answers met the format:
-`python -m agent.runs.summary experiments/<name>`."""
+`python -m agent.runs.summary experiments/<name>`; `--thoughts N` adds up to N of each stage's Thoughts."""
 from __future__ import annotations
 
 import argparse
@@ -44,7 +44,8 @@ def format_compliance(records: list[StageRecord]) -> str:
         boundaries += 1
         modes[str(r.info.get('structured_output', '?'))] += 1
         total.update({k: int(c.get(k, 0)) for k in ('prompts', 'first_valid', 'reprompted', 'recovered', 'valid',
-                                                    'no_answer')})
+                                                    'no_answer', 'repeats_example', 'repeats_current',
+                                                    'template_thoughts')})
         forms.update({str(k): int(v) for k, v in (c.get('forms') or {}).items()})
     if not boundaries:
         return ''
@@ -58,7 +59,27 @@ def format_compliance(records: list[StageRecord]) -> str:
             f"  usable after one re-prompt {share(total['valid'])} (re-prompted {total['reprompted']}, "
             f"recovered {total['recovered']})\n"
             f"  never answered             {share(total['no_answer'])}\n"
-            f'  usable answers written as  {spellings}')
+            f'  usable answers written as  {spellings}\n'
+            f"  weights of the format example {share(total['repeats_example'])}, the current weights "
+            f"{share(total['repeats_current'])}; placeholder Thoughts {share(total['template_thoughts'])}")
+
+
+def format_thoughts(records: list[StageRecord], limit: int = 1, width: int = 160) -> str:
+    """Up to `limit` distinct Thoughts of each llm decision (`info['thoughts']`, one per prompt), most
+    frequent first, each cut at `width` characters; '' when no decision has any."""
+    lines = []
+    for r in records:
+        said = [' '.join(str(t).split()) for t in (r.info.get('thoughts') or []) if t and str(t).strip()]
+        if not r.decided or not said:
+            continue
+        counts = Counter(said)
+        for k, (text, count) in enumerate(counts.most_common(limit)):
+            cut = text if len(text) <= width else text[:width - 3] + '...'
+            times = f' (x{count})' if count > 1 else ''
+            lines.append(f"  {f'stage {r.stage}' if k == 0 else '':9s} {cut}{times}")
+        if len(counts) > limit:
+            lines.append(f"  {'':9s} (+{len(counts) - limit} other Thoughts of {len(said)} answers)")
+    return 'Thoughts per stage:\n' + '\n'.join(lines) if lines else ''
 
 
 def time_line(records: list[StageRecord]) -> str:
@@ -72,6 +93,8 @@ def time_line(records: list[StageRecord]) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('experiment', type=Path, help='experiments/<name> folder or its decisions.jsonl')
+    parser.add_argument('--thoughts', type=int, default=0, metavar='N',
+                        help="show up to N distinct Thoughts of each stage's LLM answers")
     args = parser.parse_args(argv)
     path = log_path(args.experiment)
     if not path.exists():
@@ -83,6 +106,9 @@ def main(argv=None) -> None:
     compliance = format_compliance(records)
     if compliance:
         print('\n' + compliance)
+    thoughts = format_thoughts(records, args.thoughts) if args.thoughts > 0 else ''
+    if thoughts:
+        print('\n' + thoughts)
 
 
 if __name__ == '__main__':
