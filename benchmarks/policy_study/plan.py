@@ -31,9 +31,22 @@ from . import ROOT
 
 DEMO_OPT = ROOT / 'options' / 'train' / 'demo_cpu.yml'
 START = ROOT / 'experiments' / 'pretrained_models' / 'demo_swinir_x4_l1.pth'
-# photos neither training nor the agent's validation set use (colorwheel is left out: a synthetic
-# graphic whose own ground truth scores NIQE ~28, NIQE's model of natural scenes does not apply)
-HELDOUT_PHOTOS = ['coffee', 'moon', 'gravel', 'clock']
+# The photo split of benchmarks/protocol.md. Training and the agent's validation photos are the demo's
+# (options/train/demo_cpu.yml). Selection photos choose the oracle, the best schedule and any constant
+# (the held-out set of both earlier studies: already seen). The final-test photos are opened once, by
+# the confirmatory run, for the headline numbers (matplotlib's and pyiqa's packaged photos, offline).
+# Left out: colorwheel (a synthetic graphic whose own ground truth scores NIQE ~28), skimage's cat (=
+# chelsea), the motorcycle's right view (= the agent's left view), graphics and images under 192 px.
+SELECTION_PHOTOS = ['coffee', 'moon', 'gravel', 'clock']
+TEST_PHOTOS = ['grace_hopper', 'kodim03', 'kodim04', 'kodim06', 'kodim08', 'kodim19']
+HELDOUT_PHOTOS = SELECTION_PHOTOS  # what pilots and --quick evaluate: never the final-test photos
+
+
+def photo_split() -> dict[str, list[str]]:
+    """{'train', 'agent', 'selection', 'test'}: the four sets (tests/test_study_stats.py: disjoint)."""
+    demo = demo_options()
+    return {'train': list(demo['datasets']['train']['images']), 'agent': list(demo['agent']['dataset']['images']),
+            'selection': list(SELECTION_PHOTOS), 'test': list(TEST_PHOTOS)}
 
 
 @dataclass(frozen=True)
