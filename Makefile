@@ -49,14 +49,14 @@ demo: $(STAMP)
 	$(PY) train.py -opt $(DEMO_OPT) $(if $(LLM_URL),--force_yml agent:policy:type=llm agent:policy:base_url=$(LLM_URL))
 	@echo
 	@echo "Agent decisions per stage (mean expert scores on the validation images, new weights):"
-	@$(PY) -m agent.summary experiments/$(DEMO_NAME)
+	@$(PY) -m agent.runs.summary experiments/$(DEMO_NAME)
 	@echo
 	@echo "Decision log:   experiments/$(DEMO_NAME)/agent/decisions.jsonl"
 	@echo "Plots:          experiments/$(DEMO_NAME)/agent/weights.png and scores.png"
 	@echo "Checkpoints:    experiments/$(DEMO_NAME)/models/ and training_states/"
 	@echo "Training log:   experiments/$(DEMO_NAME)/train_$(DEMO_NAME)_*.log"
 	@echo "TensorBoard:    $(PY) -m tensorboard.main --logdir tb_logger/$(DEMO_NAME)"
-	@echo "Run board:      $(PY) -m agent.board experiments/$(DEMO_NAME) --port 8080   (open http://127.0.0.1:8080/)"
+	@echo "Run board:      $(PY) -m agent.runs.board experiments/$(DEMO_NAME) --port 8080   (open http://127.0.0.1:8080/)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests

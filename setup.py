@@ -9,10 +9,11 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=['agent', 'agent.board', 'lossagent_arch', 'lossagent_losses', 'lossagent_models', 'lossagent_hook',
-              'lossagent_runtime', 'lossagent_data', 'lossagent_eval'],
+    packages=['agent', 'agent.policies', 'agent.llm', 'agent.runs', 'agent.runs.board', 'lossagent_arch',
+              'lossagent_losses', 'lossagent_models', 'lossagent_hook', 'lossagent_runtime', 'lossagent_data',
+              'lossagent_eval'],
     py_modules=['lossagent_compat', 'lossagent_errors'],
-    package_data={'agent': ['templates/*.txt', 'templates/paper/*.txt'], 'agent.board': ['static/*']},
+    package_data={'agent.llm': ['templates/*.txt', 'templates/paper/*.txt'], 'agent.runs.board': ['static/*']},
     # torch/torchvision and basicsr are installed first by the Makefile: basicsr's source archive
     # needs torch at build time (pip install --no-build-isolation basicsr==1.4.2).
     install_requires=[
@@ -28,7 +29,7 @@ setup(
         'scikit-image',
         'matplotlib',
         'opencv-python-headless',
-        'fastapi',   # the run board (python -m agent.board)
+        'fastapi',   # the run board (python -m agent.runs.board)
         'uvicorn',
     ],
     extras_require={

@@ -2,7 +2,7 @@
 
 The glue decides where (`experiments/<name>/agent/stage_<k>/feedback.txt` and `ratings.json`, or
 a fixed text file from the YAML; see agent/stage_files.py) and passes it in as an expert of kind
-'text'. A person writes the files by hand or through the run board (`python -m agent.board`).
+'text'. A person writes the files by hand or through the run board (`python -m agent.runs.board`).
 While the `human` expert waits it leaves `waiting.json` (its deadline) so the board can show a
 countdown. An unattended run never waits longer than `timeout_s` (0 = look once).
 

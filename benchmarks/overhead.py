@@ -50,7 +50,7 @@ import lossagent_losses  # noqa: E402,F401
 import lossagent_models  # noqa: E402,F401
 import torch  # noqa: E402
 from agent.decision_log import read_records  # noqa: E402
-from agent.registry import find_policy  # noqa: E402
+from agent.policies import find_policy  # noqa: E402
 from lossagent_hook.agent_options import AgentOptions  # noqa: E402
 from basicsr.data import build_dataloader, build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402

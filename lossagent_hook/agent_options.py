@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from agent.board.launch import check_board_options
+from agent.runs.board.launch import check_board_options
 from lossagent_errors import OptionError, check_keys
 
 DEFAULTS = {

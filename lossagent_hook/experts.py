@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
-from agent.critique import Critic, check_critique_options
+from agent.llm.critique import Critic, check_critique_options
 from agent.experts import expert_weight
 from agent.human_feedback import wait_for_human_feedback
 from agent.options import number, read_options

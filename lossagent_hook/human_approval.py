@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from agent.decision_log import json_safe
-from agent.policy import Decision
+from agent.policies import Decision
 from agent.record import StageRecord
 from agent.stage_files import APPROVAL, PROPOSAL, poll, read_json, remove, stage_dir, write_json
 from agent.weights import check_weights

@@ -30,9 +30,9 @@ from tqdm import tqdm
 
 from agent import Decision, History, StageRecord, build_policy
 from agent.decision_log import DecisionLog
-from agent.lookahead_policy import probe_overhead
+from agent.policies.lookahead_policy import probe_overhead
 from agent.record import ProbeResult, mean_of_numbers
-from agent.plot import plot_experiment
+from agent.runs.plot import plot_experiment
 from agent.weights import ratio
 from basicsr.utils import get_root_logger
 from lossagent_errors import OptionError

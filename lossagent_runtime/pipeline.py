@@ -31,7 +31,7 @@ from basicsr.train import create_train_val_dataloader, init_tb_loggers
 from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, get_root_logger, get_time_str,
                            make_exp_dirs, mkdir_and_rename)
 from basicsr.utils.options import copy_opt_file, dict2str, parse_options
-from agent.board.launch import start_board
+from agent.runs.board.launch import start_board
 from lossagent_errors import OptionError
 
 from .basicsr_fixes import run_device

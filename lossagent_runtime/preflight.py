@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os.path as osp
 
-from agent.registry import check_policy
+from agent.policies import check_policy
 from agent.weights import check_weights
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from lossagent_compat import lookup, registered, unknown_name

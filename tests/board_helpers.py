@@ -64,10 +64,10 @@ def write_run(root: Path, stages: int = 2) -> Path:
 
 
 class Board:
-    """`python -m agent.board` in its own process, on a free port of 127.0.0.1."""
+    """`python -m agent.runs.board` in its own process, on a free port of 127.0.0.1."""
 
     def __init__(self, *runs, token=None):
-        cmd = [sys.executable, '-m', 'agent.board', *map(str, runs), '--port', '0', '--poll-s', '0.2']
+        cmd = [sys.executable, '-m', 'agent.runs.board', *map(str, runs), '--port', '0', '--poll-s', '0.2']
         if token is not None:
             cmd += ['--token', token]
         env = {k: v for k, v in os.environ.items() if k != 'LOSSAGENT_BOARD_TOKEN'}

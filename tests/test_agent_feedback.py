@@ -7,7 +7,7 @@ import pytest
 
 from lossagent_errors import OptionError
 from agent.record import ExpertInfo
-from agent.critique import Critic, critique_images
+from agent.llm.critique import Critic, critique_images
 from agent.experts import experts_from_opt
 from agent.human_feedback import wait_for_feedback
 from openai_stub_server import OpenAIStubServer

@@ -8,7 +8,7 @@ import pytest
 
 from agent import ExpertInfo, History, StageRecord, build_policy
 from lossagent_errors import OptionError
-from agent.structured import weights_gbnf, weights_regex, weights_schema
+from agent.llm.structured import weights_gbnf, weights_regex, weights_schema
 from openai_stub_server import OpenAIStubServer
 
 N = ['L1', 'Perceptual', 'GAN']

@@ -6,7 +6,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from agent.parser import parse_answer
+from agent.llm.parser import parse_answer
 
 N = ['L1', 'Perceptual', 'GAN']
 W = {'L1': 0.7, 'Perceptual': 0.3, 'GAN': 0.05}

@@ -8,7 +8,7 @@ print the numbers:  PYTHONPATH=. python tests/test_agent_parser_corpus.py
 """
 import random
 
-from agent.parser import parse_answer
+from agent.llm.parser import parse_answer
 
 N = ['L1', 'Perceptual', 'GAN']
 PRE = ['', "Based on the historical data and the goal of improving image quality (lower score), here's a "

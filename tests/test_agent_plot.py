@@ -1,11 +1,12 @@
-"""agent.plot on synthetic decision logs: files written, compare mode, and bad data never raising."""
+"""agent.runs.plot on synthetic decision logs: files written, compare mode, and bad data never raising."""
 import json
 import logging
 import random
 
 import pytest
 
-from agent import StageRecord, plot
+from agent import StageRecord
+from agent.runs import plot
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 

@@ -14,7 +14,7 @@ import pytest
 
 from lossagent_errors import OptionError
 from agent.record import ExpertInfo, History, StageRecord
-from agent.prompts import PROMPT_DEFAULTS, PromptBuilder
+from agent.llm.prompts import PROMPT_DEFAULTS, PromptBuilder
 
 GOLDEN = Path(__file__).parent / 'golden' / 'agent'
 N = ['L1', 'Perceptual', 'GAN']

@@ -1,10 +1,10 @@
-"""`python -m agent.replay` re-asks logged boundaries against a server, without training."""
+"""`python -m agent.runs.replay` re-asks logged boundaries against a server, without training."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from agent.replay import history_from_records, load_records, main
+from agent.runs.replay import history_from_records, load_records, main
 from openai_stub_server import OpenAIStubServer
 
 N = ['L1', 'Perceptual', 'GAN']
@@ -64,7 +64,7 @@ def test_replay_one_stage_other_policy_yaml_directions(tmp_path):
     log, yml = tmp_path / 'decisions.jsonl', tmp_path / 'opt.yml'
     write_log(log, with_experts=False)
     yml.write_text('agent:\n  experts:\n    NIQE: {metric: niqe}\n  policy: {type: llm}\n')
-    proc = subprocess.run([sys.executable, '-m', 'agent.replay', str(log), '--opt', str(yml),
+    proc = subprocess.run([sys.executable, '-m', 'agent.runs.replay', str(log), '--opt', str(yml),
                            '--policy-type', 'random', '--stage', '2'], capture_output=True, text=True,
                           cwd=Path(__file__).parent.parent, timeout=60)
     assert proc.returncode == 0, proc.stderr

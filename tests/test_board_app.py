@@ -1,4 +1,4 @@
-"""The board's HTTP side, a real server on 127.0.0.1 (`python -m agent.board`) over run folders on disk."""
+"""The board's HTTP side, a real server on 127.0.0.1 (`python -m agent.runs.board`) over run folders on disk."""
 import http.client
 import json
 import os
@@ -184,6 +184,6 @@ def test_read_only_board_and_bad_command_lines(tmp_path):
     for args, message in [([str(tmp_path / 'missing')], 'no such experiment folder'),
                           ([str(run), '--host', '0.0.0.0'], 'reachable from other machines; give a --token')]:
         env = {k: v for k, v in os.environ.items() if k != 'LOSSAGENT_BOARD_TOKEN'}
-        proc = subprocess.run([sys.executable, '-m', 'agent.board', *args], capture_output=True, text=True, timeout=60,
-                              env=env)
+        proc = subprocess.run([sys.executable, '-m', 'agent.runs.board', *args], capture_output=True, text=True,
+                              timeout=60, env=env)
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

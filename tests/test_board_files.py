@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agent.human_feedback import HumanFeedback, read_human_feedback, wait_for_human_feedback
-from agent.policy import Decision
+from agent.policies import Decision
 from agent.record import ExpertInfo, StageRecord
 from agent.stage_files import APPROVAL, PROPOSAL, WAITING, image_file, read_json, stage_dir, write_json
 from lossagent_errors import OptionError, UserError

@@ -22,8 +22,8 @@ import llguidance
 import llguidance.llamacpp
 import xgrammar as xgr
 
-from agent.parser import parse_answer
-from agent.structured import number_pattern, _regex, request_fields, weights_gbnf, weights_regex, weights_schema
+from agent.llm.parser import parse_answer
+from agent.llm.structured import number_pattern, _regex, request_fields, weights_gbnf, weights_regex, weights_schema
 from tiny_llama import EOT_ID, vocab_path
 
 N = ['L1', 'Perceptual', 'GAN']

@@ -17,9 +17,9 @@ from llama_cpp import Llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter, format_llama3
 
 from agent import ExpertInfo, History, StageRecord, build_policy
-from agent.context import estimate_tokens, prompt_budget
-from agent.llm_policy import LLM_DEFAULTS
-from agent.prompts import PromptBuilder
+from agent.llm.context import estimate_tokens, prompt_budget
+from agent.policies.llm_policy import LLM_DEFAULTS
+from agent.llm.prompts import PromptBuilder
 from tiny_llama import EOT_ID, read_metadata, vocab_path
 from training import ROOT, tiny_options
 
@@ -143,7 +143,7 @@ def llamacpp_policy(tiny_gguf, mode):
 
 
 def summary(run) -> str:
-    return subprocess.run([sys.executable, '-m', 'agent.summary', str(run.root)], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, '-m', 'agent.runs.summary', str(run.root)], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout
 
 

@@ -3,7 +3,7 @@
 it from train.py.
 
 What the server does with each structured-output mode is checked first, raw (so the support table
-in agent/structured.py is a measurement, and this fails when llama-cpp-python changes); then that
+in agent/llm/structured.py is a measurement, and this fails when llama-cpp-python changes); then that
 the policy either works in a mode or refuses it once, in one line, at start-up or first contact.
 """
 import re
@@ -16,9 +16,9 @@ import openai
 import pytest
 
 from agent import ExpertInfo, History, StageRecord, build_policy
-from agent.registry import check_policy
-from agent.serve import ManagedServer, check_serve_options, free_port, server_command, server_env
-from agent.structured import request_fields, weights_regex
+from agent.policies import check_policy
+from agent.llm.serve import ManagedServer, check_serve_options, free_port, server_command, server_env
+from agent.llm.structured import request_fields, weights_regex
 from lossagent_errors import OptionError
 from training import ROOT, tiny_options
 
@@ -53,7 +53,7 @@ def server(tiny_gguf):
 
 
 def test_what_the_server_does_with_each_request_field(server):
-    """Measured facts behind agent/structured.py's SERVERS table."""
+    """Measured facts behind agent/llm/structured.py's SERVERS table."""
     client = openai.OpenAI(base_url=server.base_url, api_key='EMPTY', max_retries=0)
     assert [m.owned_by for m in client.models.list().data] == ['me']
     ask = dict(model='tiny', messages=[{'role': 'user', 'content': 'Give the weights.'}], max_tokens=40, seed=1)

@@ -240,7 +240,7 @@ def test_llm_proposer_asks_for_candidates_and_sees_earlier_probes():
 
 
 def test_the_llm_proposer_is_checked_without_connecting():
-    from agent.registry import check_policy
+    from agent.policies import check_policy
     from lossagent_errors import OptionError
     check_policy({'type': 'lookahead', 'proposer': 'llm', 'llm': {'base_url': 'http://127.0.0.1:9/v1'}},
                  N, INIT, EXPERTS)  # nothing listens there: only the options are checked

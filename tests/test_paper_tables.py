@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 from agent.record import StageRecord
-from agent.summary import time_line
+from agent.runs.summary import time_line
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / 'options' / 'test' / 'README.md').read_text(encoding='utf-8')

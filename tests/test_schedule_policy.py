@@ -1,4 +1,4 @@
-"""agent/schedule_policy.py: the initial weights until the switch, then the named ones; one-line errors."""
+"""agent/policies/schedule_policy.py: the initial weights until the switch, then the named ones; one-line errors."""
 import pytest
 
 from agent import History, StageRecord, build_policy

@@ -183,7 +183,7 @@ def metrics_table(study: Study) -> str:
 
 def stage_signal(study: Study) -> tuple[str, dict]:
     """Stage-to-stage std of the validation scores with fixed weights: raw net_g vs EMA + snapshots."""
-    from agent.plot import load_records
+    from agent.runs.plot import load_records
     rows, out = [], {}
     for kind, label in (('diagnostic', 'net_g at the boundary (the first study)'),
                         ('sweep', 'EMA generator, snapshots averaged (this study)')):
@@ -237,7 +237,7 @@ def write_csv(path: Path, study: Study) -> None:
 
 def plot_seed(study: Study, out_dir: Path) -> list[Path]:
     """Seed 0: every policy's weights and validation scores side by side, and one figure per run."""
-    from agent.plot import load_records, plot_compare, plot_overview
+    from agent.runs.plot import load_records, plot_compare, plot_overview
     seed = study.seeds[0]
     picked = [study.default(seed)] + [r for r in study.runs if r.seed == seed and r.kind == 'policy']
     pngs = [plot_overview(load_records(r.root), out_dir / f'{r.name}.png', f'{r.label}, seed {seed}', log_y='on')

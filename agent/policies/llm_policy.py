@@ -33,25 +33,25 @@ from collections import Counter
 from typing import Optional
 
 from lossagent_errors import OptionError
-from .record import History
-from .policy import Decision, LossPolicy
-from .client import CLIENT_DEFAULTS, build_client, check_client_options
-from .concurrency import run_concurrently
-from .context import estimate_tokens, fits, overflow_stage, prompt_budget
-from .options import choice, flag, number, pair, read_options, string_list
-from .parser import parse_answer
-from .prompts import PROMPT_DEFAULTS, PromptBuilder
-from .record import StageRecord
+from ..record import History
+from .base import Decision, LossPolicy
+from ..llm.client import CLIENT_DEFAULTS, build_client, check_client_options
+from ..llm.concurrency import run_concurrently
+from ..llm.context import estimate_tokens, fits, overflow_stage, prompt_budget
+from ..options import choice, flag, number, pair, read_options, string_list
+from ..llm.parser import parse_answer
+from ..llm.prompts import PROMPT_DEFAULTS, PromptBuilder
+from ..record import StageRecord
 from .registry import register_policy
-from .serve import OWNED_BY, ManagedServer, check_serve_options
-from .structured import MODES, local_grammar, request_fields, unsupported, weights_regex
+from ..llm.serve import OWNED_BY, ManagedServer, check_serve_options
+from ..llm.structured import MODES, local_grammar, request_fields, unsupported, weights_regex
 
 logger = logging.getLogger('basicsr')  # BasicSR's run log when training; silent elsewhere
 
 LLM_DEFAULTS = {
     **CLIENT_DEFAULTS,
     **PROMPT_DEFAULTS,
-    'structured_output': 'none',  # none | regex | json | response_format | grammar (agent/structured.py)
+    'structured_output': 'none',  # none | regex | json | response_format | grammar (agent/llm/structured.py)
     'per_image': True,            # one prompt per validation image; false: one prompt, mean scores
     'max_concurrency': 16,        # prompts in flight at once (vLLM batches them)
     'aggregate': 'mean',          # mean | median of the valid per-image answers, per loss
@@ -60,7 +60,7 @@ LLM_DEFAULTS = {
     'reprompt': True,             # ask once more, with the parse error, when an answer is unusable
     'bounds': [0.0, 100.0],       # accepted range of each weight
     'seed': 'run',                # per-request sampling seed: 'run' (from the run's seed), an int, or null
-    'serve': None,                # start the inference server with the run: {engine, model, ...} (agent/serve.py)
+    'serve': None,                # start the inference server with the run: {engine, model, ...} (agent/llm/serve.py)
 }
 
 
@@ -272,7 +272,7 @@ class LLMPolicy(LossPolicy):
         return out
 
     def _log_context_projection(self) -> None:
-        """At start-up: where a full history will stop fitting n_ctx (estimated; see agent/context.py)."""
+        """At start-up: where a full history will stop fitting n_ctx (estimated; see agent/llm/context.py)."""
         self._trim_reported = False
         if self.o['history'] != 'full':
             return

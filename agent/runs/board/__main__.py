@@ -1,4 +1,4 @@
-"""Serve the run board: `python -m agent.board experiments/<name> [experiments/<other> ...] --port 8080`.
+"""Serve the run board: `python -m agent.runs.board experiments/<name> [experiments/<other> ...] --port 8080`.
 
 Reads only the folders it is given (a live run, a finished one, a copy from a cluster; a folder of
 runs such as `experiments/` stands for each run in it). Binds 127.0.0.1 by default. Feedback and
@@ -23,7 +23,7 @@ from .runs import find_runs
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='python -m agent.board', description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog='python -m agent.runs.board', description=__doc__.splitlines()[0])
     parser.add_argument('runs', nargs='+', help='experiments/<name> folders (or a folder of them)')
     parser.add_argument('--host', default='127.0.0.1', help='address to bind (default 127.0.0.1: this machine only)')
     parser.add_argument('--port', type=int, default=8080, help='port (0: any free one; default 8080)')

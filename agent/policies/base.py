@@ -6,8 +6,8 @@ from typing import Any, Optional
 
 from lossagent_errors import OptionError
 
-from .record import ExpertInfo, History
-from .weights import check_weights
+from ..record import ExpertInfo, History
+from ..weights import check_weights
 
 
 DECIDERS = ('policy', 'human', 'timeout')

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 from lossagent_errors import OptionError
-from .record import History
-from .policy import Decision, LossPolicy
-from .options import flag, pair, read_options
+from ..record import History
+from .base import Decision, LossPolicy
+from ..options import flag, pair, read_options
 from .registry import register_policy
 from .rng import JsonRandom
 

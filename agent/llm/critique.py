@@ -7,10 +7,10 @@ as "(no feedback)"), never an exception.
 
     agent:
       experts:
-        Critic: {kind: text}
-      critique:                       # options for critique_images(), defaults below
-        base_url: http://127.0.0.1:8001/v1
-        model: Qwen/Qwen2.5-VL-7B-Instruct
+        Critic:                       # an expert of type critique (lossagent_hook/experts.py)
+          type: critique
+          base_url: http://127.0.0.1:8001/v1   # the rest of the mapping: CRITIQUE_DEFAULTS below
+          model: Qwen/Qwen2.5-VL-7B-Instruct
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Optional
 from lossagent_errors import OptionError
 from .client import CLIENT_DEFAULTS, build_client, check_client_options
 from .concurrency import run_concurrently
-from .options import number, read_options
+from ..options import number, read_options
 from .prompts import TEMPLATES, article
 
 CRITIQUE_DEFAULTS = {
@@ -31,7 +31,7 @@ CRITIQUE_DEFAULTS = {
     'temperature': 0.2,
     'max_tokens': 200,
     'stop_token_ids': [],        # 128009 is Llama-3's; other models have their own
-    'prompt': None,              # the question; default agent/templates/critique.txt
+    'prompt': None,              # the question; default agent/llm/templates/critique.txt
     'templates_dir': None,       # a folder with an edited critique.txt
     'model_noun': 'super-resolution model',
     'max_concurrency': 16,
@@ -89,7 +89,8 @@ class Critic:
 
 
 def critique_images(png_images: list[bytes], opt: Optional[dict] = None) -> list[Optional[str]]:
-    """One critique (or None) per PNG image, in order. `opt` is the YAML's `agent.critique`."""
+    """One critique (or None) per PNG image, in order. `opt`: a critique expert's options
+    (its `agent.experts.<name>` mapping without `type`)."""
     critic = Critic(opt)
     try:
         return critic.critique(list(png_images))

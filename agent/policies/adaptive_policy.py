@@ -23,18 +23,22 @@ d = r(+) - r(-). The centre moves along u by `max_move` * clip(d / rms(d over al
 -1, 1): a trust-region step whose size is scaled by how the difference compares with the noise
 seen so far, and every point stays within `trust_region` of the initial weights. A stage without
 valid scores restarts the pair. Seeded and resumable.
+
+Both strategies move in the log-weight space of `log_weight_search.py` (which losses move, the
+trust region, sigma and its 1/5th rule, the seeded draws), shared with the lookahead policy.
 """
 from __future__ import annotations
 
 import math
 
 from lossagent_errors import OptionError
-from .record import History
-from .policy import Decision, LossPolicy
-from .objective import NORMALIZATIONS, stage_objective
-from .options import choice, flag, number, read_options
+
+from ..objective import NORMALIZATIONS, stage_objective
+from ..options import choice, number, read_options
+from ..record import History
+from .base import Decision, LossPolicy
+from .log_weight_search import LogWeightSearch
 from .registry import register_policy
-from .rng import JsonRandom
 
 ADAPTIVE_DEFAULTS = {
     'strategy': 'es',         # es: (1+1)-ES on stage objectives; paired: antithetic probes on stage changes
@@ -58,14 +62,7 @@ class AdaptivePolicy(LossPolicy):
         o = read_options(self.opt, ADAPTIVE_DEFAULTS)
         self.strategy = choice(o, 'strategy', ('es', 'paired'))
         self.max_move = number(o, 'max_move', 0, 50)
-        self.sigma0 = number(o, 'sigma', 1e-6, 10)
-        self.sigma_min = number(o, 'sigma_min', 0, 10)
-        self.sigma_max = number(o, 'sigma_max', 1e-6, 10)
-        if not self.sigma_min <= self.sigma0 <= self.sigma_max:
-            raise OptionError('agent.policy.sigma: expected sigma_min <= sigma <= sigma_max')
-        self.factor = number(o, 'success_factor', 1.0, 10)
-        self.radius = number(o, 'trust_region', 0, 50)
-        self.anchor = flag(o, 'anchor')
+        self.search = LogWeightSearch(self.loss_names, self.initial_weights, o, self.seed, sigma_floor=1e-6)
         self.margin = number(o, 'min_improvement', 0, math.inf)
         self.patience = number(o, 'patience', 1, 10 ** 6, integer=True)
         self.normalize = choice(o, 'normalize', NORMALIZATIONS)
@@ -73,14 +70,8 @@ class AdaptivePolicy(LossPolicy):
             raise OptionError('agent.experts: the adaptive policy needs a score expert with a positive weight')
         if any(w < 0 for w in self.initial_weights.values()):
             raise OptionError('agent.policy: the adaptive policy needs non-negative initial weights')
-        # losses with initial weight 0 have no log-weight: they stay 0 (and so does the anchor)
-        self.active = [n for i, n in enumerate(self.loss_names)
-                       if self.initial_weights[n] > 0 and not (self.anchor and i == 0)]
-        self.x0 = {n: math.log(self.initial_weights[n]) for n in self.active}
-        self.rng = JsonRandom(self.seed)
         self.best = None      # incumbent log-weights {name: float}
         self.f_best = None
-        self.sigma = self.sigma0
         self.fails = 0
         self.successes = 0
         self.evals = 0
@@ -102,7 +93,7 @@ class AdaptivePolicy(LossPolicy):
         if f is None:
             return Decision(weights=current, policy=self.name, info={'gains': gains},
                             fallback=f'no valid expert scores at stage {history.last.stage}')
-        trained = {n: math.log(max(history.last.weights.get(n, 0.0), 1e-12)) for n in self.active}
+        trained = self.search.log_weights(history.last.weights)
         self.evals += 1
         if self.best is None:
             outcome = 'start'
@@ -112,17 +103,18 @@ class AdaptivePolicy(LossPolicy):
             self.best, self.f_best = trained, f
             self.successes += 1
             self.fails = 0
-            self.sigma = min(self.sigma_max, self.sigma * self.factor)
+            self.search.succeeded()
         else:
             outcome = 'rejected'
             self.fails += 1
-            self.sigma = max(self.sigma_min, self.sigma * self.factor ** -0.25)
+            self.search.failed()
             if self.fails >= self.patience:
                 outcome = 'rejected, incumbent re-measured'
                 self.f_best, self.fails = f, 0
-        weights = self._propose()
+        step = self.search.gaussian_step()
+        weights = self.search.clipped_weights({n: self.best[n] + step[n] for n in self.search.active})
         info = {'objective': f, 'gains': gains, 'outcome': outcome, 'incumbent_objective': self.f_best,
-                'incumbent': self._weights(self.best), 'sigma': self.sigma}
+                'incumbent': self.search.weights(self.best), 'sigma': self.search.sigma}
         return Decision(weights=weights, policy=self.name, info=info)
 
     def _decide_paired(self, history: History, current: dict) -> Decision:
@@ -131,7 +123,7 @@ class AdaptivePolicy(LossPolicy):
         prev = history.records[-2]
         f_prev = 0.0 if prev is ref else stage_objective(prev, ref, self.experts, history, normalize=self.normalize)[0]
         if self.center is None:
-            self.center = {n: math.log(max(current.get(n, 0.0), 1e-12)) for n in self.active}
+            self.center = self.search.log_weights(current)
         if f is None:
             self.phase = 0  # the probe was not measured: a new pair starts at the next valid stage
             return Decision(weights=current, policy=self.name, info={'gains': gains},
@@ -151,37 +143,24 @@ class AdaptivePolicy(LossPolicy):
             self.d_sq.append(d * d)
             scale = math.sqrt(sum(self.d_sq) / len(self.d_sq))
             move = self.max_move * max(-1.0, min(1.0, d / scale)) if scale > 0 else 0.0
-            for n in self.active:
-                self.center[n] = min(self.x0[n] + self.radius, max(self.x0[n] - self.radius,
-                                                                   self.center[n] + move * self.u[n]))
+            self.center = self.search.clip({n: self.center[n] + move * self.u[n] for n in self.search.active})
             if move != 0:
                 self.successes += 1  # pairs that moved the centre
             self.sign = -self.sign
             info.update(outcome='pair measured', difference=d, move=move)
         else:
             info['outcome'] = 'start'
-        self.u = {n: (1.0 if self.rng.random() < 0.5 else -1.0) for n in self.active}
+        self.u = {n: (1.0 if self.search.rng.random() < 0.5 else -1.0) for n in self.search.active}
         self.phase = 1
-        info.update(centre=self._weights(self.center), direction=dict(self.u), sigma=self.sigma)
+        info.update(centre=self.search.weights(self.center), direction=dict(self.u), sigma=self.search.sigma)
         return Decision(weights=self._probe(self.sign), policy=self.name, info=info)
 
     def _probe(self, sign: float) -> dict:
-        return self._weights({n: min(self.x0[n] + self.radius, max(self.x0[n] - self.radius,
-                                                                   self.center[n] + sign * self.sigma * self.u[n]))
-                              for n in self.active})
-
-    def _propose(self) -> dict:
-        x = {}
-        for n in self.active:  # draw in a fixed order so the sequence is reproducible
-            step = self.rng.gauss(0.0, self.sigma)
-            x[n] = min(self.x0[n] + self.radius, max(self.x0[n] - self.radius, self.best[n] + step))
-        return self._weights(x)
-
-    def _weights(self, x: dict) -> dict:
-        return {n: float(f'{math.exp(x[n]):.6g}') if n in x else self.initial_weights[n] for n in self.loss_names}
+        sigma = self.search.sigma
+        return self.search.clipped_weights({n: self.center[n] + sign * sigma * self.u[n] for n in self.search.active})
 
     def state_dict(self) -> dict:
-        return {'rng': self.rng.state(), 'best': self.best, 'f_best': self.f_best, 'sigma': self.sigma,
+        return {**self.search.state_dict(), 'best': self.best, 'f_best': self.f_best,
                 'fails': self.fails, 'successes': self.successes, 'evals': self.evals,
                 'center': self.center, 'u': self.u, 'sign': self.sign, 'phase': self.phase,
                 'r_first': self.r_first, 'd_sq': list(self.d_sq)}
@@ -189,10 +168,9 @@ class AdaptivePolicy(LossPolicy):
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
-        self.rng.set_state(state['rng'])
+        self.search.load_state_dict(state)
         self.best = {k: float(v) for k, v in state['best'].items()} if state.get('best') is not None else None
         self.f_best = state.get('f_best')
-        self.sigma = float(state.get('sigma', self.sigma0))
         self.fails = int(state.get('fails', 0))
         self.successes = int(state.get('successes', 0))
         self.evals = int(state.get('evals', 0))

@@ -1,6 +1,6 @@
 """Re-ask a finished (or running) run's stage boundaries without training.
 
-    python -m agent.replay experiments/<name>/agent/decisions.jsonl --opt options/train/X.yml \
+    python -m agent.runs.replay experiments/<name>/agent/decisions.jsonl --opt options/train/X.yml \
         [--policy-type llm] [--base-url URL] [--model M] [--stage K] [--out replay.jsonl]
 
 The History is rebuilt from the log (records not marked superseded, by stage; a later
@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Optional
 
 from lossagent_errors import OptionError
-from .decision_log import current_records
-from .directions import known_direction
-from .experts import experts_from_opt
-from .record import ExpertInfo, History, StageRecord
-from .registry import build_policy
+from ..decision_log import current_records
+from ..directions import known_direction
+from ..experts import experts_from_opt
+from ..record import ExpertInfo, History, StageRecord
+from ..policies import build_policy
 
 
 def load_records(path: Path) -> list[StageRecord]:
@@ -64,7 +64,7 @@ def fmt_weights(weights: Optional[dict], names: list[str]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog='python -m agent.replay', description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog='python -m agent.runs.replay', description=__doc__.splitlines()[0])
     ap.add_argument('decisions', type=Path, help='experiments/<name>/agent/decisions.jsonl')
     ap.add_argument('--opt', type=Path, required=True, help="the run's options YAML")
     ap.add_argument('--policy-type', help='override agent.policy.type')

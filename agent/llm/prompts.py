@@ -1,13 +1,13 @@
 """The paper's three-part prompt (Sec. 3.4, Fig. 6): system, history, customized needs.
 
-The words live in `agent/templates/*.txt` (Python `string.Template`, `$name` variables) so
+The words live in `agent/llm/templates/*.txt` (Python `string.Template`, `$name` variables) so
 users can read and edit them; `agent.policy.templates_dir` points at an edited copy (files
 missing there fall back to the preset's, then to the built-in ones). Two presets
 (`agent.policy.prompt`, differences in docs/agent.md):
 
 - `explicit` (the default): names the task, the losses and each metric ("The NIQE score ...")
   and adds a non-negativity rule;
-- `paper`: Figure 6 word for word ("The score ..."; `agent/templates/paper/` holds the files
+- `paper`: Figure 6 word for word ("The score ..."; `agent/llm/templates/paper/` holds the files
   that differ), used by the option files that reproduce the paper.
 
 Each part can be switched off for the paper's ablations: `system: false`, `directions: false`
@@ -22,7 +22,7 @@ from string import Template
 from typing import Optional
 
 from lossagent_errors import OptionError
-from .record import ExpertInfo, History, StageRecord, is_number
+from ..record import ExpertInfo, History, StageRecord, is_number
 
 TEMPLATES = Path(__file__).parent / 'templates'
 
@@ -40,12 +40,12 @@ PROMPT_DEFAULTS = {
     'name_metrics': None,      # "The NIQE score" rather than "The score" (null: the preset's)
     'anchor': False,           # keep the first loss's weight fixed (prompt rule + rescaling)
     'extra_needs': [],         # free-text rules appended to the needs part
-    'templates_dir': None,     # a folder with edited copies of agent/templates/*.txt
+    'templates_dir': None,     # a folder with edited copies of agent/llm/templates/*.txt
     'model_noun': None,        # default 'SR model' for super-resolution, else 'restoration model'
     'image_noun': None,        # default 'SR images' / 'restored images'
 }
 RULE_TAGS = ('format_example', 'explore_rule', 'nonneg_rule', 'anchor')
-# what each preset sets: its template folder (files that differ from agent/templates/) and the
+# what each preset sets: its template folder (files that differ from agent/llm/templates/) and the
 # defaults of the options left null. The paper names a metric only when there are several to tell apart.
 PRESETS = {
     'explicit': {'folder': None, 'nonneg_rule': True, 'name_metrics': True},

@@ -17,10 +17,10 @@ from urllib.parse import quote
 
 from lossagent_errors import UserError
 
-from ..decision_log import current_records, json_safe
-from ..human_feedback import read_human_feedback
-from ..record import StageRecord
-from ..stage_files import (APPROVAL, FEEDBACK, MANIFEST, PROPOSAL, RATINGS, VALIDATION, WAITING, image_file,
+from ...decision_log import current_records, json_safe
+from ...human_feedback import read_human_feedback
+from ...record import StageRecord
+from ...stage_files import (APPROVAL, FEEDBACK, MANIFEST, PROPOSAL, RATINGS, VALIDATION, WAITING, image_file,
                            read_json, stage_dir, stage_of)
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')

@@ -3,7 +3,7 @@
     agent:
       board: {port: 8080, host: 127.0.0.1, token_env: LOSSAGENT_BOARD_TOKEN}   # or `board: true`
 
-Rank 0 of `train.py` starts `python -m agent.board experiments/<name>` as its own process (the
+Rank 0 of `train.py` starts `python -m agent.runs.board experiments/<name>` as its own process (the
 web server never competes with training for the interpreter) and stops it at the end of
 training; the board also exits by itself when the training process is gone (even after a
 SIGKILL). The token that enables feedback and approvals comes from the environment variable
@@ -22,11 +22,11 @@ from typing import Optional
 
 from lossagent_errors import OptionError, UserError
 
-from ..options import number, read_options
+from ...options import number, read_options
 
 BOARD_DEFAULTS = {'port': 8080, 'host': '127.0.0.1', 'token_env': 'LOSSAGENT_BOARD_TOKEN'}
 WEB_MODULES = ('fastapi', 'uvicorn')
-TOKEN_ENV = 'LOSSAGENT_BOARD_TOKEN'  # where `python -m agent.board` reads a token it was not given
+TOKEN_ENV = 'LOSSAGENT_BOARD_TOKEN'  # where `python -m agent.runs.board` reads a token it was not given
 
 
 def is_loopback(host: str) -> bool:
@@ -73,7 +73,7 @@ class BoardProcess:
         env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
         if token:
             env[TOKEN_ENV] = token
-        cmd = [sys.executable, '-m', 'agent.board', str(experiment_root), '--host', options['host'],
+        cmd = [sys.executable, '-m', 'agent.runs.board', str(experiment_root), '--host', options['host'],
                '--port', str(options['port']), '--exit-with-parent', str(os.getpid())]
         self.process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
         atexit.register(self.stop)

@@ -13,9 +13,9 @@ import math
 import time
 from typing import Optional
 
-from ..human_feedback import MAX_CHARS
-from ..stage_files import APPROVAL, FEEDBACK, RATINGS, rating_or_none, stage_dir, write_atomic, write_json
-from ..weights import check_weights
+from ...human_feedback import MAX_CHARS
+from ...stage_files import APPROVAL, FEEDBACK, RATINGS, rating_or_none, stage_dir, write_atomic, write_json
+from ...weights import check_weights
 from .runs import RunFolder
 
 

@@ -1,6 +1,6 @@
 """The paper's 'Fixed' baseline: the initial weights for the whole run."""
-from .record import History
-from .policy import Decision, LossPolicy
+from ..record import History
+from .base import Decision, LossPolicy
 from .registry import register_policy
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lossagent_errors import OptionError
-from .options import choice, number
+from ..options import choice, number
 
 CLIENT_DEFAULTS = {
     'backend': 'openai',        # openai (any OpenAI-compatible server, e.g. vLLM) | llamacpp
@@ -194,7 +194,7 @@ class LlamaCppChatClient:
     """In-process GGUF model via llama-cpp-python; one request at a time (the model is not thread-safe).
 
     The chat template is the GGUF's own (a Llama-3-Instruct GGUF gets `chat_format='llama-3'`, which
-    stops at <|eot_id|>); `grammar` (GBNF, agent/structured.py) constrains every answer."""
+    stops at <|eot_id|>); `grammar` (GBNF, agent/llm/structured.py) constrains every answer."""
 
     def __init__(self, o: dict, grammar: Optional[str] = None):
         from llama_cpp import Llama, LlamaGrammar

@@ -12,7 +12,8 @@ part of the run. The other candidates cost (K-1)*P extra iterations per stage.
 Proposers (`proposer:`):
   adaptive  K-1 perturbations of the current log-weights, in antithetic pairs, step `sigma`
             adapted by the 1/5th success rule (a perturbation winning counts as a success), every
-            candidate within `trust_region` of the initial weights;
+            candidate within `trust_region` of the initial weights (log_weight_search.py, shared
+            with the adaptive policy);
   llm       the llm policy's answers (agent.policy.llm: its options), asked K-1 times with
             different sampling seeds; the prompt's history shows the probes of earlier stages.
 
@@ -26,12 +27,12 @@ from typing import Optional
 
 from lossagent_errors import OptionError
 
-from .objective import NORMALIZATIONS, stage_objective
-from .options import choice, flag, number, read_options
-from .policy import Decision, LossPolicy
-from .record import History, ProbeResult
+from ..objective import NORMALIZATIONS, stage_objective
+from ..options import choice, number, read_options
+from ..record import History, ProbeResult
+from .base import Decision, LossPolicy
+from .log_weight_search import LogWeightSearch
 from .registry import POLICY_REGISTRY, register_policy
-from .rng import JsonRandom
 
 LOOKAHEAD_DEFAULTS = {
     'candidates': 3,          # K: weightings tried at each boundary (the current one included)
@@ -59,32 +60,25 @@ class LookaheadPolicy(LossPolicy):
         self.candidates = number(o, 'candidates', 2, 16, integer=True)
         self.probe_iters = number(o, 'probe_iters', 1, 10 ** 6, integer=True)
         self.proposer = choice(o, 'proposer', ('adaptive', 'llm'))
-        self.sigma0 = number(o, 'sigma', 1e-3, 10)
-        self.sigma_min = number(o, 'sigma_min', 0, 10)
-        self.sigma_max = number(o, 'sigma_max', 1e-3, 10)
-        if not self.sigma_min <= self.sigma0 <= self.sigma_max:
-            raise OptionError('agent.policy.sigma: expected sigma_min <= sigma <= sigma_max')
-        self.factor = number(o, 'success_factor', 1.0, 10)
-        self.radius = number(o, 'trust_region', 0, 50)
-        self.anchor = flag(o, 'anchor')
+        self.search = LogWeightSearch(self.loss_names, self.initial_weights, o, self.seed, sigma_floor=1e-3)
         self.normalize = choice(o, 'normalize', NORMALIZATIONS)
         self.probe_network = choice(o, 'probe_network', ('net_g', 'ema'))
         self.min_gain = number(o, 'min_gain', 0, math.inf)
         if not any(e.kind != 'text' for e in self.experts):
             raise OptionError('agent.experts: the lookahead policy compares candidates by score experts; '
                               'it has none')
-        self.active = [n for i, n in enumerate(self.loss_names)
-                       if self.initial_weights[n] > 0 and not (self.anchor and i == 0)]
-        self.x0 = {n: math.log(self.initial_weights[n]) for n in self.active}
-        self.rng = JsonRandom(self.seed)
-        self.sigma = self.sigma0
         self.wins = 0
         self.rounds = 0
         self.llm = None
         if self.proposer == 'llm':
             if not isinstance(o['llm'], dict):
                 raise OptionError(f"agent.policy.llm: got {o['llm']!r}; expected the llm policy's options")
-            self.llm = POLICY_REGISTRY.get('llm')(loss_names, initial_weights, experts, opt=o['llm'], seed=seed, task=task)
+            self.llm = POLICY_REGISTRY.get('llm')(loss_names, initial_weights, experts, opt=o['llm'], seed=seed,
+                                                  task=task)
+
+    @property
+    def sigma(self) -> float:
+        return self.search.sigma
 
     @classmethod
     def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
@@ -102,12 +96,12 @@ class LookaheadPolicy(LossPolicy):
         if self.llm is not None:
             return self._propose_llm(history, current)
         out, pairs = [current], (self.candidates - 1 + 1) // 2
-        centre = {n: math.log(max(current.get(n, 0.0), 1e-12)) for n in self.active}
+        centre = self.search.log_weights(current)
         for _ in range(pairs):
-            step = {n: self.rng.gauss(0.0, self.sigma) for n in self.active}  # fixed order: reproducible
+            step = self.search.gaussian_step()
             for sign in (1.0, -1.0):
                 if len(out) < self.candidates:
-                    out.append(self._weights({n: self._clip(n, centre[n] + sign * step[n]) for n in self.active}))
+                    out.append(self.search.clipped_weights({n: centre[n] + sign * step[n] for n in self.search.active}))
         return out, {'proposer': 'adaptive', 'sigma': self.sigma}
 
     def _propose_llm(self, history: History, current: dict) -> tuple[list[dict], dict]:
@@ -144,31 +138,23 @@ class LookaheadPolicy(LossPolicy):
         if self.llm is None:  # the 1/5th rule on perturbations winning
             if winner > 0:
                 self.wins += 1
-                self.sigma = min(self.sigma_max, self.sigma * self.factor)
+                self.search.succeeded()
             else:
-                self.sigma = max(self.sigma_min, self.sigma * self.factor ** -0.25)
+                self.search.failed()
         info.update(winner=winner, objectives=[p.objective for p in probes], sigma_after=self.sigma)
         return Decision(weights=dict(best.weights), policy=self.name, info=info)
 
     def decide(self, history: History) -> Decision:
         raise RuntimeError('the lookahead policy decides through the stage hook (propose, probe, choose)')
 
-    # ---- helpers -----------------------------------------------------------------------------
-    def _clip(self, name: str, x: float) -> float:
-        return min(self.x0[name] + self.radius, max(self.x0[name] - self.radius, x))
-
-    def _weights(self, x: dict) -> dict:
-        return {n: float(f'{math.exp(x[n]):.6g}') if n in x else self.initial_weights[n] for n in self.loss_names}
-
     def state_dict(self) -> dict:
-        return {'rng': self.rng.state(), 'sigma': self.sigma, 'wins': self.wins, 'rounds': self.rounds,
+        return {**self.search.state_dict(), 'wins': self.wins, 'rounds': self.rounds,
                 'llm': self.llm.state_dict() if self.llm is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
-        self.rng.set_state(state['rng'])
-        self.sigma = float(state.get('sigma', self.sigma0))
+        self.search.load_state_dict(state)
         self.wins, self.rounds = int(state.get('wins', 0)), int(state.get('rounds', 0))
         if self.llm is not None and state.get('llm'):
             self.llm.load_state_dict(state['llm'])

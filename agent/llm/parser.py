@@ -5,7 +5,8 @@ it adds prose, markdown (`**Weights:**`), spaces around `=` and `:`, writes
 `L1=0.7, Perceptual=0.3, GAN=0.05`, bullet lists, `L1 loss: 0.7`, `.5`, or JSON when
 structured output is on. All of these are accepted. Anything that could train a broken
 model is rejected: wrong number of losses, unknown names, NaN/inf, negatives, values
-outside `bounds`, all zeros. Nothing here evaluates the text (no eval/exec), and every
+outside `bounds`, all zeros (agent/weights.py's `check_weights`, the rule the options, the board
+and the hook use too). Nothing here evaluates the text (no eval/exec), and every
 regex is linear so a hostile answer cannot stall a stage boundary.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional
+
+from ..weights import check_weights
 
 MAX_CHARS = 20000  # answers are capped by max_tokens anyway; this bounds the work on garbage
 # possessive quantifiers and the look-behind keep every scan linear: without them a run of
@@ -348,18 +351,7 @@ def _validated(values: list[tuple[str, float]], names, bounds, attempt, thoughts
         if name in got:
             return reject(f'{name} given twice')
         got[name] = value
-    if len(got) != len(names):
-        missing = [n for n in names if n not in got]
-        return reject(f'expected {len(names)} weights ({":".join(names)}), missing {", ".join(missing)}')
-    low, high = bounds
-    for name in names:
-        value = got[name]
-        if not math.isfinite(value):
-            return reject(f'weight of {name} is not finite ({value})')
-        if value < 0:
-            return reject(f'weight of {name} is negative ({value:g}); weights must be non-negative')
-        if not low <= value <= high:
-            return reject(f'weight of {name} is {value:g}, outside the allowed range [{low:g}, {high:g}]')
-    if all(got[n] == 0 for n in names):
-        return reject('all weights are zero')
+    problem = check_weights(got, names, bounds)  # the one weight rule (agent/weights.py)
+    if problem:
+        return reject(problem)
     return ParseResult(weights={n: got[n] for n in names}, thoughts=thoughts, form=form)

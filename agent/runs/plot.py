@@ -1,7 +1,7 @@
 """Plots of what the agent did, from a run's decision log (no torch, matplotlib's Agg only).
 
-    python -m agent.plot experiments/<name>                      # weights.png, scores.png
-    python -m agent.plot experiments/fixed experiments/random experiments/llm --out figs/
+    python -m agent.runs.plot experiments/<name>                      # weights.png, scores.png
+    python -m agent.runs.plot experiments/fixed experiments/random experiments/llm --out figs/
                                                                  # + compare_weights.png, compare_scores.png
 
 - weights.png: the loss weights over iterations, like the paper's Figure 5. A decision applies
@@ -26,8 +26,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .decision_log import current_records, log_path
-from .record import StageRecord
+from ..decision_log import current_records, log_path
+from ..record import StageRecord
 
 ARROWS = {'lower': '↓', 'higher': '↑'}
 LOG_RATIO = 50.0  # auto log-y when max/min of the positive weights reaches this
@@ -283,7 +283,7 @@ def plot_experiment(exp_dir, out_dir=None, log_y='auto', logger: Optional[loggin
     try:
         records = load_records(exp_dir)
         if not records:
-            logger.info(f'agent.plot: no stage records in {log_path(exp_dir)}; nothing to plot')
+            logger.info(f'agent.runs.plot: no stage records in {log_path(exp_dir)}; nothing to plot')
             return []
         out_dir = Path(out_dir) if out_dir is not None else log_path(exp_dir).parent
         title = f' - {run_label(exp_dir)}{policy_label(records, run_label(exp_dir))}'
@@ -291,7 +291,7 @@ def plot_experiment(exp_dir, out_dir=None, log_y='auto', logger: Optional[loggin
         scores = plot_scores(records, out_dir / 'scores.png', title)
         return written + ([scores] if scores else [])
     except Exception as err:  # noqa: BLE001  (a plot is never worth a traceback at the end of training)
-        logger.warning(f'agent.plot: could not plot {exp_dir}: {err!r}')
+        logger.warning(f'agent.runs.plot: could not plot {exp_dir}: {err!r}')
         return []
 
 
@@ -304,7 +304,7 @@ def main(argv=None) -> int:
                         help='log y-axis for the weights (auto: when they differ by >= 50x)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    logger = logging.getLogger('agent.plot')
+    logger = logging.getLogger('agent.runs.plot')
     several = len(args.experiments) > 1
     written = []
     for exp in args.experiments:

@@ -10,11 +10,12 @@ weight). The switch happens at the first stage boundary at or after iteration `s
 from __future__ import annotations
 
 from lossagent_errors import OptionError
-from .options import number, read_options
-from .policy import Decision, LossPolicy
-from .record import History
+
+from ..options import number, read_options
+from ..record import History
+from ..weights import check_weights
+from .base import Decision, LossPolicy
 from .registry import register_policy
-from .weights import check_weights
 
 SCHEDULE_DEFAULTS = {
     'switch_at': None,   # the iteration from which `then` applies

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from lossagent_errors import OptionError
-from .options import choice, number, read_options
+from ..options import choice, number, read_options
 
 SERVE_DEFAULTS = {
     'engine': None,              # llama_cpp | vllm
@@ -50,7 +50,7 @@ SERVE_DEFAULTS = {
     'log_file': None,            # the server's output (default: a file in the temp folder, named in the log)
 }
 ENGINES = ('llama_cpp', 'vllm')
-OWNED_BY = {'llama_cpp': 'me', 'vllm': 'vllm'}  # what each engine's /v1/models says (agent/structured.py)
+OWNED_BY = {'llama_cpp': 'me', 'vllm': 'vllm'}  # what each engine's /v1/models says (agent/llm/structured.py)
 SERVER_PACKAGES = ('llama_cpp', 'uvicorn', 'fastapi', 'sse_starlette', 'starlette_context', 'pydantic_settings')
 PR_SET_PDEATHSIG = 1
 

@@ -1,13 +1,13 @@
 """Print a run's agent trajectory as a table, and how well the LLM's answers met the format:
-`python -m agent.summary experiments/<name>`."""
+`python -m agent.runs.summary experiments/<name>`."""
 from __future__ import annotations
 
 import argparse
 from collections import Counter
 from pathlib import Path
 
-from .decision_log import log_path, read_records
-from .record import StageRecord
+from ..decision_log import log_path, read_records
+from ..record import StageRecord
 
 
 def format_table(records: list[StageRecord]) -> str:
@@ -34,7 +34,7 @@ def format_table(records: list[StageRecord]) -> str:
 
 def format_compliance(records: list[StageRecord]) -> str:
     """The llm policy's format figures over the run (`info['compliance']` of each decision, see
-    agent/llm_policy.py); '' when no decision has them. The paper's Sec. 4.3 reports 799/800 answers
+    agent/policies/llm_policy.py); '' when no decision has them. The paper's Sec. 4.3 reports 799/800 answers
     parseable with its format example: `first answers usable` is that number."""
     total, forms, modes, boundaries = Counter(), Counter(), Counter(), 0
     for r in records:
