@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument('--schedules', nargs='*', help='override the schedules (none: no schedule runs)')
     ap.add_argument('--pbt-seeds', type=int, nargs='*', help='override the PBT seeds (none: no PBT)')
     ap.add_argument('--selection-only', action='store_true',
-                    help='evaluate the selection photos only (every pilot: the final-test photos are for the final run)')
+                    help='evaluate the selection photos only (every pilot: the final-test photos are for the '
+                         'final run)')
     ap.add_argument('--jobs', type=int, default=2, help='processes at once (default 2: one per core)')
     ap.add_argument('--threads', type=int, default=1, help='torch threads per process (1: results do not depend '
                                                            'on --jobs or on other work on the machine)')
@@ -129,7 +130,8 @@ def main(argv=None) -> int:
     for photo_set in p['photo_sets']:
         sections += [f'### Held-out metrics on the {photo_set} photos (mean ± sd over seeds)', '',
                      metrics_table(study, photo_set)]
-    notes = [f'Arm {k} skipped: {why}.' for k, why in skipped.items()] + ([f'PBT skipped: {pbt_why}.'] if pbt_why else [])
+    notes = [f'Arm {k} skipped: {why}.' for k, why in skipped.items()]
+    notes += [f'PBT skipped: {pbt_why}.'] if pbt_why else []
     notes += [f'Missing (train.py failed twice): {", ".join(study.missing)}.'] if study.missing else []
     sections += notes + ['', f'Wall time {wall / 60:.1f} min (training {t_train / 60:.1f}, evaluation '
                          f'{t_eval / 60:.1f}; estimated {cost["total_min"]:.0f}), {os.cpu_count()} CPUs, --jobs '

@@ -124,8 +124,8 @@ def member(config: dict) -> None:
         if iteration:
             opt['path']['resume_state'] = str(root / 'training_states' / f'{iteration}.state')
         started = time.time()
-        cpu_s = _train_stage(opt, work / 'options' / f'{root.name}_{target}.yml', work / 'logs' / f'{root.name}_{target}.log',
-                             job['threads'])
+        stem = f'{root.name}_{target}'
+        cpu_s = _train_stage(opt, work / 'options' / f'{stem}.yml', work / 'logs' / f'{stem}.log', job['threads'])
         niqe = _validation_niqe(root, target)
         with open(work / 'stages.jsonl', 'a') as f:
             f.write(json.dumps({'member': root.name, 'from': iteration, 'to': target, 'weights': weights, 'niqe': niqe,

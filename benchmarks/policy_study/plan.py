@@ -180,8 +180,9 @@ def photos(p: dict, photo_set: str) -> list[str]:
     return list(p.get('photos', {}).get(photo_set, PHOTO_SETS[photo_set]))
 
 
-def options(p: dict, name: str, seed: int, weights: dict, policy: dict, experts: dict, policy_seed: Optional[int] = None,
-            stage_iters: Optional[int] = None, snapshots: Optional[int] = None) -> dict:
+def options(p: dict, name: str, seed: int, weights: dict, policy: dict, experts: dict,
+            policy_seed: Optional[int] = None, stage_iters: Optional[int] = None,
+            snapshots: Optional[int] = None) -> dict:
     """The demo's option file with this run's name, seed, size, weights, policy and experts."""
     opt = demo_options()
     opt.update(name=name, manual_seed=seed, num_gpu=0)

@@ -283,12 +283,14 @@ def metrics_table(study: Study, photo_set: str) -> str:
         cells = []
         for metric, (_, _, d) in METRICS.items():
             vals = [study.value(n, metric, photo_set) for n in names]
-            cells.append(f'{statistics.fmean(vals):.{d}f}' + (f' ± {statistics.stdev(vals):.{d}f}' if len(vals) > 1 else ''))
+            spread = f' ± {statistics.stdev(vals):.{d}f}' if len(vals) > 1 else ''
+            cells.append(f'{statistics.fmean(vals):.{d}f}{spread}')
         js = [study.J(n, 'psnr_niqe', photo_set) for n in names]
         cells.append(f'{statistics.fmean(js):.2f}' + (f' ± {statistics.stdev(js):.2f}' if len(js) > 1 else ''))
         lines.append(f'| {label} | {len(names) if label != START_LABEL else ""} | ' + ' | '.join(cells) + ' |')
     scales = ', '.join(f'{e} {study.scale[photo_set, e]:.3g}' for e in HELDOUT_METRIC)
-    return '\n'.join(lines) + f'\n\nJ scales (robust standard error of the start network\'s per-photo scores): {scales}.\n'
+    note = f"J scales (robust standard error of the start network's per-photo scores): {scales}."
+    return '\n'.join(lines) + f'\n\n{note}\n'
 
 
 def grid_table(study: Study) -> str:
@@ -297,7 +299,8 @@ def grid_table(study: Study) -> str:
         return ''
     oracle_setting, _ = study.oracle()
     sets = study.p['photo_sets']
-    lines = ['| setting | seeds | ' + ' | '.join(f'mean NIQE, {s}' for s in sets) + ' |', '|---|---:|' + '---:|' * len(sets)]
+    lines = ['| setting | seeds | ' + ' | '.join(f'mean NIQE, {s}' for s in sets) + ' |',
+             '|---|---:|' + '---:|' * len(sets)]
     for setting, runs in study.grid().items():
         label = next(iter(runs.values())).label + (' **(oracle)**' if setting == oracle_setting else '')
         cells = [f'{statistics.fmean(study.value(r.name, "niqe", s) for r in runs.values()):.3f}' for s in sets]
