@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     notes += [f'PBT skipped: {pbt_why}.'] if pbt_why else []
     notes += [f'Missing (train.py failed twice): {", ".join(study.missing)}.'] if study.missing else []
     sections += notes + ['', f'Wall time {wall / 60:.1f} min (training {t_train / 60:.1f}, evaluation '
-                         f'{t_eval / 60:.1f}; estimated {cost["total_min"]:.0f}), {os.cpu_count()} CPUs, --jobs '
+                         f'{t_eval / 60:.1f}; estimated {cost["total_min"]:.1f}), {os.cpu_count()} CPUs, --jobs '
                          f'{args.jobs} --threads {args.threads}.', '']
     text = '\n'.join(sections)
     (out / 'study.md').write_text(text)

@@ -25,7 +25,7 @@ def test_study_smoke(tmp_path):
                               env=dict(os.environ))
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         md = (out / 'study.md').read_text()
-        table = md.split('### NIQE gain over the baseline on the selection')[1].split('###')[0]
+        table = md.split('### NIQE gain over the baseline on the selection photos (not the headline')[1].split('###')[0]
         rows = [[c.strip() for c in line.split('|')[1:-1]] for line in table.splitlines() if line.startswith('| ')][1:]
         assert [r[:2] for r in rows] == [
             ['Adaptive-paired (NIQE)', 'Fixed'], ['Paired, random signs (NIQE)', 'Fixed'],

@@ -168,8 +168,9 @@ def comparisons(study: Study) -> list[dict]:
 
 
 def comparisons_table(study: Study, found: list[dict]) -> str:
-    where = 'final-test' if study.headline == 'test' else 'selection (not the headline: no final-test photos here)'
-    lines = [f'### NIQE gain over the baseline on the {where} photos (NIQE points, higher is better)', '',
+    where = 'final-test photos' if study.headline == 'test' else \
+        'selection photos (not the headline: this profile opens no final-test photo)'
+    lines = [f'### NIQE gain over the baseline on the {where}', '', 'NIQE points, higher is better.', '',
              f'Holm over the {sum(c["t"].n >= 2 for c in found)} comparisons with two or more seeds (paired t; the '
              'Wilcoxon p-values are their own family).',
              '', '| comparison | baseline | n | gain, 95 % t-interval | p (Holm) | p raw | Wilcoxon p (Holm) | '
@@ -199,7 +200,7 @@ def headroom_fractions(study: Study) -> tuple[str, list[dict]]:
         interval = f'[{lo:.2f}, {hi:.2f}]' if math.isfinite(lo) else 'unbounded (headroom not distinguishable from 0)'
         lines.append(f'| {label} | {ratio:.2f} {interval} | {len(seeds)} |')
         out.append({'arm': key, 'fraction': ratio, 'fieller': [lo, hi], 'seeds': len(seeds)})
-    return '\n'.join(lines) + '\n', out
+    return ('\n'.join(lines) + '\n' if out else ''), out
 
 
 # ---- compute ----------------------------------------------------------------------------------

@@ -132,9 +132,14 @@ def evaluate(eval_opt: dict, out: Path, threads: int) -> Path:
     """test.py on one seed's checkpoints; the path of its CSV table."""
     path = out / 'options' / f"{eval_opt['name']}.yml"
     path.write_text(yaml.safe_dump(eval_opt, sort_keys=False, allow_unicode=True))
+    started = time.time()
     with open(out / 'logs' / f"{eval_opt['name']}.log", 'w') as log:
-        rc = subprocess.run([PY, str(ROOT / 'test.py'), '-opt', str(path)], cwd=ROOT, env=env_for(threads),
-                            stdout=log, stderr=subprocess.STDOUT).returncode
+        proc = subprocess.Popen([PY, str(ROOT / 'test.py'), '-opt', str(path)], cwd=ROOT, env=env_for(threads),
+                                stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    rc = os.waitstatus_to_exitcode(status)
+    print(f"  {eval_opt['name']}: {time.time() - started:.0f}s ({usage.ru_utime + usage.ru_stime:.0f} CPU s) for "
+          f"{len(eval_opt['methods'])} networks on {len(eval_opt['datasets'])} photos", flush=True)
     if rc != 0:
         raise SystemExit(f"study: test.py failed for {eval_opt['name']}; log {out}/logs/{eval_opt['name']}.log")
     return out / 'results' / eval_opt['name'] / f"{eval_opt['name']}.csv"
