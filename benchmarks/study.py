@@ -90,6 +90,10 @@ def main(argv=None) -> int:
           f'{p["schedules"]}; photos {p["photo_sets"]}', flush=True)
     print(f'study: estimated {cost["total_min"]:.0f} min on 2 cores ({cost["run_equivalents"]} run-equivalents: '
           f'training {cost["training_min"]:.0f} min, evaluation {cost["evaluation_min"]:.0f} min)', flush=True)
+    if skipped:
+        every = estimate(p, plan(p, p['arms']) + pbts, args.jobs)
+        print(f'study: with the skipped arms ({", ".join(skipped)}) it would be ~{every["total_min"]:.0f} min '
+              '(their runs costed like the others: the LLM arms at 1.5x a Fixed run)', flush=True)
     if args.plan:
         for run in runs + pbts:
             print(f'  {run.name:45s} {run.label}')
