@@ -66,7 +66,11 @@ def main(argv=None) -> int:
     for key in ('arms', 'multipliers', 'schedules', 'pbt_seeds', 'prefix'):
         if getattr(args, key) is not None:
             p[key] = getattr(args, key)
-    if args.selection_only:
+    pilot = any(getattr(args, k) is not None for k in ('seeds', 'arms', 'multipliers', 'schedules', 'pbt_seeds'))
+    if (args.selection_only or pilot) and p['photo_sets'] != ['selection']:
+        # protocol.md: the final-test photos are opened once, by the unmodified full study
+        print('study: a pilot (or --selection-only): the selection photos only; the final-test photos are for '
+              'the final run')
         p['photo_sets'] = ['selection']
     out = (args.out or ROOT / 'benchmarks' / 'study_runs' / ('' if profile == 'full' else profile)).resolve()
     if not START.exists():
