@@ -23,6 +23,12 @@ def test_explored_weights_are_clipped_into_the_trust_region_and_starts_are_match
     assert all(0.05 <= s['SSIM'] <= 5.0 and 0.001 <= s['GAN'] <= 0.1 for s in starts)
 
 
+def test_without_ray_the_arm_says_why_and_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'ray', None)  # import ray -> ImportError
+    why = pbt.ray_missing()
+    assert 'Ray Tune is not installed' in why and 'pip install -e ".[pbt]"' in why
+
+
 def test_a_two_member_population_perturbs_twice_from_training_states(tmp_path):
     why = pbt.ray_missing()
     if why:

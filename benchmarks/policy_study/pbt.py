@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -177,6 +178,8 @@ def run_pbt(run, p: dict, out: Path, jobs: int = 2, threads: int = 1, reuse_any_
     random.seed(seed)  # PBT's explore draws from Python's and numpy's global generators
     import numpy as np
     np.random.seed(seed % 2 ** 32)
+    # each trial is a process that starts train.py; reusing actors would save nothing here
+    warnings.filterwarnings('ignore', message='Consider boosting PBT performance')
     started = time.time()
     ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, logging_level='ERROR',
              ignore_reinit_error=True)
