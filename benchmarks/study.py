@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))      # benchmarks/ (pol
 from policy_study import ROOT  # noqa: E402
 from policy_study.plan import ARMS, PROFILES, START, estimate, eval_options, pbt_runs, plan, policy_arms  # noqa: E402
 from policy_study.report import (Study, comparisons, comparisons_table, cost_axis, grid_table,  # noqa: E402
-                                 headroom_fractions, heldout_values, metrics_table, plot_cost, plot_seed, write_csv)
+                                 headroom_fractions, heldout_values, metrics_table, plot_cost, plot_seed,
+                                 psnr_niqe_gains, write_csv)
 from policy_study.runner import evaluate_all, run_all, source_hash, versions  # noqa: E402
 
 
@@ -132,6 +133,9 @@ def main(argv=None) -> int:
         sections += [f"### Fraction of the oracle's headroom recovered ({where} photos)", '', fractions_md]
     sections += [f'### Cost axis: {where} NIQE gain against training iterations', '', cost_md,
                  '![quality vs compute](plots/quality_vs_compute.png)', '']
+    j_md = psnr_niqe_gains(study)
+    if j_md:
+        sections += [f'### PSNR+NIQE (descriptive, no test; {where} photos)', '', j_md]
     grid_md = grid_table(study)
     if grid_md:
         sections += ['### The grid of fixed weightings (the oracle is chosen on the selection photos)', '', grid_md]

@@ -32,7 +32,7 @@ def test_study_smoke(tmp_path):
             ['Adaptive-paired (NIQE)', 'Paired, random signs (NIQE)'], ['Lookahead (NIQE)', 'Fixed'],
             [rows[4][0], 'Fixed'], [rows[5][0], rows[5][1]]]
         assert rows[4][0].startswith('Oracle fixed (') and rows[5][0].startswith('Best schedule (')
-        assert '### Cost axis' in md and '### The grid of fixed weightings' in md
+        assert '### Cost axis' in md and '### The grid of fixed weightings' in md and '### PSNR+NIQE (descriptive' in md
         cost = md.split('### Cost axis')[1].split('###')[0]
         assert '| Oracle fixed (grid of 4) | 4.00x |' in cost and '| Fixed | 1.00x | +0.00 |' in cost
         lookahead = next(line for line in cost.splitlines() if line.startswith('| Lookahead'))

@@ -203,6 +203,24 @@ def headroom_fractions(study: Study) -> tuple[str, list[dict]]:
     return ('\n'.join(lines) + '\n' if out else ''), out
 
 
+def psnr_niqe_gains(study: Study) -> str:
+    """Descriptive (no test): each arm's J(PSNR+NIQE) gain over Fixed on the headline photos."""
+    fixed, lines = study.fixed(), []
+    groups = [(label, runs) for label, runs in study.arm_runs().values()]
+    if len(study.settings) > 1:
+        _, oracle = study.oracle()
+        groups.append((f'{ORACLE} (chosen on NIQE)', oracle))
+    groups += [(next(iter(r.values())).label, r) for r in study.schedules().values()]
+    if study.group(kind='pbt'):
+        groups.append((PBT_LABEL, study.group(kind='pbt')))
+    for label, runs in groups:
+        g = study.gains(runs, fixed, objective='psnr_niqe')
+        if g:
+            lines.append(f'| {label} | {len(g)} | {fmt_ci(paired_t(g))} |')
+    head = '| method | n | J(PSNR+NIQE) gain over Fixed, 95 % t-interval (scale units) |\n|---|---:|---:|\n'
+    return head + '\n'.join(lines) + '\n' if lines else ''
+
+
 # ---- compute ----------------------------------------------------------------------------------
 def measured_compute(run) -> float:
     """Training iterations over the run's own total_iter: 1 + the lookahead's discarded candidates'
