@@ -100,11 +100,11 @@ FIXED, ORACLE, START_LABEL, PBT_LABEL = 'Fixed', 'Oracle fixed', 'Start (L1)', '
 # The plan's cost model, in CPU seconds of one single-threaded process (the wall time is their sum over
 # --jobs, on cores of their own). Pilots on the selection photos, 2026-12-05, on a shared machine whose
 # load stretched wall times ~5x but not CPU seconds: a Fixed run 77 CPU s (the 2026-12-02 study: 82 runs
-# in 59 min on 2 idle cores, ~82 s a run); a PBT member's stage ~7 CPU s of start-up on top of its share.
+# in 59 min on 2 idle cores, ~82 s a run); a PBT population (4 x 300 iterations in 24 train.py processes) 425.
 RUN_CPU_S = 82.0              # a Fixed run of 300 iterations with its 6 boundaries
 QUIET_COST = 0.85             # a grid run that skips the boundaries (scored on held-out photos alone)
 SCHEDULE_COST = 0.9           # a schedule run: 2 boundaries
-PBT_COST = 5.8                # a PBT seed: 4 members x (a run + 6 train.py start-ups of ~7 CPU s) / 82
+PBT_COST = 5.2                # a PBT seed: 4 members x 6 stages, each a train.py process (pilot: 425 CPU s)
 EVAL_CPU_S_PER_IMAGE = 0.07   # test.py, one network on one 192-px crop (NIQE, PSNR, SSIM)
 
 PROFILES = {
