@@ -14,7 +14,8 @@ best member's EMA generator at the end. Every iteration any member trained count
 
 Ray's traps, avoided here: perturbations leave the declared range unless clipped (`clip`);
 `time_attr` defaults to wall-clock seconds (here: training iterations, `iters`);
-`CheckpointConfig(num_to_keep <= 2)` with `synch=True` can hang the population (here: None);
+`CheckpointConfig(num_to_keep <= 2)` with `synch=True` can hang the population (here: 3, enough
+for the latest of every member, ~25 MB each);
 Ray changes into each trial's folder (every path here is absolute; RAY_CHDIR_TO_TRIAL_DIR=0 too).
 """
 from __future__ import annotations
@@ -189,7 +190,7 @@ def run_pbt(run, p: dict, out: Path, jobs: int = 2, threads: int = 1, reuse_any_
             tune_config=tune.TuneConfig(scheduler=scheduler, metric='niqe', mode='min', num_samples=1,
                                         reuse_actors=False),
             run_config=tune.RunConfig(name=run.name, storage_path=str(work / 'ray'), verbose=0,
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
                                       failure_config=tune.FailureConfig(max_failures=1)))
         results = tuner.fit()
     finally:
