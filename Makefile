@@ -77,8 +77,7 @@ clean:
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 
-# The policy study (benchmarks/study.md): a sweep of fixed weightings vs random, adaptive and
-# lookahead (and llm when LLM_URL or LOSSAGENT_LLM_URL is set), 5 seeds, two offline objectives,
-# held-out photos; prints its wall time (about an hour on 2 cores).
+# The confirmatory policy study (benchmarks/protocol.md): the grid, schedules, the policy arms and PBT
+# (with the optional extra .[pbt]); resumable run by run; prints its estimate and wall time (<= 2.5 h on 2 cores).
 study: $(STAMP)
-	$(if $(LLM_URL),LOSSAGENT_LLM_URL=$(LLM_URL)) $(PY) benchmarks/study.py
+	$(PY) benchmarks/study.py

@@ -36,6 +36,8 @@ setup(
     extras_require={
         # the Makefile builds llama-cpp-python with CMAKE_ARGS and installs xgrammar without its dependencies
         'llamacpp': ['llama-cpp-python[server]'],
+        # the policy study's PBT arm (benchmarks/policy_study/pbt.py); never needed by the demo or the tests
+        'pbt': ['ray[tune]==2.60.0'],
         # wandb: tests/test_wandb.py (offline); selenium drives Debian's chromium + chromium-driver
         # (.ci/run installs them) in the browser tests
         'test': ['pytest', 'hypothesis', 'ruff', 'gguf>=0.17', 'llguidance>=1.0', 'apache-tvm-ffi>=0.1.11', 'wandb',

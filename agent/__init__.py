@@ -6,7 +6,7 @@ tested on its own (see `agent.runs.replay`).
     options.py, registry.py      option readers; the registry class and folder scan
     experts.py, directions.py    expert options; which way each metric is better
     stage_files.py, human_feedback.py   the files a run's agent/ folder holds for people and the board
-    policies/                    the policies (fixed, random, adaptive, lookahead, llm) and their registry
+    policies/                    the policies (fixed, random, adaptive, lookahead, llm, schedule), registry
     llm/                         talking to a language model: client, server, output modes, prompts, parser
     runs/                        reading experiment folders: summary, plot, replay, the run board
 """

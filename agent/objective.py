@@ -5,14 +5,32 @@ gain is the mean over images of its signed change against a reference stage (pos
 better), put on a common scale, then combined with the experts' priorities
 (`agent.experts.<name>.weight`, default 1; text experts never count):
 
-    zscore    (default) the change divided by the expert's own spread: the standard deviation of
-              its stage means over the run's history (and the candidates being compared), so one
-              unit is "a typical stage-to-stage movement" of that expert, whatever its scale;
+    zscore    (default) the change divided by the expert's own scale (`expert_scale`), so one unit
+              is "one standard error of the reference's mean" of that expert, whatever its units;
     relative  the change divided by the reference score (the first study's formula: the
               noisiest expert's swings of tens of percent then drown PSNR's few percent).
 
-With fewer than three stage means the spread is not yet known: the spread of the reference
-stage's per-image scores, divided by the square root of their count, stands in for it.
+The scale of an expert, in this order:
+
+    1. the standard error of the reference stage's mean over its images, measured robustly:
+       `robust_scale` (1.4826 x the median absolute deviation: the standard deviation for normal
+       data, which one wild image cannot inflate) of the reference's per-image scores divided by
+       the square root of their count; when at least two images are valid and they differ;
+    2. otherwise (one validation image) the robust scale of the expert's stage means over the pool
+       (history + extra + record + reference, each record once), from MIN_STAGES means on;
+    3. never below SCALE_FLOOR x max(1, |reference mean|), so equal scores everywhere do not
+       divide by zero.
+
+With several images (every study and demo task) the scale depends on the reference alone, not on
+how many stages the history holds: every objective against stage 0 in a run (the adaptive
+policies) has one scale, so differences of objectives computed at different stages are on one
+scale too, and the candidates a lookahead compares against its boundary share one. The policy
+study's held-out objective J uses the same definition (benchmarks/policy_study/report.py: the
+start network's per-photo scores are the reference), so the agent and the study weigh PSNR
+against NIQE alike.
+
+(Until 2026-12 the scale was the standard deviation of stage means over a pool that held the
+record and the reference twice: with two stages every gain was exactly +-2 whatever its size.)
 Invalid (None/NaN) scores are skipped.
 """
 from __future__ import annotations
@@ -24,18 +42,39 @@ from typing import Iterable, Optional
 from .record import ExpertInfo, StageRecord, is_number
 
 NORMALIZATIONS = ('zscore', 'relative')
-EPS = 1e-9
+MAD_TO_SD = 1.4826      # 1 / Phi^-1(3/4): MAD x this estimates the sd of normal data
+MIN_STAGES = 3          # stage means needed before their spread is a scale (one image)
+SCALE_FLOOR = 1e-3      # the smallest scale, relative to max(1, |reference mean|)
 
 
-def expert_spread(expert: str, records: Iterable[StageRecord], reference: StageRecord) -> float:
-    """The expert's own scale: the std of its stage means (or the reference's per-image spread)."""
-    means = [m for m in (r.mean_scores().get(expert) for r in records) if m is not None]
-    if len(means) >= 3 and statistics.pstdev(means) > EPS:
-        return statistics.pstdev(means)
-    values = reference.numbers(expert)
-    if len(values) >= 2 and statistics.pstdev(values) > EPS:
-        return statistics.pstdev(values) / math.sqrt(len(values))
-    return max(abs(statistics.fmean(values)) if values else 1.0, EPS) * 0.01  # 1 % of the level
+def robust_scale(values: Iterable[float]) -> float:
+    """1.4826 x the median absolute deviation of `values` (0.0 for fewer than two)."""
+    xs = [float(v) for v in values if is_number(v)]
+    if len(xs) < 2:
+        return 0.0
+    centre = statistics.median(xs)
+    return MAD_TO_SD * statistics.median(abs(x - centre) for x in xs)
+
+
+def unique_records(records: Iterable) -> list:
+    """`records` with each one once; a lookahead candidate seen as a record (ProbeResult.as_record
+    shares its `scores`) is the same record."""
+    seen, out = set(), []
+    for r in records:
+        if id(r.scores) not in seen:
+            seen.add(id(r.scores))
+            out.append(r)
+    return out
+
+
+def expert_scale(expert: str, reference: StageRecord, pool: Iterable = ()) -> float:
+    """`expert`'s scale against `reference` (the module's docstring says which, in which order)."""
+    values = [float(v) for v in reference.scores.get(expert, []) if is_number(v)]
+    floor = SCALE_FLOOR * max(1.0, abs(statistics.fmean(values)) if values else 0.0)
+    if robust_scale(values) > 0:
+        return max(robust_scale(values) / math.sqrt(len(values)), floor)
+    means = [m for m in (r.mean_scores().get(expert) for r in unique_records([*pool, reference])) if is_number(m)]
+    return max(robust_scale(means) if len(means) >= MIN_STAGES else 0.0, floor)
 
 
 def expert_gain(record: StageRecord, reference: StageRecord, expert: ExpertInfo,
@@ -54,20 +93,21 @@ def expert_gain(record: StageRecord, reference: StageRecord, expert: ExpertInfo,
 
 
 def stage_objective(record: StageRecord, reference: StageRecord, experts: list[ExpertInfo],
-                    history: Iterable[StageRecord] = (), extra: Iterable = (),
+                    history: Iterable = (), extra: Iterable = (),
                     normalize: str = 'zscore') -> tuple[Optional[float], dict[str, Optional[float]]]:
     """(combined objective or None, per-expert gains) of `record` against `reference`.
 
-    `history` (and `extra`, e.g. the candidates a lookahead compares) give each expert's spread for
-    `zscore`; anything with `mean_scores()` counts."""
-    pool = list(history) + list(extra) + [record, reference]
+    `history` and `extra` (e.g. the candidates a lookahead compares) matter only with a single
+    validation image: their stage means then give each expert's scale."""
+    pool = [*history, *extra, record]
     gains = {}
     for e in experts:
         if e.kind == 'text':
             continue
-        scale = expert_spread(e.name, pool, reference) if normalize == 'zscore' else None
+        scale = expert_scale(e.name, reference, pool) if normalize == 'zscore' else None
         gains[e.name] = expert_gain(record, reference, e, scale)
     used = [(e.weight, gains[e.name]) for e in experts
             if e.kind != 'text' and e.weight > 0 and gains.get(e.name) is not None]
     total = sum(w for w, _ in used)
     return (sum(w * g for w, g in used) / total if total > 0 else None), gains
+

@@ -6,6 +6,8 @@ agent's validation photos and the held-out evaluation photos never appear in tra
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils import data as torch_data
@@ -19,15 +21,34 @@ from lossagent_errors import OptionError
 SHIPPED_PHOTOS = ('astronaut', 'brick', 'camera', 'cell', 'chelsea', 'clock', 'coffee', 'coins',
                   'colorwheel', 'grass', 'gravel', 'hubble_deep_field', 'immunohistochemistry',
                   'moon', 'retina', 'rocket', 'stereo_motorcycle')
+# Photos that other installed packages ship (the policy study's final-test set): name -> (package, file)
+PACKAGED_PHOTOS = {'grace_hopper': ('matplotlib', 'mpl-data/sample_data/grace_hopper.jpg'),
+                   **{f'kodim{k:02d}': ('pyiqa', f'ResultsCalibra/ref_dir/I{k:02d}.bmp') for k in (3, 4, 6, 8, 19)}}
+
+
+def packaged_photo_path(name: str) -> str:
+    import importlib.metadata
+    package, relative = PACKAGED_PHOTOS[name]
+    if package == 'matplotlib':
+        import matplotlib
+        return str(Path(matplotlib.__file__).parent / relative)
+    return str(importlib.metadata.distribution(package).locate_file(relative))
 
 
 def load_photo(name: str) -> np.ndarray:
     """An skimage.data photo as float32 HWC RGB in [0, 1]."""
-    if name not in SHIPPED_PHOTOS:
-        raise OptionError(f"images: '{name}' is not a photo shipped in skimage.data; "
-                         f"choose from {', '.join(SHIPPED_PHOTOS)}")
-    from skimage import data as skdata
-    img = getattr(skdata, name)()
+    if name in PACKAGED_PHOTOS:
+        from skimage import io
+        path = packaged_photo_path(name)
+        if not Path(path).is_file():
+            raise OptionError(f"images: '{name}' should be {path} (from {PACKAGED_PHOTOS[name][0]}); it is missing")
+        img = io.imread(path)
+    elif name not in SHIPPED_PHOTOS:
+        raise OptionError(f"images: '{name}' is not a photo shipped in skimage.data or {sorted(PACKAGED_PHOTOS)}; "
+                          f"choose from {', '.join(SHIPPED_PHOTOS)}")
+    else:
+        from skimage import data as skdata
+        img = getattr(skdata, name)()
     if isinstance(img, tuple):  # stereo pairs: the left view
         img = img[0]
     if img.ndim == 2:

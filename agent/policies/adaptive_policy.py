@@ -24,6 +24,10 @@ d = r(+) - r(-). The centre moves along u by `max_move` * clip(d / rms(d over al
 seen so far, and every point stays within `trust_region` of the initial weights. A stage without
 valid scores restarts the pair. Seeded and resumable.
 
+`signs: random` (paired only) is the study's control for "does the signal matter?": each pair's
+move keeps the size the data gave it (`max_move` * min(1, |d| / rms)) but takes a seeded random
+sign from a stream of its own, so the probe directions are the same draws as with `signs: data`.
+
 Both strategies move in the log-weight space of `log_weight_search.py` (which losses move, the
 trust region, sigma and its 1/5th rule, the seeded draws), shared with the lookahead policy.
 """
@@ -39,6 +43,7 @@ from ..record import History
 from .base import Decision, LossPolicy
 from .log_weight_search import LogWeightSearch
 from .registry import register_policy
+from .rng import JsonRandom
 
 ADAPTIVE_DEFAULTS = {
     'strategy': 'es',         # es: (1+1)-ES on stage objectives; paired: antithetic probes on stage changes
@@ -52,6 +57,7 @@ ADAPTIVE_DEFAULTS = {
     'min_improvement': 0.0,   # a candidate must beat the incumbent by this much (noise margin)
     'patience': 3,            # failures in a row before re-measuring the incumbent's value
     'max_move': 0.5,          # paired: largest move of the centre per pair of probes (log space)
+    'signs': 'data',          # paired: data (the move's sign from the probes) | random (a control: a coin's)
 }
 
 
@@ -66,6 +72,11 @@ class AdaptivePolicy(LossPolicy):
         self.margin = number(o, 'min_improvement', 0, math.inf)
         self.patience = number(o, 'patience', 1, 10 ** 6, integer=True)
         self.normalize = choice(o, 'normalize', NORMALIZATIONS)
+        self.signs = choice(o, 'signs', ('data', 'random'))
+        if self.signs == 'random' and self.strategy != 'paired':
+            raise OptionError('agent.policy.signs: random applies to strategy: paired only')
+        # a stream of its own, so the probe directions (self.search.rng) are the data arm's
+        self.sign_rng = JsonRandom(f'signs-{self.seed}') if self.signs == 'random' else None
         if not any(e.kind != 'text' and e.weight > 0 for e in self.experts):
             raise OptionError('agent.experts: the adaptive policy needs a score expert with a positive weight')
         if any(w < 0 for w in self.initial_weights.values()):
@@ -143,6 +154,9 @@ class AdaptivePolicy(LossPolicy):
             self.d_sq.append(d * d)
             scale = math.sqrt(sum(self.d_sq) / len(self.d_sq))
             move = self.max_move * max(-1.0, min(1.0, d / scale)) if scale > 0 else 0.0
+            if self.sign_rng is not None:
+                info['data_move'] = move
+                move = abs(move) * (1.0 if self.sign_rng.random() < 0.5 else -1.0)
             self.center = self.search.clip({n: self.center[n] + move * self.u[n] for n in self.search.active})
             if move != 0:
                 self.successes += 1  # pairs that moved the centre
@@ -163,7 +177,8 @@ class AdaptivePolicy(LossPolicy):
         return {**self.search.state_dict(), 'best': self.best, 'f_best': self.f_best,
                 'fails': self.fails, 'successes': self.successes, 'evals': self.evals,
                 'center': self.center, 'u': self.u, 'sign': self.sign, 'phase': self.phase,
-                'r_first': self.r_first, 'd_sq': list(self.d_sq)}
+                'r_first': self.r_first, 'd_sq': list(self.d_sq),
+                **({'sign_rng': self.sign_rng.state()} if self.sign_rng is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
@@ -180,3 +195,5 @@ class AdaptivePolicy(LossPolicy):
         self.phase = int(state.get('phase', 0))
         self.r_first = state.get('r_first')
         self.d_sq = [float(v) for v in state.get('d_sq', [])]
+        if self.sign_rng is not None and state.get('sign_rng') is not None:
+            self.sign_rng.set_state(state['sign_rng'])

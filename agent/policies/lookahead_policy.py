@@ -17,6 +17,12 @@ Proposers (`proposer:`):
   llm       the llm policy's answers (agent.policy.llm: its options), asked K-1 times with
             different sampling seeds; the prompt's history shows the probes of earlier stages.
 
+`sigma_adapt: false` keeps the step at `sigma` (no 1/5th rule): with `min_gain` 0 and two
+challengers, noise alone wins most rounds and the adapted step drifts up to `sigma_max`. Each
+decision's info says how many training iterations went into discarded candidates
+(`discarded_iters`, (candidates trained - 1) * P) and the run's total so far (`discarded_iters_total`):
+the policy's real extra compute.
+
 A candidate whose probe went non-finite (a skipped update, an invalid score) is discarded; when
 no candidate is usable the current weights are kept and the record says why.
 """
@@ -28,7 +34,7 @@ from typing import Optional
 from lossagent_errors import OptionError
 
 from ..objective import NORMALIZATIONS, stage_objective
-from ..options import choice, number, read_options
+from ..options import choice, flag, number, read_options
 from ..record import History, ProbeResult
 from .base import Decision, LossPolicy
 from .log_weight_search import LogWeightSearch
@@ -42,6 +48,7 @@ LOOKAHEAD_DEFAULTS = {
     'sigma_min': 0.05,
     'sigma_max': 1.5,
     'success_factor': 1.5,    # 1/5th rule: sigma *= f when a perturbation wins, f**-0.25 otherwise
+    'sigma_adapt': True,      # false: the step stays at sigma (no 1/5th rule, no drift)
     'trust_region': 2.3,      # max |log w - log w_initial| per loss (ln 10)
     'anchor': True,           # keep the first loss at its initial weight (the others are relative)
     'normalize': 'zscore',    # how experts are put on a common scale (agent/objective.py)
@@ -65,6 +72,8 @@ class LookaheadPolicy(LossPolicy):
         self.normalize = choice(o, 'normalize', NORMALIZATIONS)
         self.probe_network = choice(o, 'probe_network', ('net_g', 'ema'))
         self.min_gain = number(o, 'min_gain', 0, math.inf)
+        self.sigma_adapt = flag(o, 'sigma_adapt')
+        self.discarded_iters = 0  # training iterations spent on candidates the run did not continue from
         if not any(e.kind != 'text' for e in self.experts):
             raise OptionError('agent.experts: the lookahead policy compares candidates by score experts; '
                               'it has none')
@@ -126,7 +135,10 @@ class LookaheadPolicy(LossPolicy):
             probe.objective = value
             if value is not None:
                 scored.append(probe)
-        info = {**proposal_info, 'candidates': len(probes), 'probe_iters': self.probe_iters}
+        discarded = (len(probes) - 1) * self.probe_iters  # every candidate trains P; one is continued
+        self.discarded_iters += discarded
+        info = {**proposal_info, 'candidates': len(probes), 'probe_iters': self.probe_iters,
+                'discarded_iters': discarded, 'discarded_iters_total': self.discarded_iters}
         if not scored:
             return Decision(weights=dict(probes[0].weights), policy=self.name, info=info,
                             fallback='no candidate gave finite scores')
@@ -139,8 +151,9 @@ class LookaheadPolicy(LossPolicy):
         if self.llm is None:  # the 1/5th rule on perturbations winning
             if winner > 0:
                 self.wins += 1
-                self.search.succeeded()
-            else:
+                if self.sigma_adapt:
+                    self.search.succeeded()
+            elif self.sigma_adapt:
                 self.search.failed()
         info.update(winner=winner, objectives=[p.objective for p in probes], sigma_after=self.sigma)
         return Decision(weights=dict(best.weights), policy=self.name, info=info)
@@ -150,6 +163,7 @@ class LookaheadPolicy(LossPolicy):
 
     def state_dict(self) -> dict:
         return {**self.search.state_dict(), 'wins': self.wins, 'rounds': self.rounds,
+                'discarded_iters': self.discarded_iters,
                 'llm': self.llm.state_dict() if self.llm is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
@@ -157,6 +171,7 @@ class LookaheadPolicy(LossPolicy):
             return
         self.search.load_state_dict(state)
         self.wins, self.rounds = int(state.get('wins', 0)), int(state.get('rounds', 0))
+        self.discarded_iters = int(state.get('discarded_iters', 0))
         if self.llm is not None and state.get('llm'):
             self.llm.load_state_dict(state['llm'])
 
