@@ -7,7 +7,7 @@ is trained: the message names the option key, file or server that is wrong.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class UserError(Exception):

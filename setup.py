@@ -1,11 +1,13 @@
 """LossAgent: an LLM that rewrites the loss weights of image restoration training."""
+from pathlib import Path
+
 from setuptools import setup
 
 setup(
     name='lossagent',
     version='0.1.0',
     description='BasicSR-style training where an LLM agent adjusts the loss weights at stage boundaries',
-    long_description=open('README.md', encoding='utf-8').read(),
+    long_description=Path('README.md').read_text(encoding='utf-8'),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',

@@ -9,11 +9,12 @@ happened stays visible and nothing is counted twice.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from collections.abc import Iterator
 
 from lossagent_errors import WriteError
 
@@ -36,7 +37,7 @@ class DecisionLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def append(self, record: Union[StageRecord, dict]) -> None:
+    def append(self, record: StageRecord | dict) -> None:
         line = record.to_dict() if isinstance(record, StageRecord) else record
         text = json.dumps(json_safe(line), ensure_ascii=False, allow_nan=False) + '\n'
         data = text.encode('utf-8')
@@ -48,15 +49,13 @@ class DecisionLog:
                 raise OSError(f'wrote {written} of {len(data)} bytes')
             os.fsync(fd)
         except OSError as err:
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(fd, size)
-            except OSError:
-                pass
             raise WriteError(f'could not append to {self.path}: {err}; the log is as it was before') from None
         finally:
             os.close(fd)
 
-    def supersede_after(self, iteration: int, pending_stage: Optional[int] = None) -> int:
+    def supersede_after(self, iteration: int, pending_stage: int | None = None) -> int:
         """Mark what was written after the restored state as superseded: records of later boundaries,
         and the record of `pending_stage`, a boundary whose decision was still out (an asynchronous
         answer, a lookahead window) when the state was saved. Returns how many."""

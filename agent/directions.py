@@ -8,7 +8,7 @@ every name both know (`tests/test_glue_units.py`), so where a name is looked up 
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from lossagent_errors import OptionError
 
@@ -28,7 +28,7 @@ LOWER_BETTER = {
 }
 
 
-def known_direction(metric: Optional[str], extra: Optional[Mapping[str, bool]] = None) -> Optional[bool]:
+def known_direction(metric: str | None, extra: Mapping[str, bool] | None = None) -> bool | None:
     """lower_better for a metric name (the table case-insensitive, then `extra`), None if neither knows it."""
     if not metric:
         return None
@@ -38,7 +38,7 @@ def known_direction(metric: Optional[str], extra: Optional[Mapping[str, bool]] =
     return lower
 
 
-def lower_better(metric, key: str, override=None, extra: Optional[Mapping[str, bool]] = None) -> bool:
+def lower_better(metric, key: str, override=None, extra: Mapping[str, bool] | None = None) -> bool:
     """Whether lower is better for `metric`: `override` (the option `lower_better`) when given, else
     the table, else `extra`; an OptionError naming `key` (the `lower_better` option) otherwise."""
     if override is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 from .stage_files import RATING_RANGE, poll, read_json, rating_or_none, remove, write_json
 
@@ -25,10 +25,10 @@ MAX_CHARS = 4000  # a prompt budget, not a file size limit
 @dataclass(frozen=True)
 class HumanFeedback:
     """What a person said about one stage: a text for all images and/or a rating per image."""
-    text: Optional[str] = None
-    ratings: list[Optional[int]] = field(default_factory=list)
+    text: str | None = None
+    ratings: list[int | None] = field(default_factory=list)
 
-    def for_image(self, index: int) -> Optional[str]:
+    def for_image(self, index: int) -> str | None:
         """What the agent reads for image `index`: the text, then its rating; None when neither."""
         rating = self.ratings[index] if index < len(self.ratings) else None
         parts = [self.text] if self.text else []
@@ -37,7 +37,7 @@ class HumanFeedback:
         return ' '.join(parts) or None
 
 
-def read_feedback(paths: Sequence[Union[str, Path]]) -> Optional[str]:
+def read_feedback(paths: Sequence[str | Path]) -> str | None:
     """The text of the first existing, non-empty file among `paths`, else None."""
     for path in paths:
         try:
@@ -49,7 +49,7 @@ def read_feedback(paths: Sequence[Union[str, Path]]) -> Optional[str]:
     return None
 
 
-def read_ratings(path: Union[str, Path]) -> tuple[list[Optional[int]], bool]:
+def read_ratings(path: str | Path) -> tuple[list[int | None], bool]:
     """(ratings, text_follows) of a `ratings.json`; ([], False) when there is none."""
     value = read_json(path)
     if not isinstance(value, dict) or not isinstance(value.get('ratings'), list):
@@ -57,8 +57,8 @@ def read_ratings(path: Union[str, Path]) -> tuple[list[Optional[int]], bool]:
     return [rating_or_none(v) for v in value['ratings']], value.get('text_follows') is True
 
 
-def read_human_feedback(paths: Sequence[Union[str, Path]], ratings_path: Optional[Union[str, Path]] = None
-                        ) -> Optional[HumanFeedback]:
+def read_human_feedback(paths: Sequence[str | Path], ratings_path: str | Path | None = None
+                        ) -> HumanFeedback | None:
     """The feedback given so far, None while there is none (or its text is still to come)."""
     text = read_feedback(paths)
     ratings, text_follows = read_ratings(ratings_path) if ratings_path is not None else ([], False)
@@ -67,16 +67,16 @@ def read_human_feedback(paths: Sequence[Union[str, Path]], ratings_path: Optiona
     return HumanFeedback(text, ratings)
 
 
-def wait_for_feedback(paths: Sequence[Union[str, Path]], timeout_s: float = 0.0,
-                      poll_s: float = 1.0) -> Optional[str]:
+def wait_for_feedback(paths: Sequence[str | Path], timeout_s: float = 0.0,
+                      poll_s: float = 1.0) -> str | None:
     """Poll `paths` until one holds text or `timeout_s` passes; None on timeout."""
     return poll(lambda: read_feedback(paths), timeout_s, poll_s)
 
 
-def wait_for_human_feedback(paths: Sequence[Union[str, Path]], ratings_path: Union[str, Path],
+def wait_for_human_feedback(paths: Sequence[str | Path], ratings_path: str | Path,
                             timeout_s: float = 0.0, poll_s: float = 1.0,
-                            waiting_path: Optional[Union[str, Path]] = None,
-                            notice: Optional[dict] = None) -> Optional[HumanFeedback]:
+                            waiting_path: str | Path | None = None,
+                            notice: dict | None = None) -> HumanFeedback | None:
     """`read_human_feedback` until there is some or `timeout_s` passes. While it waits (timeout_s > 0)
     `waiting_path` holds `notice` plus the wall-clock `deadline` (seconds since the epoch)."""
     if waiting_path is not None and timeout_s > 0:

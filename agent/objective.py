@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from .record import ExpertInfo, StageRecord, is_number
 
@@ -78,7 +78,7 @@ def expert_scale(expert: str, reference: StageRecord, pool: Iterable = ()) -> fl
 
 
 def expert_gain(record: StageRecord, reference: StageRecord, expert: ExpertInfo,
-                scale: Optional[float] = None) -> Optional[float]:
+                scale: float | None = None) -> float | None:
     """Mean over images of the signed change of `expert`'s score, divided by `scale` (relative to the
     reference score when None); None if no image is valid in both."""
     now = record.scores.get(expert.name, [])
@@ -94,7 +94,7 @@ def expert_gain(record: StageRecord, reference: StageRecord, expert: ExpertInfo,
 
 def stage_objective(record: StageRecord, reference: StageRecord, experts: list[ExpertInfo],
                     history: Iterable = (), extra: Iterable = (),
-                    normalize: str = 'zscore') -> tuple[Optional[float], dict[str, Optional[float]]]:
+                    normalize: str = 'zscore') -> tuple[float | None, dict[str, float | None]]:
     """(combined objective or None, per-expert gains) of `record` against `reference`.
 
     `history` and `extra` (e.g. the candidates a lookahead compares) matter only with a single

@@ -6,12 +6,13 @@ training with a setting nobody asked for, so unknown keys are errors.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional
+from typing import Any
+from collections.abc import Iterable
 
 from lossagent_errors import OptionError, check_keys
 
 
-def read_options(opt: Optional[dict], defaults: dict, prefix: str = 'agent.policy') -> dict:
+def read_options(opt: dict | None, defaults: dict, prefix: str = 'agent.policy') -> dict:
     """`defaults` updated with `opt`; any key not in `defaults` is an error."""
     opt = dict(opt or {})
     if 'api_key' in opt:  # checked first so the key is never echoed in an "unknown option" list
@@ -33,7 +34,7 @@ def choice(opts: dict, key: str, allowed: Iterable[Any], prefix: str = 'agent.po
     return value
 
 
-def as_number(value) -> Optional[float]:
+def as_number(value) -> float | None:
     """The one reading of a number from YAML or a form: a finite int or float, or a numeric string
     (YAML reads `1e-4` without a dot as text), as a float; None for anything else (bools included)."""
     if isinstance(value, str):

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Union
+from typing import Any
 
 from .weights import check_weights
 
-Score = Union[float, str, None]  # a number, a text critique, or None when invalid
+Score = float | str | None  # a number, a text critique, or None when invalid
 
 TEXT_LIMIT = 16_384    # characters of one answer, error, traceback or info string kept in a record
 PROMPT_BUDGET = 8_192  # characters of all the prompt messages of one record together
@@ -75,7 +75,7 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def mean_of_numbers(values) -> Optional[float]:
+def mean_of_numbers(values) -> float | None:
     numbers = [float(v) for v in values if is_number(v)]
     return sum(numbers) / len(numbers) if numbers else None
 
@@ -106,14 +106,14 @@ class ProbeResult:
     weights: dict[str, float]
     scores: dict[str, list[Score]]
     valid: bool = True                  # False: its training went non-finite or no expert could score it
-    objective: Optional[float] = None   # the policy's combined objective (set when it chooses)
-    note: Optional[str] = None          # why it is not valid
-    eval_s: Optional[float] = None
+    objective: float | None = None   # the policy's combined objective (set when it chooses)
+    note: str | None = None          # why it is not valid
+    eval_s: float | None = None
 
-    def mean_scores(self) -> dict[str, Optional[float]]:
+    def mean_scores(self) -> dict[str, float | None]:
         return {name: mean_of_numbers(values) for name, values in self.scores.items()}
 
-    def as_record(self, boundary: 'StageRecord') -> 'StageRecord':
+    def as_record(self, boundary: StageRecord) -> StageRecord:
         """The boundary's record with this candidate's scores (what an objective compares)."""
         return replace(boundary, scores=self.scores, weights_before=dict(self.weights), probes=[])
 
@@ -123,7 +123,7 @@ class ProbeResult:
                 'note': self.note, 'eval_s': self.eval_s}
 
     @classmethod
-    def from_dict(cls, d: dict) -> 'ProbeResult':
+    def from_dict(cls, d: dict) -> ProbeResult:
         return cls(weights={str(k): float(v) for k, v in d['weights'].items()},
                    scores={str(k): list(v) for k, v in (d.get('scores') or {}).items()},
                    valid=bool(d.get('valid', True)), objective=_number_or_none(d.get('objective')),
@@ -148,23 +148,23 @@ class StageRecord:
     images: list[str] = field(default_factory=list)
     expert_errors: dict[str, str] = field(default_factory=dict)
     policy: str = 'initial'
-    fallback: Optional[str] = None       # why the previous weights were kept, if they were
+    fallback: str | None = None       # why the previous weights were kept, if they were
     superseded: bool = False             # written after the iteration a resumed run restarted from
-    eval_s: Optional[float] = None       # restoring the images and running the experts
+    eval_s: float | None = None       # restoring the images and running the experts
     prompts: list[Any] = field(default_factory=list)
     answers: list[Any] = field(default_factory=list)
-    latency_s: Optional[float] = None    # the policy's decision
+    latency_s: float | None = None    # the policy's decision
     info: dict[str, Any] = field(default_factory=dict)
-    traceback: Optional[str] = None      # when the policy raised
-    weights_after: Optional[dict[str, float]] = None
-    applied_iteration: Optional[int] = None
-    scored_network: Optional[str] = None  # 'ema' or 'net_g': which generator the experts saw
+    traceback: str | None = None      # when the policy raised
+    weights_after: dict[str, float] | None = None
+    applied_iteration: int | None = None
+    scored_network: str | None = None  # 'ema' or 'net_g': which generator the experts saw
     snapshots: list[int] = field(default_factory=list)  # iterations averaged into `scores` (one: [])
     probes: list[ProbeResult] = field(default_factory=list)  # a lookahead's candidates, the first trained live
     # Who decided `weights_after`: 'policy'; with agent.human_approval 'human' (a person approved or
     # edited `proposed_weights`) or 'timeout' (nobody answered in time: the proposal applied).
-    decided_by: Optional[str] = None
-    proposed_weights: Optional[dict[str, float]] = None
+    decided_by: str | None = None
+    proposed_weights: dict[str, float] | None = None
 
     # ---- derived ----------------------------------------------------------------------------
     @property
@@ -183,7 +183,7 @@ class StageRecord:
     def num_images(self) -> int:
         return max((len(v) for v in self.scores.values()), default=0)
 
-    def mean_scores(self) -> dict[str, Optional[float]]:
+    def mean_scores(self) -> dict[str, float | None]:
         return {name: mean_of_numbers(values) for name, values in self.scores.items()}
 
     def numbers(self, expert: str) -> list[float]:
@@ -193,7 +193,7 @@ class StageRecord:
     def directions(self) -> dict[str, str]:
         return {e.name: 'lower' if e.lower_better else 'higher' for e in self.experts}
 
-    def expert(self, name: str) -> Optional[ExpertInfo]:
+    def expert(self, name: str) -> ExpertInfo | None:
         return next((e for e in self.experts if e.name == name), None)
 
     def score_experts(self) -> list[ExpertInfo]:
@@ -204,7 +204,7 @@ class StageRecord:
         """Where this record's `weights_after` start: `applied_iteration`, else the boundary."""
         return float(self.applied_iteration if self.applied_iteration is not None else self.iteration)
 
-    def record_decision(self, decision, names: list[str], traceback: Optional[str] = None) -> dict[str, float]:
+    def record_decision(self, decision, names: list[str], traceback: str | None = None) -> dict[str, float]:
         """Take a policy's `Decision` (agent/policies/base.py): its audit trail, and its weights when they
         pass `check_weights`; a fallback, or weights that do not pass, keep `weights_before`.
         Returns the weights to train with from now on."""
@@ -222,7 +222,7 @@ class StageRecord:
             {n: float(decision.weights[n]) for n in names}
         return dict(self.weights_after)
 
-    def compact(self) -> 'StageRecord':
+    def compact(self) -> StageRecord:
         """The record without prompts and answers (what the training state keeps in its history)."""
         return replace(self, prompts=[], answers=[])
 
@@ -256,7 +256,7 @@ class StageRecord:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> 'StageRecord':
+    def from_dict(cls, d: dict) -> StageRecord:
         """A decision-log line, a training state's history entry (also the older compact form
         `{stage, iteration, weights, scores}`), or a line written before `experts` was logged."""
         weights = d.get('weights_before', d.get('weights'))
@@ -281,15 +281,15 @@ class StageRecord:
                    proposed_weights=_weights_or_none(proposed))
 
 
-def _weights_or_none(value) -> Optional[dict[str, float]]:
+def _weights_or_none(value) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in value.items()} if isinstance(value, dict) else None
 
 
-def _number_or_none(value) -> Optional[float]:
+def _number_or_none(value) -> float | None:
     return float(value) if is_number(value) else None
 
 
-def _int_or_none(value) -> Optional[int]:
+def _int_or_none(value) -> int | None:
     return int(value) if is_number(value) else None
 
 
@@ -331,12 +331,12 @@ class History:
         return iter(self.records)
 
     @property
-    def last(self) -> Optional[StageRecord]:
+    def last(self) -> StageRecord | None:
         return self.records[-1] if self.records else None
 
     def to_list(self) -> list[dict]:
         return [r.compact().to_dict() for r in self.records]
 
     @classmethod
-    def from_list(cls, items: list[dict]) -> 'History':
+    def from_list(cls, items: list[dict]) -> History:
         return cls([StageRecord.from_dict(d) for d in items])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from lossagent_errors import OptionError, closest
 
@@ -28,7 +28,7 @@ class Registry:
                            f'{getattr(self._obj_map[name], "__module__", "?")}')
         self._obj_map[name] = obj
 
-    def register(self, obj=None, name: Optional[str] = None) -> Callable:
+    def register(self, obj=None, name: str | None = None) -> Callable:
         """`@REG.register()` (the class's `name` attribute or __name__), `@REG.register(name='x')`,
         or `REG.register(obj)`."""
         def wrap(target):
@@ -36,7 +36,7 @@ class Registry:
             return target
         return wrap if obj is None else wrap(obj)
 
-    def get(self, name, key: Optional[str] = None):
+    def get(self, name, key: str | None = None):
         """The object registered as `name`; `key` names the option where it differs per entry
         (`agent.experts.<name>.type`)."""
         if name not in self._obj_map:

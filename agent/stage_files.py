@@ -22,9 +22,10 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, TypeVar
+from collections.abc import Callable
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 T = TypeVar('T')
 
 VALIDATION = 'validation'
@@ -42,7 +43,7 @@ def stage_dir(agent_dir: PathLike, stage: int) -> Path:
     return Path(agent_dir) / f'stage_{int(stage)}'
 
 
-def stage_of(folder: PathLike) -> Optional[int]:
+def stage_of(folder: PathLike) -> int | None:
     """5 for `.../stage_5`, None for any other folder name."""
     match = _STAGE_DIR.match(Path(folder).name)
     return int(match.group(1)) if match else None
@@ -54,7 +55,7 @@ def image_file(index: int, name: str) -> str:
     return f'{index:02d}_{stem}.png'
 
 
-def write_atomic(path: PathLike, data: Union[bytes, str]) -> Path:
+def write_atomic(path: PathLike, data: bytes | str) -> Path:
     """Write `data` to a temporary file next to `path`, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,7 @@ def write_json(path: PathLike, value: Any) -> Path:
     return write_atomic(path, json.dumps(value, ensure_ascii=False, allow_nan=False, indent=1) + '\n')
 
 
-def read_json(path: PathLike) -> Optional[Any]:
+def read_json(path: PathLike) -> Any | None:
     """The JSON value in `path`; None when it is missing, unreadable or not JSON (being written)."""
     try:
         return json.loads(Path(path).read_text(encoding='utf-8'))
@@ -77,13 +78,10 @@ def read_json(path: PathLike) -> Optional[Any]:
 
 
 def remove(path: PathLike) -> None:
-    try:
-        Path(path).unlink()
-    except FileNotFoundError:
-        pass
+    Path(path).unlink(missing_ok=True)
 
 
-def rating_or_none(value) -> Optional[int]:
+def rating_or_none(value) -> int | None:
     """A valid rating (an int in 1..5), else None."""
     low, high = RATING_RANGE
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -91,7 +89,7 @@ def rating_or_none(value) -> Optional[int]:
     return value
 
 
-def poll(read: Callable[[], Optional[T]], timeout_s: float, poll_s: float = 1.0) -> Optional[T]:
+def poll(read: Callable[[], T | None], timeout_s: float, poll_s: float = 1.0) -> T | None:
     """Call `read` until it returns something (not None) or `timeout_s` passes (0: once)."""
     deadline = time.monotonic() + max(0.0, float(timeout_s))
     while True:

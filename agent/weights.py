@@ -3,12 +3,11 @@ repository all accept and reject weights by the same rule."""
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 UNBOUNDED = (0.0, math.inf)
 
 
-def check_weights(weights, names: list[str], bounds: tuple[float, float] = UNBOUNDED) -> Optional[str]:
+def check_weights(weights, names: list[str], bounds: tuple[float, float] = UNBOUNDED) -> str | None:
     """Why `weights` cannot train the repository `names`, or None when they can: one finite number
     per loss (no more, no fewer), each non-negative and within `bounds`, and not all zero."""
     if not isinstance(weights, dict):
@@ -28,7 +27,7 @@ def check_weights(weights, names: list[str], bounds: tuple[float, float] = UNBOU
     return None
 
 
-def check_weight(name: str, value, bounds: tuple[float, float] = UNBOUNDED) -> Optional[str]:
+def check_weight(name: str, value, bounds: tuple[float, float] = UNBOUNDED) -> str | None:
     """Why one loss' weight is unusable on its own (a zero is fine here; a repository of zeros is not)."""
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)):

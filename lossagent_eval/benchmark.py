@@ -54,7 +54,7 @@ class Metric:
             self.fn, self.needs_gt = BASICSR_METRICS[self.type], True
         else:
             self.fn = create_iqa_metric(self.type, device=device, owner=f'metrics.{key}', **mopt)
-            self.needs_gt = not getattr(self.fn, 'metric_mode', 'NR') == 'NR'
+            self.needs_gt = getattr(self.fn, 'metric_mode', 'NR') != 'NR'
         if crop_border is None:  # BasicSR's convention for full-reference SR scores: crop = scale; NR: none
             crop_border = scale if self.needs_gt and scale > 1 else 0
         self.crop_border = int(crop_border)

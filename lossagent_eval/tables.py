@@ -7,13 +7,12 @@ method value is bold; the reference row (GT) is shown but never counted as best,
 """
 import csv
 import math
-from typing import Dict, List, Optional
 
 REF_ROW = 'GT (Ref.)'
 AVG = 'Avg.'
 
 
-def row_average(values: List[Optional[float]]) -> Optional[float]:
+def row_average(values: list[float | None]) -> float | None:
     """Mean over the datasets that have a value (the paper's Avg. column)."""
     present = [v for v in values if v is not None and not math.isnan(v)]
     return sum(present) / len(present) if present else None
@@ -21,13 +20,13 @@ def row_average(values: List[Optional[float]]) -> Optional[float]:
 
 class BenchmarkTable:
 
-    def __init__(self, metrics: List[str], rows: List[str], datasets: List[str], directions: Dict[str, bool],
-                 labels: Optional[Dict[str, str]] = None, decimals: Optional[Dict[str, int]] = None):
+    def __init__(self, metrics: list[str], rows: list[str], datasets: list[str], directions: dict[str, bool],
+                 labels: dict[str, str] | None = None, decimals: dict[str, int] | None = None):
         self.metrics, self.rows, self.datasets = list(metrics), list(rows), list(datasets)
         self.directions = directions
         self.labels = labels or {}
         self.decimals = decimals or {}
-        self.scores: Dict[str, Dict[str, Dict[str, Optional[float]]]] = {
+        self.scores: dict[str, dict[str, dict[str, float | None]]] = {
             m: {r: {d: None for d in self.datasets} for r in self.rows} for m in self.metrics}
 
     def set(self, metric, row, dataset, value):

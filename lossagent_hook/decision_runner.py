@@ -12,7 +12,6 @@ import concurrent.futures as futures
 import time
 import traceback
 from pathlib import Path
-from typing import Optional
 
 from agent import Decision, History
 
@@ -39,7 +38,7 @@ class DecisionRunner:
         self._submitted_at = time.perf_counter()
         self._future = self.executor.submit(self._decide, history)
 
-    def _decide(self, history: History) -> tuple[Decision, Optional[str]]:
+    def _decide(self, history: History) -> tuple[Decision, str | None]:
         """(the decision, the traceback when the policy raised). Runs in the worker thread."""
         started = time.perf_counter()
         try:
@@ -51,7 +50,7 @@ class DecisionRunner:
         decision = review_decision(decision, history.last, self.options, self.agent_dir)
         return decision, None
 
-    def result(self, wait: bool) -> Optional[tuple[Decision, Optional[str]]]:
+    def result(self, wait: bool) -> tuple[Decision, str | None] | None:
         """(the decision, a traceback or None); None while (asynchronously) still thinking. A returned
         answer is taken: `pending` is False afterwards."""
         if not wait and not self._future.done():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
-from typing import Optional
 
 from agent.decision_log import json_safe
 from agent.policies import Decision
@@ -30,7 +29,7 @@ from basicsr.utils import get_root_logger
 POLL_S = 0.25
 
 
-def read_approval(path: Path, proposed: dict[str, float]) -> Optional[dict[str, float]]:
+def read_approval(path: Path, proposed: dict[str, float]) -> dict[str, float] | None:
     """The weights a person chose in `approval.json`, None while there is no usable answer."""
     answer = read_json(path)
     if not isinstance(answer, dict):

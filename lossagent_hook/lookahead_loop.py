@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from agent import History
 from agent.record import ProbeResult, StageRecord
@@ -51,7 +51,7 @@ class Probe:
                 'start': self.start, 'inputs': self.inputs, 'lrs': self.lrs}
 
     @classmethod
-    def from_state(cls, state: dict) -> 'Probe':
+    def from_state(cls, state: dict) -> Probe:
         return cls(**state)
 
 
@@ -74,7 +74,7 @@ def replay(model, probe: Probe, weights: dict) -> bool:
     return model.skipped_updates == skipped
 
 
-def finish_on(model, probe: Probe, ends: list[dict], logs: list[Optional[dict]], winner: int) -> None:
+def finish_on(model, probe: Probe, ends: list[dict], logs: list[dict | None], winner: int) -> None:
     """Continue from the winner's end state with its weights (and its iteration log)."""
     model.restore_snapshot(ends[winner])
     model.losses.set_weights(probe.candidates[winner])
@@ -96,8 +96,8 @@ class LookaheadLoop:
         self.rank = rank
         self.broadcast = broadcast
         self.score = score
-        self.probe: Optional[Probe] = None
-        self.proposal: Optional[dict] = None  # what the proposer said (rank 0)
+        self.probe: Probe | None = None
+        self.proposal: dict | None = None  # what the proposer said (rank 0)
 
     @property
     def active(self) -> bool:
@@ -119,7 +119,7 @@ class LookaheadLoop:
         self.probe.keep_step(model)
         return iteration == self.probe.end
 
-    def finish(self, model, history: History, record: Optional[StageRecord]) -> tuple[int, dict]:
+    def finish(self, model, history: History, record: StageRecord | None) -> tuple[int, dict]:
         """Replay the other candidates, score them all, let the policy choose (rank 0 records the decision
         on `record`) and continue from the winner: (the boundary, the winner's weights)."""
         probe = self.probe
@@ -147,12 +147,12 @@ class LookaheadLoop:
         self.probe = None
         return probe.boundary, probe.candidates[winner]
 
-    def abandon(self) -> Optional[Probe]:
+    def abandon(self) -> Probe | None:
         """Give the open window up (training ended in it); the caller keeps its first candidate."""
         probe, self.probe = self.probe, None
         return probe
 
-    def state_dict(self) -> Optional[dict]:
+    def state_dict(self) -> dict | None:
         if self.probe is None:
             return None
         return {**self.probe.state_dict(), 'proposal': json.loads(json.dumps(self.proposal or {}, default=str))}

@@ -27,7 +27,6 @@ import datetime
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch.distributed as dist
 from tqdm import tqdm
@@ -79,8 +78,8 @@ class StageHook:
         self.history = History()
         self.stage = 0
         self.started = False
-        self.pending_since: Optional[int] = None  # boundary iteration of a decision not yet applied
-        self._pending: Optional[StageRecord] = None  # the record whose decision is awaited
+        self.pending_since: int | None = None  # boundary iteration of a decision not yet applied
+        self._pending: StageRecord | None = None  # the record whose decision is awaited
         agent_dir = Path(experiment_root) / 'agent'
         self.applied_path = agent_dir / f'applied_rank{self.rank}.jsonl'
         self.group = None
@@ -166,7 +165,7 @@ class StageHook:
         """How many iterations before a boundary the earlier snapshots are taken."""
         return {self.stage_iters - i for i in self.options.snapshot_iterations(self.stage_iters)[:-1]}
 
-    def _score(self, model, numeric_only: bool = False, network: Optional[str] = None) -> tuple[dict, dict, list]:
+    def _score(self, model, numeric_only: bool = False, network: str | None = None) -> tuple[dict, dict, list]:
         """(scores per expert, errors per expert, the restorations) of the scored network now."""
         outputs = self.val_set.restore(model.scored_network(network or self.score_network), self.device)
         if not numeric_only:  # the boundary's own evaluation: its images for people (stage_images.py)

@@ -14,7 +14,6 @@ a stage of thousands of iterations that is nothing, which is why it is on by def
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import cv2
 import torch
@@ -43,7 +42,7 @@ def write_outputs(folder: Path, names: list[str], outputs: list[torch.Tensor]) -
 
 
 def write_validation(agent_dir: Path, names: list[str], lqs: list[torch.Tensor],
-                     gts: list[Optional[torch.Tensor]]) -> None:
+                     gts: list[torch.Tensor | None]) -> None:
     """LQ and GT once per run (again only if the validation images changed)."""
     manifest_path = agent_dir / VALIDATION / MANIFEST
     manifest = read_json(manifest_path)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-from typing import Optional
 
 import torch
 
@@ -11,7 +10,7 @@ from lossagent_errors import OptionError
 from lossagent_arch.padding import pad_to_multiple
 
 
-def equal_runs(keys: list, max_len: Optional[int] = None):
+def equal_runs(keys: list, max_len: int | None = None):
     """(start, end) of each run of consecutive equal keys (e.g. image shapes), at most `max_len` long:
     images of one shape are batched together, in their order."""
     start = 0

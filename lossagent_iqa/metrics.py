@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -23,7 +22,7 @@ def pyiqa_weights_dir() -> Path:
     return Path(download_util.DEFAULT_CACHE_DIR)
 
 
-def seed_niqe_parameters(weights_dir: Optional[Path] = None) -> Path:
+def seed_niqe_parameters(weights_dir: Path | None = None) -> Path:
     """Write NIQE's pristine-model parameters where pyiqa looks, from the copy BasicSR ships."""
     weights_dir = Path(weights_dir or pyiqa_weights_dir())
     target = weights_dir / NIQE_PARAMS

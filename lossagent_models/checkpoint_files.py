@@ -19,6 +19,7 @@ decision log are never touched.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -156,10 +157,8 @@ def _zip_problem(path: str) -> str | None:
 
 
 def _remove(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.remove(path)
-    except OSError:
-        pass
 
 
 def _reason(err: BaseException) -> str:

@@ -58,7 +58,7 @@ class LossSpec:
     weight: float       # the initial weight (the option, else the loss class' default)
 
 
-def repository_options(train_opt: dict) -> 'OrderedDict[str, dict]':
+def repository_options(train_opt: dict) -> OrderedDict[str, dict]:
     """The `train.losses` mapping, or one made from BasicSR's SRGANModel keys."""
     if train_opt.get('losses'):
         if any(train_opt.get(key) for key, _ in LEGACY_KEYS):
@@ -168,7 +168,7 @@ class LossRepository:
     def adversarial(self):
         return next((e for e in self.entries if e.role == 'adversarial'), None)
 
-    def get_weights(self) -> 'OrderedDict[str, float]':
+    def get_weights(self) -> OrderedDict[str, float]:
         return OrderedDict((e.name, float(getattr(e.criterion, e.weight_attr))) for e in self.entries)
 
     def set_weights(self, weights: dict) -> None:

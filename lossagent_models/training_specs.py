@@ -15,7 +15,6 @@ same way. After this point nothing reads `train.losses` or `agent` again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from agent.policies import check_policy
 from lossagent_data.dataset_options import check_dataset
@@ -30,7 +29,7 @@ SPECS_KEY = '_lossagent_specs'
 @dataclass(frozen=True)
 class TrainingSpecs:
     losses: list[LossSpec]            # `train.losses` (or SRGANModel's keys), repository order
-    agent: Optional[AgentOptions]     # None without an `agent` section
+    agent: AgentOptions | None     # None without an `agent` section
     experts: list[ExpertSpec]         # `agent.experts`, checked, in order
     initial_weights: dict[str, float]  # agent.initial_weights when given, else each loss' own weight
 
@@ -57,7 +56,7 @@ def training_specs(opt: dict) -> TrainingSpecs:
     return TrainingSpecs(losses, agent, experts, weights)
 
 
-def with_specs(opt: dict, specs: Optional[TrainingSpecs]) -> dict:
+def with_specs(opt: dict, specs: TrainingSpecs | None) -> dict:
     """`opt` for `build_model`, carrying the specs (a shallow copy: the caller's `opt` stays as it was)."""
     return opt if specs is None else {**opt, SPECS_KEY: specs}
 

@@ -34,7 +34,7 @@ receive the result. What the policy needs from the hook is its class's `needs_pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
 from agent.options import as_number
 from agent.policies import find_policy, selected_options
@@ -51,7 +51,7 @@ DEFAULTS = {
 }
 
 
-def positive(section: dict, key: str, integer: bool = True, prefix: str = 'agent') -> Union[int, float]:
+def positive(section: dict, key: str, integer: bool = True, prefix: str = 'agent') -> int | float:
     value = as_number(section[key])
     ok = value is not None and value > 0 and (not integer or value.is_integer())
     if not ok:
@@ -89,7 +89,7 @@ class AgentOptions:
     stage_images: bool
     human_approval: bool
     approval_timeout_s: float
-    board: Optional[dict]
+    board: dict | None
     needs_probes: bool        # the policy's class trains candidates at each boundary (the lookahead loop)
 
     def snapshot_iterations(self, boundary: int) -> list[int]:
@@ -97,7 +97,7 @@ class AgentOptions:
         return [boundary - j * self.snapshot_every for j in range(self.snapshots - 1, -1, -1)]
 
     @classmethod
-    def from_opt(cls, opt: dict) -> 'AgentOptions':
+    def from_opt(cls, opt: dict) -> AgentOptions:
         """The validated `agent` section of the whole option dict `opt` (defaults come from it too)."""
         section = opt.get('agent')
         if not isinstance(section, dict):
@@ -180,7 +180,7 @@ class AgentOptions:
                               'it cannot decide asynchronously (set agent.async: false)')
 
 
-def initial_weights_option(value, names: list[str]) -> Optional[dict[str, float]]:
+def initial_weights_option(value, names: list[str]) -> dict[str, float] | None:
     """`agent.initial_weights` (a list in repository order or a mapping by name) as checked weights by
     name (where these weights enter, `check_weights` runs once), or None when not given."""
     if value is None:

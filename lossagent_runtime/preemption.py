@@ -57,7 +57,7 @@ class StopRequest:
         self._previous: dict = {}
         self._flag = self._group = None
 
-    def install(self) -> 'StopRequest':
+    def install(self) -> StopRequest:
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._note)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

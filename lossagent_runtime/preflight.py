@@ -11,7 +11,6 @@ losses and the agent section are parsed once into the specs the model and the st
 from __future__ import annotations
 
 import os.path as osp
-from typing import Optional
 
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from lossagent_compat import lookup, registered, unknown_name
@@ -27,7 +26,7 @@ def _check_type(key: str, opt, registry, what: str) -> None:
         raise unknown_name(f'{key}.type', what, kind, registry)
 
 
-def check_options(opt: dict) -> Optional[TrainingSpecs]:
+def check_options(opt: dict) -> TrainingSpecs | None:
     """Raise OptionError for the first wrong option of a training run (BasicSR's parsed `opt`); return
     the parsed losses and agent options of a LossAgent model (None for BasicSR's own models), which
     the pipeline hands to the model (lossagent_models/training_specs.py)."""

@@ -24,9 +24,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Union
+from collections.abc import Callable
 
-Answer = Union[str, bytes, tuple]
+Answer = str | bytes | tuple
 Responder = Callable[[dict, int], Answer]
 
 
@@ -68,7 +68,7 @@ def deterministic_responder(body: dict, index: int) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: 'OpenAIStubServer'
+    server: OpenAIStubServer
 
     def log_message(self, fmt, *args):  # keep test output clean
         pass
@@ -155,7 +155,7 @@ class OpenAIStubServer(ThreadingHTTPServer):
             with self._lock:
                 self._in_flight -= 1
 
-    def start(self) -> 'OpenAIStubServer':
+    def start(self) -> OpenAIStubServer:
         self._thread = threading.Thread(target=self.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -164,7 +164,7 @@ class OpenAIStubServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
 
-    def __enter__(self) -> 'OpenAIStubServer':
+    def __enter__(self) -> OpenAIStubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

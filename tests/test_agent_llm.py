@@ -88,7 +88,7 @@ def test_request_bodies_as_vllm_expects(mode):
         assert 'response_format' not in body
     elif mode == 'grammar':  # llama.cpp servers read `grammar`, vLLM `structured_outputs.grammar`
         assert body['grammar'] == body['structured_outputs']['grammar'] == weights_gbnf(N, max_thoughts=cap)
-        first_rule = 'root ::= "Weights: L1:Perceptual:GAN=" values "\\nThoughts: " [^\\n]{1,%d}\n' % cap
+        first_rule = f'root ::= "Weights: L1:Perceptual:GAN=" values "\\nThoughts: " [^\\n]{{1,{cap}}}\n'
         assert body['grammar'].startswith(first_rule)
     elif mode == 'response_format':
         assert body['response_format'] == {'type': 'json_schema', 'json_schema': {

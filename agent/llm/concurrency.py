@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 
 def run_concurrently(job: Callable[[int, float], Any], count: int, max_workers: int,
-                     budget_s: Optional[float]) -> tuple[list[Any], list[bool]]:
+                     budget_s: float | None) -> tuple[list[Any], list[bool]]:
     """Call `job(i, deadline)` for i in range(count); return (results, done flags).
 
     A job that raised has its exception as result; a job not done by the deadline has

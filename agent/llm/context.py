@@ -14,7 +14,6 @@ matter (numbers cost a token per 1-3 digits; words ~4 characters).
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 CHARS_PER_TOKEN = 2.3
 TOKENS_PER_MESSAGE = 6   # <|start_header_id|>role<|end_header_id|>\n\n ... <|eot_id|>
@@ -40,7 +39,7 @@ def fits(messages: list[dict], o: dict) -> bool:
     return estimate_tokens(messages) <= prompt_budget(o)
 
 
-def overflow_stage(tokens_at, budget: int, probe: int = 20) -> tuple[int, float, Optional[int]]:
+def overflow_stage(tokens_at, budget: int, probe: int = 20) -> tuple[int, float, int | None]:
     """(tokens at stage 1, tokens added per stage, the first stage whose prompt exceeds `budget` or None)
     from `tokens_at(stages)`, the estimate of a prompt after that many stages (a line per stage)."""
     first, later = tokens_at(1), tokens_at(1 + probe)

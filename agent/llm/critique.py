@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 from string import Template
-from typing import Optional
 
 from lossagent_errors import OptionError
 from .client import CLIENT_DEFAULTS, build_client, check_client_options
@@ -39,7 +38,7 @@ CRITIQUE_DEFAULTS = {
 }
 
 
-def check_critique_options(opt: Optional[dict], prefix: str = 'agent.critique') -> dict:
+def check_critique_options(opt: dict | None, prefix: str = 'agent.critique') -> dict:
     """The validated options of one critic (nothing is connected or built)."""
     o = read_options(opt, CRITIQUE_DEFAULTS, prefix)
     check_client_options(o, prefix)
@@ -53,7 +52,7 @@ def check_critique_options(opt: Optional[dict], prefix: str = 'agent.critique') 
 class Critic:
     """Reusable: holds one HTTP client for the run."""
 
-    def __init__(self, opt: Optional[dict] = None, prefix: str = 'agent.critique'):
+    def __init__(self, opt: dict | None = None, prefix: str = 'agent.critique'):
         o = check_critique_options(opt, prefix)
         self.o = o
         self.prompt = o['prompt'] or self._template(o, prefix)
@@ -72,8 +71,8 @@ class Critic:
         return [{'role': 'user', 'content': [{'type': 'text', 'text': self.prompt},
                                              {'type': 'image_url', 'image_url': {'url': url}}]}]
 
-    def critique(self, png_images: list[bytes]) -> list[Optional[str]]:
-        def job(i: int, deadline: float) -> Optional[str]:
+    def critique(self, png_images: list[bytes]) -> list[str | None]:
+        def job(i: int, deadline: float) -> str | None:
             png = png_images[i]
             if not isinstance(png, (bytes, bytearray)) or not png:
                 return None
@@ -88,7 +87,7 @@ class Critic:
         self.client.close()
 
 
-def critique_images(png_images: list[bytes], opt: Optional[dict] = None) -> list[Optional[str]]:
+def critique_images(png_images: list[bytes], opt: dict | None = None) -> list[str | None]:
     """One critique (or None) per PNG image, in order. `opt`: a critique expert's options
     (its `agent.experts.<name>` mapping without `type`)."""
     critic = Critic(opt)

@@ -15,7 +15,6 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ..weights import check_weights
 
@@ -36,9 +35,9 @@ LIST_ITEM = re.compile(r'^\s*(?:[-+\u2022]|\d{1,2}[.)])\s+', re.MULTILINE)
 
 @dataclass
 class ParseResult:
-    weights: Optional[dict[str, float]] = None   # in loss_names order; None when rejected
-    error: Optional[str] = None                  # why it was rejected
-    thoughts: Optional[str] = None
+    weights: dict[str, float] | None = None   # in loss_names order; None when rejected
+    error: str | None = None                  # why it was rejected
+    thoughts: str | None = None
     form: str = ''                               # which spelling was recognised: ratio/pairs/values/json
 
     @property
@@ -96,8 +95,8 @@ def _parse(text, names: list[str], bounds: tuple[float, float]) -> ParseResult:
                        thoughts=thoughts)
 
 
-def _search(plain: str, names, tokenizer: '_Tokenizer', attempt: '_Attempt', marker: re.Pattern,
-            unmarked: bool) -> Optional[list]:
+def _search(plain: str, names, tokenizer: _Tokenizer, attempt: _Attempt, marker: re.Pattern,
+            unmarked: bool) -> list | None:
     # 1. segments after a "Weights:" marker, first readable one wins (echoed rules like
     #    'Weights: L1:Perceptual:GAN=?:?:?' simply fail and the next one is tried)
     for count, match in enumerate(marker.finditer(plain)):
@@ -156,7 +155,7 @@ def _segment(text: str, start: int, names: re.Pattern) -> str:
     return PAREN.sub(lambda m: ' ' if re.search(r'[A-Za-z]{2}', names.sub('', m.group(0))) else m.group(0), text)
 
 
-def _thoughts(text: str) -> Optional[str]:
+def _thoughts(text: str) -> str | None:
     match = THOUGHTS.search(text)
     if not match:
         return None
@@ -197,7 +196,7 @@ class _Tokenizer:
                 break
         return out
 
-    def read(self, text: str, names: list[str], attempt: _Attempt) -> Optional[list[tuple[str, float]]]:
+    def read(self, text: str, names: list[str], attempt: _Attempt) -> list[tuple[str, float]] | None:
         """(name, value) pairs in the answer's order, or None with the reason in `attempt`."""
         toks = self.tokens(text)
         if not toks:
@@ -261,7 +260,7 @@ class _Tokenizer:
             attempt.errors.append(f'expected {len(names)} weights, got {len(values)}') or []
 
     @staticmethod
-    def _number_run(toks, i, attempt) -> Optional[list[float]]:
+    def _number_run(toks, i, attempt) -> list[float] | None:
         values = []
         while i < len(toks):
             kind, value = toks[i]
@@ -284,7 +283,7 @@ class _Tokenizer:
         return values
 
 
-def _from_json(text: str, names, bounds, attempt: _Attempt) -> Optional[ParseResult]:
+def _from_json(text: str, names, bounds, attempt: _Attempt) -> ParseResult | None:
     """`{"weights": {"L1": 0.7, ...}, "thoughts": "..."}` anywhere in the text (also fenced)."""
     decoder = json.JSONDecoder()
     starts = [m.start() for m in re.finditer(r'\{', text)][:20]
@@ -323,7 +322,7 @@ def _from_json(text: str, names, bounds, attempt: _Attempt) -> Optional[ParseRes
     return None
 
 
-def _json_number(value) -> Optional[float]:
+def _json_number(value) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from string import Template
-from typing import Optional
 
 from lossagent_errors import OptionError
 from ..record import ExpertInfo, History, StageRecord, is_number
@@ -174,7 +173,7 @@ class PromptBuilder:
                                      'stands for better quality.')
         return self._fill('system', experts=' '.join(sentences), **self.common())
 
-    def history_part(self, history: History, image: Optional[int]) -> str:
+    def history_part(self, history: History, image: int | None) -> str:
         records = list(history)
         if not records:
             return ''
@@ -203,7 +202,7 @@ class PromptBuilder:
             text = self._fill('history_recent', steps=steps, **self.common())
         return text.rstrip()
 
-    def probe_part(self, record: StageRecord, image: Optional[int]) -> str:
+    def probe_part(self, record: StageRecord, image: int | None) -> str:
         """'From step 100, 3 candidate weights were each trained for 10 steps ...: 1.0:0.5:0.01 gave NIQE 4.1'."""
         numeric = [e for e in self.experts if e.kind != 'text']
         results = []
@@ -235,7 +234,7 @@ class PromptBuilder:
         return self._fill('needs', rules=numbered, **self.common())
 
     # ---------------------------------------------------------------- messages
-    def messages(self, history: History, image: Optional[int] = None) -> list[dict]:
+    def messages(self, history: History, image: int | None = None) -> list[dict]:
         """Chat messages for one image (`image` = its index) or for the mean over images (None)."""
         user = []
         if self.o['history'] != 'none':
@@ -265,7 +264,7 @@ class PromptBuilder:
     def ratio(self, weights: dict[str, float]) -> str:
         return ':'.join(fmt(weights.get(n, 0.0)) for n in self.loss_names)
 
-    def feedback(self, record: StageRecord, image: Optional[int], initial: bool = False) -> str:
+    def feedback(self, record: StageRecord, image: int | None, initial: bool = False) -> str:
         """'The score of the image at this step is 2.9642' (+ critiques of text experts); the
         templates end it (Figure 6's step lines have no final full stop)."""
         subject = 'the image' if image is not None else 'the images'
@@ -286,7 +285,7 @@ class PromptBuilder:
         return '. '.join(parts)
 
     @staticmethod
-    def _value(record: StageRecord, name: str, image: Optional[int]) -> str:
+    def _value(record: StageRecord, name: str, image: int | None) -> str:
         values = record.scores.get(name, [])
         if image is None:
             numbers = [float(v) for v in values if is_number(v)]
@@ -298,7 +297,7 @@ class PromptBuilder:
         return fmt(value) if is_number(value) else 'unavailable'
 
     @staticmethod
-    def _texts(record: StageRecord, name: str, image: Optional[int]) -> str:
+    def _texts(record: StageRecord, name: str, image: int | None) -> str:
         def clean(text) -> str:
             return '"' + ' '.join(str(text).split())[:1000] + '"' if isinstance(text, str) and text.strip() \
                 else '(no feedback)'
@@ -308,6 +307,6 @@ class PromptBuilder:
         return '; '.join(f'image {i + 1}: {clean(v)}' for i, v in enumerate(values)) or '(no feedback)'
 
 
-def _previous(records: list[StageRecord], record: StageRecord) -> Optional[StageRecord]:
+def _previous(records: list[StageRecord], record: StageRecord) -> StageRecord | None:
     index = next(i for i, r in enumerate(records) if r is record)
     return records[index - 1] if index > 0 else None

@@ -19,6 +19,7 @@ run by this Python unless `executable` names another.
 """
 from __future__ import annotations
 
+import contextlib
 import atexit
 import ctypes
 import importlib.util
@@ -33,7 +34,6 @@ import time
 import urllib.request
 from collections import deque
 from pathlib import Path
-from typing import Optional
 
 from lossagent_errors import OptionError
 from ..options import choice, number, read_options
@@ -55,7 +55,7 @@ SERVER_PACKAGES = ('llama_cpp', 'uvicorn', 'fastapi', 'sse_starlette', 'starlett
 PR_SET_PDEATHSIG = 1
 
 
-def check_serve_options(opt, policy: dict, prefix: str = 'agent.policy.serve') -> Optional[dict]:
+def check_serve_options(opt, policy: dict, prefix: str = 'agent.policy.serve') -> dict | None:
     """The validated `serve` mapping (None: no managed server); nothing is started."""
     if opt is None:
         return None
@@ -122,10 +122,8 @@ def free_port(host: str) -> int:
 
 def _die_with_parent() -> None:
     """In the child, before exec: the kernel sends SIGTERM when the process that started it dies."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the exit handler still stops it
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the exit handler still stops it
-        pass
 
 
 class ManagedServer:
@@ -138,13 +136,13 @@ class ManagedServer:
         self.command = server_command(s, self.port, served_name, n_ctx, n_gpu_layers)
         self.log_path = Path(s['log_file'] or Path(tempfile.gettempdir()) /
                              f"lossagent-{s['engine']}-{os.getpid()}-{self.port}.log")
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self) -> 'ManagedServer':
+    def start(self) -> ManagedServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, 'ab') as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,

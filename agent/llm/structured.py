@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Optional
 
 MODES = ('none', 'regex', 'json', 'response_format', 'grammar')
 DECIMALS = 6  # digits after the point a grammar lets through: enough for any weight, bounded work
@@ -43,7 +42,7 @@ WHY_NOT = {
 }
 
 
-def unsupported(mode: str, owned_by: Optional[str], where: str) -> Optional[str]:
+def unsupported(mode: str, owned_by: str | None, where: str) -> str | None:
     """The one line refusing `mode` on a server whose /v1/models says `owned_by`, or None when it works."""
     if owned_by not in SERVERS:
         return None
@@ -213,12 +212,12 @@ def gbnf_literal(text: str) -> str:
 
 
 # ---------------------------------------------------------------- the answer forms
-def _thoughts_repeat(max_thoughts: Optional[int], at_least: int) -> str:
+def _thoughts_repeat(max_thoughts: int | None, at_least: int) -> str:
     return f'{{{at_least},{int(max_thoughts)}}}' if max_thoughts else ('+' if at_least else '*')
 
 
 def weights_regex(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
-                  max_thoughts: Optional[int] = None) -> str:
+                  max_thoughts: int | None = None) -> str:
     """'Weights: L1:Perceptual:GAN=0.7:0.3:0.05\\nThoughts: ...' with every number in bounds."""
     rows = [':'.join(_regex(p) for p in row) for row in _numbers(len(loss_names), bounds)]
     values = rows[0] if len(rows) == 1 else '(' + '|'.join(rows) + ')'
@@ -227,7 +226,7 @@ def weights_regex(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100
 
 
 def weights_gbnf(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0), form: str = 'line',
-                 max_thoughts: Optional[int] = None) -> str:
+                 max_thoughts: int | None = None) -> str:
     """The same answers as GBNF (llama.cpp; also read by xgrammar and, via lark, llguidance).
 
     `form='line'`: the regex's `Weights:` line; `form='json'`: the JSON object of `weights_schema`
@@ -260,7 +259,7 @@ def weights_gbnf(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.
 
 
 def weights_schema(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
-                   max_thoughts: Optional[int] = None) -> dict:
+                   max_thoughts: int | None = None) -> dict:
     number = {'type': 'number', 'minimum': bounds[0], 'maximum': bounds[1]}
     thoughts = {'type': 'string', **({'maxLength': int(max_thoughts)} if max_thoughts else {})}
     return {
@@ -276,7 +275,7 @@ def weights_schema(loss_names: list[str], bounds: tuple[float, float] = (0.0, 10
 
 
 def request_fields(mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
-                   max_thoughts: Optional[int] = None) -> dict:
+                   max_thoughts: int | None = None) -> dict:
     """Keyword arguments for `client.chat.completions.create` (merged into extra_body there)."""
     if mode == 'regex':
         return {'extra_body': {'structured_outputs': {'regex': weights_regex(loss_names, bounds, max_thoughts)}}}
@@ -292,7 +291,7 @@ def request_fields(mode: str, loss_names: list[str], bounds: tuple[float, float]
 
 
 def local_grammar(mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
-                  max_thoughts: Optional[int] = None) -> Optional[str]:
+                  max_thoughts: int | None = None) -> str | None:
     """The GBNF the in-process llama.cpp backend applies for `mode` (None: free text)."""
     if mode in ('regex', 'grammar'):
         return weights_gbnf(loss_names, bounds, 'line', max_thoughts)

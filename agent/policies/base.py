@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from lossagent_errors import OptionError
 
@@ -18,13 +18,13 @@ class Decision:
     """A policy's answer at one boundary, with everything needed to audit it."""
     weights: dict[str, float]
     policy: str
-    fallback: Optional[str] = None      # why the previous weights were kept, if they were
+    fallback: str | None = None      # why the previous weights were kept, if they were
     prompts: list[Any] = field(default_factory=list)
     answers: list[Any] = field(default_factory=list)
     latency_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     decided_by: str = 'policy'          # DECIDERS: 'human' or 'timeout' after agent.human_approval
-    proposed_weights: Optional[dict[str, float]] = None  # the policy's own weights, when a person was asked
+    proposed_weights: dict[str, float] | None = None  # the policy's own weights, when a person was asked
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,7 +39,7 @@ class LossPolicy:
     needs_probes = False  # True: the hook trains its candidates (propose/choose; lossagent_hook/lookahead_loop.py)
 
     def __init__(self, loss_names: list[str], initial_weights: list[float],
-                 experts: list[ExpertInfo], opt: Optional[dict] = None, seed: int = 0,
+                 experts: list[ExpertInfo], opt: dict | None = None, seed: int = 0,
                  task: str = 'image super-resolution'):
         if len(loss_names) != len(initial_weights):
             raise OptionError(f'agent.initial_weights: {len(initial_weights)} weights for {len(loss_names)} losses '

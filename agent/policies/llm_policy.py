@@ -38,7 +38,6 @@ import math
 import statistics
 import time
 from collections import Counter
-from typing import Optional
 
 from lossagent_errors import OptionError
 from ..record import History
@@ -87,7 +86,7 @@ class LLMPolicy(LossPolicy):
         self.calls = 0
         self._variant = 0
         self.server = self.client = None
-        self.refusal: Optional[str] = None
+        self.refusal: str | None = None
         self._log_context_projection()
         mode, serve = o['structured_output'], o['serve']
         if serve:
@@ -180,7 +179,7 @@ class LLMPolicy(LossPolicy):
             return Decision(weights=previous, policy=self.name, fallback=refusal,
                             info={'structured_output': self.o['structured_output'], 'refused': True})
         n_images = history.last.num_images()
-        targets: list[Optional[int]] = list(range(n_images)) if self.o['per_image'] and n_images else [None]
+        targets: list[int | None] = list(range(n_images)) if self.o['per_image'] and n_images else [None]
         stage = history.last.stage
         first, shown = self._prompts(history, targets)
 
@@ -240,7 +239,7 @@ class LLMPolicy(LossPolicy):
         info.update(proposed=proposed, max_change=self.o['max_change'], limited=limited)
         return decision
 
-    def _first_contact(self) -> Optional[str]:
+    def _first_contact(self) -> str | None:
         """The refusal of a mode this server cannot honour, learned when it first answers."""
         if self.refusal is None and self.owned_by is None:
             self.owned_by = self.client.owned_by(timeout=min(5.0, self.o['timeout_s']))
@@ -249,7 +248,7 @@ class LLMPolicy(LossPolicy):
                 logger.warning(f'Loss agent: {self.refusal}; no prompt is sent until the option is changed')
         return self.refusal
 
-    def _prompts(self, history: History, targets: list) -> tuple[list[list[dict]], Optional[dict]]:
+    def _prompts(self, history: History, targets: list) -> tuple[list[list[dict]], dict | None]:
         """The first prompt of each target; when the full history outgrows n_ctx, only the latest stages
         that fit are shown (as `history: last_k`), and how many is returned."""
         first = [self.prompts.messages(history, t) for t in targets]
@@ -273,7 +272,7 @@ class LLMPolicy(LossPolicy):
                            f'({low} of {stages} now), as history: last_k would')
         return first, {'stages': stages, 'shown': low}
 
-    def _ask(self, messages: list[dict], image: Optional[int], stage: int, deadline: float) -> dict:
+    def _ask(self, messages: list[dict], image: int | None, stage: int, deadline: float) -> dict:
         """One image: ask, parse, maybe re-ask once with the error. Runs in a worker thread."""
         out = {'requests': [], 'weights': None, 'error': None, 'thoughts': None}
         for attempt in range(2 if self.o['reprompt'] else 1):
@@ -318,7 +317,7 @@ class LLMPolicy(LossPolicy):
         (logger.warning if stage <= 100 else logger.info)(line)
 
     # ------------------------------------------------------------------ helpers
-    def _anchored(self, weights: dict) -> tuple[Optional[dict], Optional[str]]:
+    def _anchored(self, weights: dict) -> tuple[dict | None, str | None]:
         """With `anchor: true` rescale so the first loss keeps its initial weight."""
         if not self.o['anchor']:
             return weights, None
@@ -341,7 +340,7 @@ class LLMPolicy(LossPolicy):
         mv = self.o['min_valid']
         return min(count, mv) if isinstance(mv, int) else max(1, math.ceil(mv * count - 1e-9))
 
-    def _seed(self, stage: int, image: Optional[int], attempt: int) -> Optional[int]:
+    def _seed(self, stage: int, image: int | None, attempt: int) -> int | None:
         """Reproducible sampling per (run seed, stage, image, attempt); same on resume and replay."""
         if self.o['seed'] is None:
             return None
@@ -372,7 +371,7 @@ def aggregate(values: list[float], how: str, trim: float = 0.2) -> float:
     return statistics.fmean(values)
 
 
-def trust_region(proposed: dict, current: dict, factor: Optional[float]) -> tuple[dict, list[str]]:
+def trust_region(proposed: dict, current: dict, factor: float | None) -> tuple[dict, list[str]]:
     """Each weight moved at most by `factor` (x or /) from its current value, and the names it limited.
     A weight at zero stays there: no factor moves it."""
     if not factor:
@@ -387,7 +386,7 @@ def trust_region(proposed: dict, current: dict, factor: Optional[float]) -> tupl
     return applied, limited
 
 
-def _same(a: Optional[dict], b: dict, names: list[str]) -> bool:
+def _same(a: dict | None, b: dict, names: list[str]) -> bool:
     """Weights equal to five significant digits (as the prompt writes them)."""
     return a is not None and all(float(f'{a[n]:.5g}') == float(f'{b[n]:.5g}') for n in names)
 

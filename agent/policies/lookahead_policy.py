@@ -29,7 +29,6 @@ no candidate is usable the current weights are kept and the record says why.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from lossagent_errors import OptionError
 
@@ -180,7 +179,7 @@ class LookaheadPolicy(LossPolicy):
             self.llm.close()
 
 
-def probe_overhead(policy: Optional[LossPolicy], stage_iters: int) -> float:
+def probe_overhead(policy: LossPolicy | None, stage_iters: int) -> float:
     """(K-1)*P / stage_iters: the extra training a lookahead policy costs (0 for the others)."""
     k, p = getattr(policy, 'candidates', 1), getattr(policy, 'probe_iters', 0)
     return (k - 1) * p / stage_iters if p else 0.0

@@ -6,7 +6,7 @@ A policy registers itself with `@register_policy('name')` in a `*_policy.py` fil
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from lossagent_errors import OptionError
 
@@ -72,5 +72,5 @@ def policy_names() -> list[str]:
     return POLICY_REGISTRY.keys()
 
 
-def find_policy(name: str) -> Optional[type]:
+def find_policy(name: str) -> type | None:
     return POLICY_REGISTRY.get(name) if name in POLICY_REGISTRY else None

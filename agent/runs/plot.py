@@ -24,7 +24,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from ..decision_log import current_records, log_path
 from ..record import StageRecord
@@ -57,11 +57,11 @@ def expert_names(records: list[StageRecord]) -> list[str]:
     return [n for n in names if any(r.numbers(n) for r in records)]
 
 
-def mean_score(record: StageRecord, expert: str) -> Optional[float]:
+def mean_score(record: StageRecord, expert: str) -> float | None:
     return record.mean_scores().get(expert)
 
 
-def direction(records: list[StageRecord], expert: str) -> Optional[str]:
+def direction(records: list[StageRecord], expert: str) -> str | None:
     for r in records:
         d = r.directions().get(expert)
         if d in ARROWS:
@@ -127,7 +127,7 @@ def draw_weights(ax, records: list[StageRecord], names: list[str], colors: dict,
     ax.grid(True, alpha=0.3, which='both')
 
 
-def draw_scores(ax, records: list[StageRecord], expert: str, color='tab:blue', label: Optional[str] = None,
+def draw_scores(ax, records: list[StageRecord], expert: str, color='tab:blue', label: str | None = None,
                 points: bool = True) -> None:
     xs, means, lows, highs = [], [], [], []
     for r in records:
@@ -200,7 +200,7 @@ def plot_weights(records: list[StageRecord], out: Path, title: str = '', log_y='
     return save(fig, out)
 
 
-def plot_scores(records: list[StageRecord], out: Path, title: str = '') -> Optional[Path]:
+def plot_scores(records: list[StageRecord], out: Path, title: str = '') -> Path | None:
     experts = expert_names(records)
     if not experts:
         return None
@@ -273,7 +273,7 @@ def plot_compare(exp_dirs: list, out_dir, log_y='auto') -> list[Path]:
     return written
 
 
-def plot_experiment(exp_dir, out_dir=None, log_y='auto', logger: Optional[logging.Logger] = None) -> list[Path]:
+def plot_experiment(exp_dir, out_dir=None, log_y='auto', logger: logging.Logger | None = None) -> list[Path]:
     """weights.png and scores.png into <exp_dir>/agent/ (or out_dir); the paths written.
 
     Never raises: plotting must not cost a finished training run. Problems (no log yet, bad

@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 from ..decision_log import current_records
 from ..directions import lower_better
@@ -55,11 +54,11 @@ def experts_for(records: list[StageRecord], agent_opt: dict) -> tuple[list[Exper
     return out, 'yaml'
 
 
-def fmt_weights(weights: Optional[dict], names: list[str]) -> str:
+def fmt_weights(weights: dict | None, names: list[str]) -> str:
     return ':'.join(f'{float(weights[n]):.4g}' for n in names) if weights else '-'
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog='python -m agent.runs.replay', description=__doc__.splitlines()[0])
     ap.add_argument('decisions', type=Path, help='experiments/<name>/agent/decisions.jsonl')
     ap.add_argument('--opt', type=Path, required=True, help="the run's options YAML")

@@ -30,7 +30,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -43,7 +42,7 @@ BOUNDS = (0.1, 10.0)        # the policies' trust region: x0.1 .. x10 of each de
 PBT_VERSION = '2.60.0'      # setup.py extras_require['pbt']
 
 
-def ray_missing() -> Optional[str]:
+def ray_missing() -> str | None:
     """Why PBT cannot run here (None when Ray Tune imports)."""
     try:
         import ray  # noqa: F401

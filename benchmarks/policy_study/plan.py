@@ -27,7 +27,6 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -133,9 +132,9 @@ class Run:
     seed: int
     kind: str                    # sweep | policy | schedule | pbt
     opt: dict
-    setting: Optional[tuple] = None      # sweep: the multipliers of the non-anchor weights
-    objective: Optional[str] = None      # policy runs: the objective their experts score
-    policy: Optional[str] = None         # policy: the ARMS key; schedule: the SCHEDULES key
+    setting: tuple | None = None      # sweep: the multipliers of the non-anchor weights
+    objective: str | None = None      # policy runs: the objective their experts score
+    policy: str | None = None         # policy: the ARMS key; schedule: the SCHEDULES key
     cost: float = 1.0
     extra: dict = field(default_factory=dict)
 
@@ -184,8 +183,8 @@ def photos(p: dict, photo_set: str) -> list[str]:
 
 
 def options(p: dict, name: str, seed: int, weights: dict, policy: dict, experts: dict,
-            policy_seed: Optional[int] = None, stage_iters: Optional[int] = None,
-            snapshots: Optional[int] = None) -> dict:
+            policy_seed: int | None = None, stage_iters: int | None = None,
+            snapshots: int | None = None) -> dict:
     """The demo's option file with this run's name, seed, size, weights, policy and experts."""
     opt = demo_options()
     opt.update(name=name, manual_seed=seed, num_gpu=0)
@@ -215,7 +214,7 @@ def objective_experts(objective: str) -> dict:
     return {n: {**EXPERTS[n], 'weight': w} for n, w in OBJECTIVES[objective].experts.items()}
 
 
-def arm_unavailable(key: str) -> Optional[str]:
+def arm_unavailable(key: str) -> str | None:
     """Why a policy arm cannot run here (its policy is not registered, or rejects the arm's options);
     None when it can. Checked without loading a model or connecting to anything."""
     from agent import ExpertInfo
@@ -244,7 +243,7 @@ def policy_arms(p: dict) -> tuple[list[str], dict[str, str]]:
     return run, skipped
 
 
-def plan(p: dict, arms: Optional[list[str]] = None) -> list[Run]:
+def plan(p: dict, arms: list[str] | None = None) -> list[Run]:
     """Every train.py run of the profile (PBT's populations are planned by pbt.py: `pbt_runs`)."""
     names = loss_names()
     free = names[1:]

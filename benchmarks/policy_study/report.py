@@ -20,7 +20,6 @@ import math
 import statistics
 from collections import OrderedDict
 from pathlib import Path
-from typing import Optional
 
 from .plan import (ARMS, FIXED, HELDOUT_METRIC, OBJECTIVES, ORACLE, PBT_LABEL, POLICY_OBJECTIVE, SCHEDULES,
                    START_LABEL, photos)
@@ -54,7 +53,7 @@ def fmt_p(p: float) -> str:
 class Study:
     """Everything the report needs, computed once: values per photo set, J, choices, gains."""
 
-    def __init__(self, p: dict, runs: list, values: dict, took: Optional[dict] = None):
+    def __init__(self, p: dict, runs: list, values: dict, took: dict | None = None):
         self.p, self.values, self.took = p, values, took or {}
         self.runs = [r for r in runs if r.name in values]            # missing runs (failed twice) drop out
         self.missing = [r.name for r in runs if r.name not in values]
@@ -93,7 +92,7 @@ class Study:
         return {r.seed: r for r in self.runs if all(getattr(r, k) == v for k, v in match.items())}
 
     def gains(self, runs: dict, baseline: dict, objective: str = POLICY_OBJECTIVE,
-              photo_set: Optional[str] = None) -> list[float]:
+              photo_set: str | None = None) -> list[float]:
         """Per seed present in both: J(run) - J(baseline)."""
         photo_set = photo_set or self.headline
         return [self.J(runs[s].name, objective, photo_set) - self.J(baseline[s].name, objective, photo_set)

@@ -67,7 +67,7 @@ def _launch(name: str, opt: dict, out: Path, threads: int) -> subprocess.Popen:
     opt_path = out / 'options' / f'{name}.yml'
     opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))
     shutil.rmtree(ROOT / 'experiments' / name, ignore_errors=True)
-    log = open(out / 'logs' / f'{name}.log', 'w')
+    log = open(out / 'logs' / f'{name}.log', 'w')  # noqa: SIM115 -- the run's child writes it until it ends
     proc = subprocess.Popen([PY, str(ROOT / 'train.py'), '-opt', str(opt_path)], cwd=ROOT, env=env_for(threads),
                             stdout=log, stderr=subprocess.STDOUT)
     proc.study_log = log

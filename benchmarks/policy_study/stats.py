@@ -18,7 +18,6 @@ import itertools
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Optional
 
 
 # ---- distributions -----------------------------------------------------------------------------
@@ -199,7 +198,7 @@ def power(n: int, delta: float, sd: float, alpha: float = 0.05) -> float:
     return nct_sf(crit, df, ncp) + (1.0 - nct_sf(-crit, df, ncp))
 
 
-def power_n(delta: float, sd: float, target: float = 0.8, alpha: float = 0.05, n_max: int = 1000) -> Optional[int]:
+def power_n(delta: float, sd: float, target: float = 0.8, alpha: float = 0.05, n_max: int = 1000) -> int | None:
     """The fewest seeds whose paired t-test reaches `target` power (None above n_max)."""
     for n in itertools.count(2):
         if n > n_max:

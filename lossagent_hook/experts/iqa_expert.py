@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 
@@ -17,7 +16,7 @@ from .base import Expert, register_expert
 OWN_KEYS = ('type', 'metric', 'lower_better', 'weight')  # the others go to pyiqa.create_metric
 
 
-def _finite_or_none(value: float) -> Optional[float]:
+def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
@@ -60,9 +59,6 @@ class IQAExpert(Expert):
         scores = []
         for batch_out, batch_gt in _same_shape_batches(outputs, gts):
             batch_out = batch_out.clamp(0, 1)  # pyiqa asserts inputs in [0, 1]
-            if self.full_reference:
-                value = self.metric(batch_out, batch_gt.clamp(0, 1))
-            else:
-                value = self.metric(batch_out)
+            value = self.metric(batch_out, batch_gt.clamp(0, 1)) if self.full_reference else self.metric(batch_out)
             scores.extend(_finite_or_none(float(v)) for v in value.detach().reshape(-1).cpu())
         return scores

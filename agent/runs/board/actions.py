@@ -10,7 +10,6 @@ File formats: agent/stage_files.py, agent/human_feedback.py, lossagent_hook/huma
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 from ...human_feedback import MAX_CHARS
 from ...options import as_number
@@ -27,7 +26,7 @@ class ActionError(Exception):
         self.status = status
 
 
-def _ratings(value, count: int) -> list[Optional[int]]:
+def _ratings(value, count: int) -> list[int | None]:
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > max(count, 0):

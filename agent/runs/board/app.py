@@ -20,7 +20,6 @@ import asyncio
 import hmac
 import json
 from pathlib import Path
-from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -41,7 +40,7 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(runs: list[RunFolder], token: Optional[str] = None, allowed_hosts: Optional[list[str]] = None,
+def create_app(runs: list[RunFolder], token: str | None = None, allowed_hosts: list[str] | None = None,
                poll_s: float = 0.5) -> FastAPI:
     app = FastAPI(title='LossAgent run board', docs_url=None, redoc_url=None, openapi_url=None)
     by_id = {run.id: run for run in runs}

@@ -18,7 +18,6 @@ import ipaddress
 import os
 import subprocess
 import sys
-from typing import Optional
 
 from lossagent_errors import OptionError, UserError
 
@@ -38,14 +37,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, token: Optional[str], where: str = '--host') -> None:
+def check_bind(host: str, token: str | None, where: str = '--host') -> None:
     """A board reachable from other machines must not let anyone write: it needs a token."""
     if not is_loopback(host) and not token:
         raise UserError(f'{where}: {host} is reachable from other machines; give a --token '
                         '(or keep the default 127.0.0.1)')
 
 
-def check_board_options(value) -> Optional[dict]:
+def check_board_options(value) -> dict | None:
     """`agent.board` validated: None when no board is started."""
     if value is None or value is False:
         return None
@@ -91,7 +90,7 @@ class BoardProcess:
                 self.process.kill()
 
 
-def start_board(opt: dict, logger=None) -> Optional[BoardProcess]:
+def start_board(opt: dict, logger=None) -> BoardProcess | None:
     """The board of this run (BasicSR's parsed options) when `agent.board` asks for one; rank 0 only."""
     options = check_board_options((opt.get('agent') or {}).get('board'))
     if options is None or opt.get('rank', 0) != 0:

@@ -12,7 +12,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 from urllib.parse import quote
 
 from lossagent_errors import UserError
@@ -50,7 +49,7 @@ class RunFolder:
     def url(self, relative: str) -> str:
         return f'/files/{self.id}/{quote(relative)}'
 
-    def file(self, relative: str) -> Optional[Path]:
+    def file(self, relative: str) -> Path | None:
         """`relative` inside this run's folder as a path to serve, None when it is anything else:
         outside the folder (`..`, an absolute path, a symlink out), not a file, not an image."""
         try:
@@ -94,12 +93,12 @@ class RunFolder:
                         'gt': self.url(f'agent/{gt}') if isinstance(gt, str) and self.file(f'agent/{gt}') else None})
         return out
 
-    def stage_images(self, stage: int, names: list[str]) -> list[Optional[str]]:
+    def stage_images(self, stage: int, names: list[str]) -> list[str | None]:
         """The URL of each restoration of `stage` (None where no file was written)."""
         rel = [f'agent/stage_{stage}/{image_file(i, n)}' for i, n in enumerate(names)]
         return [self.url(r) if self.file(r) else None for r in rel]
 
-    def feedback(self, stage: int) -> Optional[dict]:
+    def feedback(self, stage: int) -> dict | None:
         folder = stage_dir(self.agent_dir, stage)
         given = read_human_feedback([folder / FEEDBACK], folder / RATINGS)
         return {'text': given.text, 'ratings': given.ratings} if given else None
@@ -108,7 +107,7 @@ class RunFolder:
     def records(self) -> list[StageRecord]:
         return current_records(self.root)
 
-    def waiting(self, stage: int, now: float) -> Optional[dict]:
+    def waiting(self, stage: int, now: float) -> dict | None:
         """The `human` expert's notice while it waits for feedback on `stage`."""
         notice = read_json(stage_dir(self.agent_dir, stage) / WAITING)
         if not isinstance(notice, dict) or not isinstance(notice.get('deadline'), (int, float)):
@@ -117,7 +116,7 @@ class RunFolder:
         return {'expert': str(notice.get('expert', 'human')), 'remaining_s': round(left, 1),
                 'timeout_s': notice.get('timeout_s')} if left > 0 else None
 
-    def proposal(self, stage: int, now: float) -> Optional[tuple[StageRecord, dict]]:
+    def proposal(self, stage: int, now: float) -> tuple[StageRecord, dict] | None:
         """(the record as it would be logged, {proposed, remaining_s}) while it waits for approval."""
         folder = stage_dir(self.agent_dir, stage)
         value = read_json(folder / PROPOSAL)
@@ -131,7 +130,7 @@ class RunFolder:
             return None
         return (record, {'proposed': proposed, 'remaining_s': round(left, 1)}) if left > 0 else None
 
-    def pending_approval(self, stage: int) -> Optional[dict]:
+    def pending_approval(self, stage: int) -> dict | None:
         found = self.proposal(stage, time.time())
         return found[1] if found else None
 
@@ -162,7 +161,7 @@ class RunFolder:
             stages.append(view)
         return json_safe({'id': self.id, 'name': self.name, 'images': images, 'stages': stages})
 
-    def stage_detail(self, stage: int) -> Optional[dict]:
+    def stage_detail(self, stage: int) -> dict | None:
         """One stage with everything: prompts, raw answers, thoughts, the policy's info."""
         record = next((r for r in self.records() if r.stage == stage), None)
         if record is None:
