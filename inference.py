@@ -10,6 +10,7 @@ multiple of the window (`agent.pad_multiple`, else `network_g.window_size`) and 
 `--tile N` restores N x N input tiles, each with `--tile_pad` pixels of context on every side that are
 cut away again (Real-ESRGAN's tile_process), so large images fit in memory.
 """
+
 import argparse
 import glob
 import os
@@ -29,7 +30,7 @@ def default_checkpoint(opt: dict) -> str:
         return latest
     start = (opt.get('path') or {}).get('pretrain_network_g')
     if not start:
-        raise OptionError(f"--model: no {latest} and no path.pretrain_network_g in the option file; name a checkpoint")
+        raise OptionError(f'--model: no {latest} and no path.pretrain_network_g in the option file; name a checkpoint')
     return start
 
 
@@ -37,6 +38,7 @@ def load_network(opt: dict, checkpoint: str, device):
     import lossagent_arch  # noqa: F401  (registers our architectures)
     from basicsr.archs import build_network
     from lossagent_eval.checkpoint import load_checkpoint
+
     net = build_network(dict(opt['network_g']))
     load_checkpoint(net, checkpoint, param_key='params_ema', strict=True, owner='--model')  # falls back to params
     return net.to(device).eval()
@@ -50,15 +52,17 @@ def restore(net, lq, scale: int, multiple: int):
     """The network's output for one (1, c, h, w) input, padded to `multiple` and cropped back."""
     import torch
     from lossagent_arch.window_util import pad_to_multiple
+
     padded, (h, w) = pad_to_multiple(lq, multiple) if multiple > 1 else (lq, lq.shape[-2:])
     with torch.no_grad():
-        return net(padded)[..., :h * scale, :w * scale]
+        return net(padded)[..., : h * scale, : w * scale]
 
 
 def restore_tiled(net, lq, scale: int, multiple: int, tile: int, tile_pad: int):
     """`restore` tile by tile: each tile x tile block is restored with `tile_pad` input pixels of context
     around it (less at the image border), and only the block's own output is kept."""
     import torch
+
     b, c, h, w = lq.shape
     out = torch.zeros(b, c, h * scale, w * scale, dtype=lq.dtype, device=lq.device)
     for top in range(0, h, tile):
@@ -67,8 +71,9 @@ def restore_tiled(net, lq, scale: int, multiple: int, tile: int, tile_pad: int):
             y0, x0 = max(top - tile_pad, 0), max(left - tile_pad, 0)
             y1, x1 = min(bottom + tile_pad, h), min(right + tile_pad, w)
             part = restore(net, lq[..., y0:y1, x0:x1], scale, multiple)
-            out[..., top * scale:bottom * scale, left * scale:right * scale] = part[
-                ..., (top - y0) * scale:(bottom - y0) * scale, (left - x0) * scale:(right - x0) * scale]
+            out[..., top * scale : bottom * scale, left * scale : right * scale] = part[
+                ..., (top - y0) * scale : (bottom - y0) * scale, (left - x0) * scale : (right - x0) * scale
+            ]
     return out
 
 
@@ -86,11 +91,11 @@ def parse_args(argv):
     parser.add_argument('-opt', required=True, help='the training option file (network_g, scale, name)')
     parser.add_argument('--input', required=True, help='folder of low-quality images')
     parser.add_argument('--output', required=True, help='folder for the restored images (PNG)')
-    parser.add_argument('--model', default=None, help='checkpoint (default: the run\'s net_g_latest.pth)')
+    parser.add_argument('--model', default=None, help="checkpoint (default: the run's net_g_latest.pth)")
     parser.add_argument('--tile', type=int, default=0, help='input tile size; 0 = whole images')
     parser.add_argument('--tile_pad', type=int, default=16, help='context pixels around each tile')
     parser.add_argument('--suffix', default='', help='appended to each output name')
-    parser.add_argument('--device', default='auto', help="auto | cpu | cuda | cuda:N")
+    parser.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
     return parser.parse_args(argv)
 
 
@@ -102,6 +107,7 @@ def main(argv=None) -> int:
         from tqdm import tqdm
         from basicsr.utils import img2tensor, imwrite, tensor2img
         from lossagent_runtime.option_file import load_yaml
+
         opt = load_yaml(args.opt)
         if not isinstance(opt.get('network_g'), dict):
             raise OptionError(f'network_g: required in {args.opt}')
@@ -123,7 +129,7 @@ def main(argv=None) -> int:
         if img is None:
             print(f'skipped {path}: not readable as an image', file=sys.stderr)
             continue
-        lq = img2tensor(img.astype('float32') / 255., bgr2rgb=True, float32=True)[None].to(device)
+        lq = img2tensor(img.astype('float32') / 255.0, bgr2rgb=True, float32=True)[None].to(device)
         if args.tile:
             out = restore_tiled(net, lq, scale, multiple, args.tile, args.tile_pad)
         else:

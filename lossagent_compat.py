@@ -7,12 +7,14 @@ torchvision removed in 0.17; the function it needs (`rgb_to_grayscale`) lives in
 BasicSR registers some of its classes under `<name>_basicsr` and its `registry.get` finds them
 by either spelling; `registered`, `lookup` and `unknown_name` look names up the same way.
 """
+
 import sys
 
 try:
     import torchvision.transforms.functional_tensor  # noqa: F401
 except ImportError:
     import torchvision.transforms.functional as _functional
+
     sys.modules['torchvision.transforms.functional_tensor'] = _functional
 
 
@@ -34,5 +36,6 @@ def lookup(registry, name):
 def unknown_name(key: str, what: str, name, registry):
     """The error for a `type` that `registry` does not have (from lossagent_errors)."""
     from lossagent_errors import OptionError, closest
+
     names = registered_names(registry)
     return OptionError(f"{key}: unknown {what} '{name}'{closest(str(name), names)}; registered: {', '.join(names)}")

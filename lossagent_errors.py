@@ -4,6 +4,7 @@ Every package raises these (the pure-Python `agent` package too, so nothing here
 BasicSR), and `train.py` / `test.py` turn any `UserError` into one line on stderr before anything
 is trained: the message names the option key, file or server that is wrong.
 """
+
 from __future__ import annotations
 
 import difflib

@@ -1,4 +1,5 @@
 """LossAgent: an LLM that rewrites the loss weights of image restoration training."""
+
 from pathlib import Path
 
 from setuptools import setup
@@ -11,10 +12,23 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=['agent', 'agent.policies', 'agent.llm', 'agent.runs', 'agent.runs.board', 'lossagent_arch',
-              'lossagent_losses', 'lossagent_models', 'lossagent_hook', 'lossagent_hook.experts', 'lossagent_iqa',
-              'lossagent_options', 'lossagent_runtime', 'lossagent_data',
-              'lossagent_eval'],
+    packages=[
+        'agent',
+        'agent.policies',
+        'agent.llm',
+        'agent.runs',
+        'agent.runs.board',
+        'lossagent_arch',
+        'lossagent_losses',
+        'lossagent_models',
+        'lossagent_hook',
+        'lossagent_hook.experts',
+        'lossagent_iqa',
+        'lossagent_options',
+        'lossagent_runtime',
+        'lossagent_data',
+        'lossagent_eval',
+    ],
     py_modules=['lossagent_compat', 'lossagent_errors'],
     package_data={'agent.llm': ['templates/*.txt', 'templates/paper/*.txt'], 'agent.runs.board': ['static/*']},
     # torch/torchvision and basicsr are installed first by the Makefile: basicsr's source archive
@@ -32,7 +46,7 @@ setup(
         'scikit-image',
         'matplotlib',
         'opencv-python-headless',
-        'fastapi',   # the run board (python -m agent.runs.board)
+        'fastapi',  # the run board (python -m agent.runs.board)
         'uvicorn',
     ],
     extras_require={
@@ -42,7 +56,15 @@ setup(
         'pbt': ['ray[tune]==2.60.0'],
         # wandb: tests/test_wandb.py (offline); selenium drives Debian's chromium + chromium-driver
         # (.ci/run installs them) in the browser tests
-        'test': ['pytest', 'hypothesis', 'ruff', 'gguf>=0.17', 'llguidance>=1.0', 'apache-tvm-ffi>=0.1.11', 'wandb',
-                 'selenium>=4.11'],
+        'test': [
+            'pytest',
+            'hypothesis',
+            'ruff',
+            'gguf>=0.17',
+            'llguidance>=1.0',
+            'apache-tvm-ffi>=0.1.11',
+            'wandb',
+            'selenium>=4.11',
+        ],
     },
 )

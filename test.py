@@ -10,6 +10,7 @@ A BasicSR test option file (`datasets: test_1: ...`, `val: metrics`, `save_img`;
 BasicSR's own test pipeline, with our architectures, datasets and models registered. Both write a log
 file results/<name>/test_<name>_<time>.log; with a launcher, each rank evaluates its share of the methods.
 """
+
 import argparse
 import os
 import sys
@@ -40,6 +41,7 @@ def run_basicsr_test(args) -> None:
     import lossagent_eval.val_metrics  # noqa: F401  (calculate_iqa)
     from basicsr.test import test_pipeline
     from lossagent_runtime import basicsr_fixes
+
     basicsr_fixes.install()
     argv = [sys.argv[0], '-opt', args.opt, '--launcher', args.launcher]
     if args.force_yml:
@@ -56,12 +58,14 @@ def main(argv=None):
     try:
         from lossagent_eval.benchmark_options import apply_force_yml, is_basicsr_test_file
         from lossagent_runtime.option_file import load_yaml
+
         opt = apply_force_yml(load_yaml(args.opt), args.force_yml, args.opt)
         if is_basicsr_test_file(opt):
             run_basicsr_test(args)
-            print(f"written to {os.path.join('results', opt['name'])}")
+            print(f'written to {os.path.join("results", opt["name"])}')
             return
         from lossagent_eval.benchmark import run_benchmark
+
         table, results_dir = run_benchmark(args.opt, force_yml=args.force_yml, launcher=args.launcher)
     except (UserError, FileNotFoundError) as err:
         if os.environ.get('LOSSAGENT_TRACEBACK'):

@@ -4,6 +4,7 @@ shortens `agent.stage_iters` so that the run reaches the agent, see lossagent_ru
 
 Exit status: 0 trained to the end; 2 a one-line error (options, a damaged or unwritable checkpoint);
 75 stopped by a preemption signal after saving its state (continue with --auto_resume)."""
+
 import logging
 import os
 import os.path as osp

@@ -10,8 +10,18 @@ tested on its own (see `agent.runs.replay`).
     llm/                         talking to a language model: client, server, output modes, prompts, parser
     runs/                        reading experiment folders: summary, plot, replay, the run board
 """
+
 from .record import ExpertInfo, History, StageRecord, mean_of_numbers
 from .policies import Decision, LossPolicy, build_policy, policy_names, register_policy
 
-__all__ = ['Decision', 'ExpertInfo', 'History', 'LossPolicy', 'StageRecord', 'mean_of_numbers', 'build_policy',
-           'policy_names', 'register_policy']
+__all__ = [
+    'Decision',
+    'ExpertInfo',
+    'History',
+    'LossPolicy',
+    'StageRecord',
+    'mean_of_numbers',
+    'build_policy',
+    'policy_names',
+    'register_policy',
+]

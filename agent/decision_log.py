@@ -7,6 +7,7 @@ where it was and raises `WriteError` naming it, so a torn line never glues onto 
 resume, records past the restored iteration are kept but marked `"superseded": true`, so what
 happened stays visible and nothing is counted twice.
 """
+
 from __future__ import annotations
 
 import contextlib

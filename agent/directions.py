@@ -6,6 +6,7 @@ lossagent_iqa where pyiqa is installed), else an OptionError naming the key -- a
 silently trains the wrong way, so an unknown metric never defaults. The table agrees with pyiqa on
 every name both know (`tests/test_glue_units.py`), so where a name is looked up first changes nothing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -14,15 +15,53 @@ from lossagent_errors import OptionError
 
 LOWER_BETTER = {
     # no-reference
-    'niqe': True, 'niqe_matlab': True, 'ilniqe': True, 'brisque': True, 'brisque_matlab': True, 'piqe': True,
-    'pi': True, 'nrqm': False, 'clipiqa': False, 'clipiqa+': False, 'maniqa': False, 'qalign': False,
-    'musiq': False, 'hyperiqa': False, 'topiq_nr': False, 'dbcnn': False, 'paq2piq': False, 'nima': False,
-    'liqe': False, 'arniqa': False, 'cnniqa': False, 'wadiqam_nr': False, 'unique': False, 'tres': False,
+    'niqe': True,
+    'niqe_matlab': True,
+    'ilniqe': True,
+    'brisque': True,
+    'brisque_matlab': True,
+    'piqe': True,
+    'pi': True,
+    'nrqm': False,
+    'clipiqa': False,
+    'clipiqa+': False,
+    'maniqa': False,
+    'qalign': False,
+    'musiq': False,
+    'hyperiqa': False,
+    'topiq_nr': False,
+    'dbcnn': False,
+    'paq2piq': False,
+    'nima': False,
+    'liqe': False,
+    'arniqa': False,
+    'cnniqa': False,
+    'wadiqam_nr': False,
+    'unique': False,
+    'tres': False,
     # full-reference
-    'psnr': False, 'psnry': False, 'ssim': False, 'ssimc': False, 'ms_ssim': False, 'cw_ssim': False,
-    'fsim': False, 'vif': False, 'vsi': False, 'gmsd': True, 'nlpd': True, 'mad': True, 'lpips': True,
-    'lpips-vgg': True, 'lpips+': True, 'lpips-vgg+': True, 'dists': True, 'pieapp': True, 'ahiq': False,
-    'ckdn': False, 'topiq_fr': False, 'wadiqam_fr': False,
+    'psnr': False,
+    'psnry': False,
+    'ssim': False,
+    'ssimc': False,
+    'ms_ssim': False,
+    'cw_ssim': False,
+    'fsim': False,
+    'vif': False,
+    'vsi': False,
+    'gmsd': True,
+    'nlpd': True,
+    'mad': True,
+    'lpips': True,
+    'lpips-vgg': True,
+    'lpips+': True,
+    'lpips-vgg+': True,
+    'dists': True,
+    'pieapp': True,
+    'ahiq': False,
+    'ckdn': False,
+    'topiq_fr': False,
+    'wadiqam_fr': False,
     # distribution
     'fid': True,
 }

@@ -12,6 +12,7 @@ reads it for both the agent and the glue. A missing `lower_better` is resolved b
 `agent.directions.lower_better`; an unknown metric without `lower_better` is an error naming the key
 (a wrong direction silently trains the wrong way).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,14 @@ def experts_from_opt(experts_opt, key: str = 'agent.experts') -> list[ExpertInfo
         if kind not in ('score', 'text'):
             raise OptionError(f"{key}.{name}.kind: got {kind!r}; allowed values are ['score', 'text']")
         override = spec.get('lower_better')
-        lower = lower_better(spec.get('metric', name), f'{key}.{name}.lower_better', override) \
-            if kind == 'score' or override is not None else False
-        out.append(ExpertInfo(name=name, lower_better=lower, kind=kind,
-                              weight=expert_weight(name, spec.get('weight', 1.0), key)))
+        lower = (
+            lower_better(spec.get('metric', name), f'{key}.{name}.lower_better', override)
+            if kind == 'score' or override is not None
+            else False
+        )
+        out.append(
+            ExpertInfo(
+                name=name, lower_better=lower, kind=kind, weight=expert_weight(name, spec.get('weight', 1.0), key)
+            )
+        )
     return out

@@ -10,6 +10,7 @@ countdown. An unattended run never waits longer than `timeout_s` (0 = look once)
 validation image; the board writes it before `feedback.txt` and says `text_follows: true` when a
 text comes next, so a reader never takes the ratings alone while the text is being written.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,6 +26,7 @@ MAX_CHARS = 4000  # a prompt budget, not a file size limit
 @dataclass(frozen=True)
 class HumanFeedback:
     """What a person said about one stage: a text for all images and/or a rating per image."""
+
     text: str | None = None
     ratings: list[int | None] = field(default_factory=list)
 
@@ -57,8 +59,7 @@ def read_ratings(path: str | Path) -> tuple[list[int | None], bool]:
     return [rating_or_none(v) for v in value['ratings']], value.get('text_follows') is True
 
 
-def read_human_feedback(paths: Sequence[str | Path], ratings_path: str | Path | None = None
-                        ) -> HumanFeedback | None:
+def read_human_feedback(paths: Sequence[str | Path], ratings_path: str | Path | None = None) -> HumanFeedback | None:
     """The feedback given so far, None while there is none (or its text is still to come)."""
     text = read_feedback(paths)
     ratings, text_follows = read_ratings(ratings_path) if ratings_path is not None else ([], False)
@@ -67,22 +68,27 @@ def read_human_feedback(paths: Sequence[str | Path], ratings_path: str | Path | 
     return HumanFeedback(text, ratings)
 
 
-def wait_for_feedback(paths: Sequence[str | Path], timeout_s: float = 0.0,
-                      poll_s: float = 1.0) -> str | None:
+def wait_for_feedback(paths: Sequence[str | Path], timeout_s: float = 0.0, poll_s: float = 1.0) -> str | None:
     """Poll `paths` until one holds text or `timeout_s` passes; None on timeout."""
     return poll(lambda: read_feedback(paths), timeout_s, poll_s)
 
 
-def wait_for_human_feedback(paths: Sequence[str | Path], ratings_path: str | Path,
-                            timeout_s: float = 0.0, poll_s: float = 1.0,
-                            waiting_path: str | Path | None = None,
-                            notice: dict | None = None) -> HumanFeedback | None:
+def wait_for_human_feedback(
+    paths: Sequence[str | Path],
+    ratings_path: str | Path,
+    timeout_s: float = 0.0,
+    poll_s: float = 1.0,
+    waiting_path: str | Path | None = None,
+    notice: dict | None = None,
+) -> HumanFeedback | None:
     """`read_human_feedback` until there is some or `timeout_s` passes. While it waits (timeout_s > 0)
     `waiting_path` holds `notice` plus the wall-clock `deadline` (seconds since the epoch)."""
     if waiting_path is not None and timeout_s > 0:
         now = time.time()
-        write_json(waiting_path, {**(notice or {}), 'since': now, 'timeout_s': float(timeout_s),
-                                  'deadline': now + float(timeout_s)})
+        write_json(
+            waiting_path,
+            {**(notice or {}), 'since': now, 'timeout_s': float(timeout_s), 'deadline': now + float(timeout_s)},
+        )
     try:
         return poll(lambda: read_human_feedback(paths, ratings_path), timeout_s, poll_s)
     finally:

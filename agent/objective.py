@@ -33,6 +33,7 @@ against NIQE alike.
 record and the reference twice: with two stages every gain was exactly +-2 whatever its size.)
 Invalid (None/NaN) scores are skipped.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,9 +43,9 @@ from collections.abc import Iterable
 from .record import ExpertInfo, StageRecord, is_number
 
 NORMALIZATIONS = ('zscore', 'relative')
-MAD_TO_SD = 1.4826      # 1 / Phi^-1(3/4): MAD x this estimates the sd of normal data
-MIN_STAGES = 3          # stage means needed before their spread is a scale (one image)
-SCALE_FLOOR = 1e-3      # the smallest scale, relative to max(1, |reference mean|)
+MAD_TO_SD = 1.4826  # 1 / Phi^-1(3/4): MAD x this estimates the sd of normal data
+MIN_STAGES = 3  # stage means needed before their spread is a scale (one image)
+SCALE_FLOOR = 1e-3  # the smallest scale, relative to max(1, |reference mean|)
 
 
 def robust_scale(values: Iterable[float]) -> float:
@@ -77,8 +78,9 @@ def expert_scale(expert: str, reference: StageRecord, pool: Iterable = ()) -> fl
     return max(robust_scale(means) if len(means) >= MIN_STAGES else 0.0, floor)
 
 
-def expert_gain(record: StageRecord, reference: StageRecord, expert: ExpertInfo,
-                scale: float | None = None) -> float | None:
+def expert_gain(
+    record: StageRecord, reference: StageRecord, expert: ExpertInfo, scale: float | None = None
+) -> float | None:
     """Mean over images of the signed change of `expert`'s score, divided by `scale` (relative to the
     reference score when None); None if no image is valid in both."""
     now = record.scores.get(expert.name, [])
@@ -92,9 +94,14 @@ def expert_gain(record: StageRecord, reference: StageRecord, expert: ExpertInfo,
     return sign * sum(a - b for a, b in pairs) / len(pairs) / scale
 
 
-def stage_objective(record: StageRecord, reference: StageRecord, experts: list[ExpertInfo],
-                    history: Iterable = (), extra: Iterable = (),
-                    normalize: str = 'zscore') -> tuple[float | None, dict[str, float | None]]:
+def stage_objective(
+    record: StageRecord,
+    reference: StageRecord,
+    experts: list[ExpertInfo],
+    history: Iterable = (),
+    extra: Iterable = (),
+    normalize: str = 'zscore',
+) -> tuple[float | None, dict[str, float | None]]:
     """(combined objective or None, per-expert gains) of `record` against `reference`.
 
     `history` and `extra` (e.g. the candidates a lookahead compares) matter only with a single
@@ -106,8 +113,10 @@ def stage_objective(record: StageRecord, reference: StageRecord, experts: list[E
             continue
         scale = expert_scale(e.name, reference, pool) if normalize == 'zscore' else None
         gains[e.name] = expert_gain(record, reference, e, scale)
-    used = [(e.weight, gains[e.name]) for e in experts
-            if e.kind != 'text' and e.weight > 0 and gains.get(e.name) is not None]
+    used = [
+        (e.weight, gains[e.name])
+        for e in experts
+        if e.kind != 'text' and e.weight > 0 and gains.get(e.name) is not None
+    ]
     total = sum(w for w, _ in used)
     return (sum(w * g for w, g in used) / total if total > 0 else None), gains
-

@@ -3,6 +3,7 @@
 A typo in a YAML key would otherwise silently fall back to a default and run a whole
 training with a setting nobody asked for, so unknown keys are errors.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,10 @@ def read_options(opt: dict | None, defaults: dict, prefix: str = 'agent.policy')
     """`defaults` updated with `opt`; any key not in `defaults` is an error."""
     opt = dict(opt or {})
     if 'api_key' in opt:  # checked first so the key is never echoed in an "unknown option" list
-        raise OptionError(f'{prefix}.api_key: do not put keys in YAML; set an environment variable '
-                               f'and name it with {prefix}.api_key_env')
+        raise OptionError(
+            f'{prefix}.api_key: do not put keys in YAML; set an environment variable '
+            f'and name it with {prefix}.api_key_env'
+        )
     check_keys(opt, defaults, prefix)
     merged = dict(defaults)
     merged.update(opt)
@@ -47,16 +50,25 @@ def as_number(value) -> float | None:
     return float(value)
 
 
-def number(opts: dict, key: str, low: float = -math.inf, high: float = math.inf, integer: bool = False,
-           allow_none: bool = False, prefix: str = 'agent.policy') -> Any:
+def number(
+    opts: dict,
+    key: str,
+    low: float = -math.inf,
+    high: float = math.inf,
+    integer: bool = False,
+    allow_none: bool = False,
+    prefix: str = 'agent.policy',
+) -> Any:
     if opts[key] is None and allow_none:
         return None
     value = as_number(opts[key])
     ok = value is not None and (not integer or value.is_integer())
     if not ok or not low <= value <= high:
         kind = 'an integer' if integer else 'a number'
-        raise OptionError(f'{prefix}.{key}: got {opts[key]!r}; expected {kind} in [{low}, {high}]'
-                               + (' or null' if allow_none else ''))
+        raise OptionError(
+            f'{prefix}.{key}: got {opts[key]!r}; expected {kind} in [{low}, {high}]'
+            + (' or null' if allow_none else '')
+        )
     return int(value) if integer else float(value)
 
 

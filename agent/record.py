@@ -13,6 +13,7 @@ fallback and traceback is cut at `TEXT_LIMIT` characters with its full length no
 its prompts together at about `PROMPT_BUDGET`, and the `History` keeps prompts and answers of its
 newest record only (the older ones are in the decision log), so memory stays flat over a long run.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ from .weights import check_weights
 
 Score = float | str | None  # a number, a text critique, or None when invalid
 
-TEXT_LIMIT = 16_384    # characters of one answer, error, traceback or info string kept in a record
+TEXT_LIMIT = 16_384  # characters of one answer, error, traceback or info string kept in a record
 PROMPT_BUDGET = 8_192  # characters of all the prompt messages of one record together
 
 
@@ -32,7 +33,7 @@ def clip_text(text: str, limit: int = TEXT_LIMIT) -> str:
     (a prompt's newest stages and question, an answer's weights line, are at the end)."""
     if len(text) <= limit:
         return text
-    head, tail = text[:limit // 2], text[len(text) - limit // 2:]
+    head, tail = text[: limit // 2], text[len(text) - limit // 2 :]
     note = f'[... cut by LossAgent: {len(text):,} characters in all, the first and last {limit // 2:,} kept ...]'
     return f'{head}\n{note}\n{tail}'
 
@@ -49,14 +50,16 @@ def bounded_prompts(prompts: list, budget: int = PROMPT_BUDGET) -> list:
         prompt, messages = dict(prompt), list(prompt['messages'])
         previous = before.get(prompt.get('image'))
         before[prompt.get('image')] = messages
-        if previous and messages[:len(previous)] == previous:
-            prompt['earlier_messages'], messages = len(previous), messages[len(previous):]
+        if previous and messages[: len(previous)] == previous:
+            prompt['earlier_messages'], messages = len(previous), messages[len(previous) :]
         prompt['messages'] = messages
         out.append(prompt)
     count = sum(len(p['messages']) for p in out if isinstance(p, dict) and 'messages' in p) or 1
     limit = max(512, budget // count)
-    return [{**p, 'messages': [bounded(m, limit) for m in p['messages']]}
-            if isinstance(p, dict) and 'messages' in p else p for p in out]
+    return [
+        {**p, 'messages': [bounded(m, limit) for m in p['messages']]} if isinstance(p, dict) and 'messages' in p else p
+        for p in out
+    ]
 
 
 def bounded(value, limit: int = TEXT_LIMIT):
@@ -83,6 +86,7 @@ def mean_of_numbers(values) -> float | None:
 @dataclass(frozen=True)
 class ExpertInfo:
     """What a policy knows about one expert: its name and which way is better."""
+
     name: str
     lower_better: bool = False
     kind: str = 'score'  # 'score' (a number per image) or 'text' (a critique per image)
@@ -103,11 +107,12 @@ class ExpertInfo:
 @dataclass
 class ProbeResult:
     """One candidate weighting a lookahead policy trained from the boundary's state, and its scores."""
+
     weights: dict[str, float]
     scores: dict[str, list[Score]]
-    valid: bool = True                  # False: its training went non-finite or no expert could score it
-    objective: float | None = None   # the policy's combined objective (set when it chooses)
-    note: str | None = None          # why it is not valid
+    valid: bool = True  # False: its training went non-finite or no expert could score it
+    objective: float | None = None  # the policy's combined objective (set when it chooses)
+    note: str | None = None  # why it is not valid
     eval_s: float | None = None
 
     def mean_scores(self) -> dict[str, float | None]:
@@ -118,16 +123,26 @@ class ProbeResult:
         return replace(boundary, scores=self.scores, weights_before=dict(self.weights), probes=[])
 
     def to_dict(self) -> dict:
-        return {'weights': dict(self.weights), 'scores': {k: list(v) for k, v in self.scores.items()},
-                'mean_scores': self.mean_scores(), 'valid': self.valid, 'objective': self.objective,
-                'note': self.note, 'eval_s': self.eval_s}
+        return {
+            'weights': dict(self.weights),
+            'scores': {k: list(v) for k, v in self.scores.items()},
+            'mean_scores': self.mean_scores(),
+            'valid': self.valid,
+            'objective': self.objective,
+            'note': self.note,
+            'eval_s': self.eval_s,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> ProbeResult:
-        return cls(weights={str(k): float(v) for k, v in d['weights'].items()},
-                   scores={str(k): list(v) for k, v in (d.get('scores') or {}).items()},
-                   valid=bool(d.get('valid', True)), objective=_number_or_none(d.get('objective')),
-                   note=d.get('note'), eval_s=_number_or_none(d.get('eval_s')))
+        return cls(
+            weights={str(k): float(v) for k, v in d['weights'].items()},
+            scores={str(k): list(v) for k, v in (d.get('scores') or {}).items()},
+            valid=bool(d.get('valid', True)),
+            objective=_number_or_none(d.get('objective')),
+            note=d.get('note'),
+            eval_s=_number_or_none(d.get('eval_s')),
+        )
 
 
 @dataclass
@@ -140,6 +155,7 @@ class StageRecord:
     is known; `applied_iteration` is the first iteration trained with it (None: training ended
     before it could be applied).
     """
+
     stage: int
     iteration: int
     weights_before: dict[str, float]
@@ -148,14 +164,14 @@ class StageRecord:
     images: list[str] = field(default_factory=list)
     expert_errors: dict[str, str] = field(default_factory=dict)
     policy: str = 'initial'
-    fallback: str | None = None       # why the previous weights were kept, if they were
-    superseded: bool = False             # written after the iteration a resumed run restarted from
-    eval_s: float | None = None       # restoring the images and running the experts
+    fallback: str | None = None  # why the previous weights were kept, if they were
+    superseded: bool = False  # written after the iteration a resumed run restarted from
+    eval_s: float | None = None  # restoring the images and running the experts
     prompts: list[Any] = field(default_factory=list)
     answers: list[Any] = field(default_factory=list)
-    latency_s: float | None = None    # the policy's decision
+    latency_s: float | None = None  # the policy's decision
     info: dict[str, Any] = field(default_factory=dict)
-    traceback: str | None = None      # when the policy raised
+    traceback: str | None = None  # when the policy raised
     weights_after: dict[str, float] | None = None
     applied_iteration: int | None = None
     scored_network: str | None = None  # 'ema' or 'net_g': which generator the experts saw
@@ -218,8 +234,9 @@ class StageRecord:
             problem = check_weights(decision.weights, names)
             if problem:
                 self.fallback = f'policy returned unusable weights: {problem}'
-        self.weights_after = dict(self.weights_before) if self.fallback else \
-            {n: float(decision.weights[n]) for n in names}
+        self.weights_after = (
+            dict(self.weights_before) if self.fallback else {n: float(decision.weights[n]) for n in names}
+        )
         return dict(self.weights_after)
 
     def compact(self) -> StageRecord:
@@ -230,19 +247,32 @@ class StageRecord:
     def to_dict(self) -> dict:
         """The decision-log line; key order is the log's (`mean_scores`, `directions`, `valid` are
         written for readers of the raw JSON and recomputed on reading)."""
-        out = {'stage': self.stage, 'iteration': self.iteration, 'weights_before': dict(self.weights_before),
-               'scores': {k: list(v) for k, v in self.scores.items()}, 'mean_scores': self.mean_scores(),
-               'directions': self.directions(), 'experts': [e.to_dict() for e in self.experts],
-               'images': list(self.images), 'valid': self.valid, 'expert_errors': dict(self.expert_errors),
-               'policy': self.policy, 'fallback': self.fallback, 'superseded': self.superseded,
-               'eval_s': self.eval_s}
+        out = {
+            'stage': self.stage,
+            'iteration': self.iteration,
+            'weights_before': dict(self.weights_before),
+            'scores': {k: list(v) for k, v in self.scores.items()},
+            'mean_scores': self.mean_scores(),
+            'directions': self.directions(),
+            'experts': [e.to_dict() for e in self.experts],
+            'images': list(self.images),
+            'valid': self.valid,
+            'expert_errors': dict(self.expert_errors),
+            'policy': self.policy,
+            'fallback': self.fallback,
+            'superseded': self.superseded,
+            'eval_s': self.eval_s,
+        }
         if self.decided:
-            out.update(prompts=list(self.prompts), answers=list(self.answers), latency_s=self.latency_s,
-                       info=dict(self.info))
+            out.update(
+                prompts=list(self.prompts), answers=list(self.answers), latency_s=self.latency_s, info=dict(self.info)
+            )
         if self.traceback is not None:
             out['traceback'] = self.traceback
-        out.update(weights_after=dict(self.weights_after) if self.weights_after is not None else None,
-                   applied_iteration=self.applied_iteration)
+        out.update(
+            weights_after=dict(self.weights_after) if self.weights_after is not None else None,
+            applied_iteration=self.applied_iteration,
+        )
         if self.scored_network is not None:
             out['scored_network'] = self.scored_network
         if self.snapshots:
@@ -261,24 +291,34 @@ class StageRecord:
         `{stage, iteration, weights, scores}`), or a line written before `experts` was logged."""
         weights = d.get('weights_before', d.get('weights'))
         if not isinstance(weights, dict):
-            raise ValueError(f"stage record without weights: keys {sorted(d)[:10]}")
+            raise ValueError(f'stage record without weights: keys {sorted(d)[:10]}')
         scores = {str(k): list(v) if isinstance(v, list) else [v] for k, v in (d.get('scores') or {}).items()}
         after, proposed = d.get('weights_after'), d.get('proposed_weights')
-        return cls(stage=int(d['stage']), iteration=int(d['iteration']),
-                   weights_before={str(k): float(v) for k, v in weights.items()}, scores=scores,
-                   experts=_experts_of(d, scores), images=[str(x) for x in d.get('images') or []],
-                   expert_errors={str(k): str(v) for k, v in (d.get('expert_errors') or {}).items()},
-                   policy=str(d.get('policy') or 'initial'), fallback=d.get('fallback'),
-                   superseded=bool(d.get('superseded', False)), eval_s=_number_or_none(d.get('eval_s')),
-                   prompts=list(d.get('prompts') or []), answers=list(d.get('answers') or []),
-                   latency_s=_number_or_none(d.get('latency_s')), info=dict(d.get('info') or {}),
-                   traceback=d.get('traceback'),
-                   weights_after=_weights_or_none(after),
-                   applied_iteration=_int_or_none(d.get('applied_iteration')),
-                   scored_network=d.get('scored_network'), snapshots=[int(i) for i in d.get('snapshots') or []],
-                   probes=[ProbeResult.from_dict(p) for p in d.get('probes') or []],
-                   decided_by=str(d['decided_by']) if d.get('decided_by') is not None else None,
-                   proposed_weights=_weights_or_none(proposed))
+        return cls(
+            stage=int(d['stage']),
+            iteration=int(d['iteration']),
+            weights_before={str(k): float(v) for k, v in weights.items()},
+            scores=scores,
+            experts=_experts_of(d, scores),
+            images=[str(x) for x in d.get('images') or []],
+            expert_errors={str(k): str(v) for k, v in (d.get('expert_errors') or {}).items()},
+            policy=str(d.get('policy') or 'initial'),
+            fallback=d.get('fallback'),
+            superseded=bool(d.get('superseded', False)),
+            eval_s=_number_or_none(d.get('eval_s')),
+            prompts=list(d.get('prompts') or []),
+            answers=list(d.get('answers') or []),
+            latency_s=_number_or_none(d.get('latency_s')),
+            info=dict(d.get('info') or {}),
+            traceback=d.get('traceback'),
+            weights_after=_weights_or_none(after),
+            applied_iteration=_int_or_none(d.get('applied_iteration')),
+            scored_network=d.get('scored_network'),
+            snapshots=[int(i) for i in d.get('snapshots') or []],
+            probes=[ProbeResult.from_dict(p) for p in d.get('probes') or []],
+            decided_by=str(d['decided_by']) if d.get('decided_by') is not None else None,
+            proposed_weights=_weights_or_none(proposed),
+        )
 
 
 def _weights_or_none(value) -> dict[str, float] | None:
@@ -300,9 +340,16 @@ def _experts_of(d: dict, scores: dict) -> list[ExpertInfo]:
     if isinstance(logged, dict):
         logged = [{'name': name, **(spec or {})} for name, spec in logged.items()]
     if isinstance(logged, list) and logged:
-        return [ExpertInfo(str(e['name']), bool(e.get('lower_better', False)), str(e.get('kind', 'score')),
-                           float(e.get('weight', 1.0)))
-                for e in logged if isinstance(e, dict) and 'name' in e]
+        return [
+            ExpertInfo(
+                str(e['name']),
+                bool(e.get('lower_better', False)),
+                str(e.get('kind', 'score')),
+                float(e.get('weight', 1.0)),
+            )
+            for e in logged
+            if isinstance(e, dict) and 'name' in e
+        ]
     directions = d.get('directions') if isinstance(d.get('directions'), dict) else {}
     out = []
     for name in directions:
@@ -315,6 +362,7 @@ def _experts_of(d: dict, scores: dict) -> list[ExpertInfo]:
 @dataclass
 class History:
     """The whole trajectory so far, oldest first."""
+
     records: list[StageRecord] = field(default_factory=list)
 
     def append(self, record: StageRecord) -> None:

@@ -15,6 +15,7 @@ The run writes every file by writing a temporary file beside it and renaming it,
 board, an image viewer, a copy made while the run trains) never sees half of one. Nothing here
 imports torch: the board reads these files on a machine without it.
 """
+
 from __future__ import annotations
 
 import json

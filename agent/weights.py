@@ -1,5 +1,6 @@
 """The one check of a set of loss weights: the parser, the policies, the stage hook and the loss
 repository all accept and reject weights by the same rule."""
+
 from __future__ import annotations
 
 import math

@@ -17,6 +17,7 @@ process trains a small network with torch's default threads (what an asynchronou
 OpenMP's settings (OMP_WAIT_POLICY) are read once per process, when torch or llama.cpp first loads
 libgomp: set them in the environment of this script, not inside it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,17 +46,37 @@ def demo_history(stages: int, images: int, seed: int = 0) -> History:
     psnr = [rng.uniform(20, 30) for _ in range(images)]
     records = []
     for k in range(stages + 1):
-        records.append(StageRecord(k, 50 * k, dict(weights), {
-            'NIQE': [v * rng.uniform(0.9, 1.05) for v in niqe], 'PSNR': [v + rng.uniform(-0.3, 0.2) for v in psnr]},
-            experts=EXPERTS))
+        records.append(
+            StageRecord(
+                k,
+                50 * k,
+                dict(weights),
+                {
+                    'NIQE': [v * rng.uniform(0.9, 1.05) for v in niqe],
+                    'PSNR': [v + rng.uniform(-0.3, 0.2) for v in psnr],
+                },
+                experts=EXPERTS,
+            )
+        )
         weights = {n: round(v * rng.uniform(0.8, 1.25), 5) for n, v in weights.items()}
     return History(records)
 
 
 def measure(args, prompt: str, reuse: bool) -> list[dict]:
-    opt = {'type': 'llm', 'backend': 'llamacpp', 'model_path': 'embedded', 'structured_output': 'grammar',
-           'prompt': prompt, 'per_image': args.per_image, 'n_threads': args.threads, 'n_ctx': args.n_ctx,
-           'max_tokens': 256, 'max_thoughts': args.max_thoughts, 'max_concurrency': 1, 'reprompt': False}
+    opt = {
+        'type': 'llm',
+        'backend': 'llamacpp',
+        'model_path': 'embedded',
+        'structured_output': 'grammar',
+        'prompt': prompt,
+        'per_image': args.per_image,
+        'n_threads': args.threads,
+        'n_ctx': args.n_ctx,
+        'max_tokens': 256,
+        'max_thoughts': args.max_thoughts,
+        'max_concurrency': 1,
+        'reprompt': False,
+    }
     policy = build_policy(opt, LOSSES, INITIAL, EXPERTS, seed=0, task='image super-resolution (x4)')
     if not reuse:
         chat = policy.client.chat
@@ -63,6 +84,7 @@ def measure(args, prompt: str, reuse: bool) -> list[dict]:
         def chat_from_scratch(*a, **k):
             policy.client._llm.reset()  # the KV cache is emptied: every prompt token is evaluated
             return chat(*a, **k)
+
         policy.client.chat = chat_from_scratch
     rows = []
     try:
@@ -71,12 +93,25 @@ def measure(args, prompt: str, reuse: bool) -> list[dict]:
             decision = policy.decide(demo_history(stage, args.images))
             wall = time.perf_counter() - start
             t, c = decision.info.get('tokens', {}), decision.info.get('compliance', {})
-            rows.append({'prompt': prompt, 'reuse': reuse, 'stage': stage, 'prompts': c.get('prompts'),
-                         'valid': c.get('valid'), **t, 'wall_s': wall, 'fallback': decision.fallback})
-            print(f"{prompt:8s} {'reuse' if reuse else 'fresh':5s} stage {stage:2d}: {c.get('prompts')} prompts, "
-                  f"{t.get('prompt')} prompt tokens, {t.get('evaluated')} evaluated, {t.get('generated')} generated, "
-                  f"{wall:.1f} s ({c.get('valid')} usable; repeats example {c.get('repeats_example')}, "
-                  f"current {c.get('repeats_current')})", flush=True)
+            rows.append(
+                {
+                    'prompt': prompt,
+                    'reuse': reuse,
+                    'stage': stage,
+                    'prompts': c.get('prompts'),
+                    'valid': c.get('valid'),
+                    **t,
+                    'wall_s': wall,
+                    'fallback': decision.fallback,
+                }
+            )
+            print(
+                f'{prompt:8s} {"reuse" if reuse else "fresh":5s} stage {stage:2d}: {c.get("prompts")} prompts, '
+                f'{t.get("prompt")} prompt tokens, {t.get("evaluated")} evaluated, {t.get("generated")} generated, '
+                f'{wall:.1f} s ({c.get("valid")} usable; repeats example {c.get("repeats_example")}, '
+                f'current {c.get("repeats_current")})',
+                flush=True,
+            )
     finally:
         policy.close()
     return rows
@@ -99,11 +134,14 @@ def engine_speed(threads: int, repeats: int) -> tuple[list[float], list[float]]:
     from llama_cpp import Llama, LlamaGrammar
     from agent.client import embedded_model_path
     from agent.structured import weights_gbnf
-    llm = Llama(model_path=str(embedded_model_path()), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
-                verbose=False)
+
+    llm = Llama(
+        model_path=str(embedded_model_path()), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
     grammar = LlamaGrammar.from_string(weights_gbnf(LOSSES, max_thoughts=400), verbose=False)
-    prompt = llm.tokenize(('Step 50 weights is 1.0:0.5:0.01. The NIQE score of the image at this step is 5.4321. '
-                           * 30).encode())[:500]
+    prompt = llm.tokenize(
+        ('Step 50 weights is 1.0:0.5:0.01. The NIQE score of the image at this step is 5.4321. ' * 30).encode()
+    )[:500]
     prompt_speed, generate_speed = [], []
     for k in range(repeats):
         llm.reset()
@@ -136,25 +174,33 @@ def main(argv=None) -> None:
     ap.add_argument('--no-reuse', action='store_true', help='also measure with the KV cache emptied per request')
     args = ap.parse_args(argv)
     if args.engine:
-        load = subprocess.Popen([sys.executable, '-c', TRAINING_LOAD], stdout=subprocess.PIPE, text=True) \
-            if args.beside_training else None
+        load = (
+            subprocess.Popen([sys.executable, '-c', TRAINING_LOAD], stdout=subprocess.PIPE, text=True)
+            if args.beside_training
+            else None
+        )
         try:
             if load:
                 load.stdout.readline()  # torch is up and training
             for threads in args.threads:
                 p, g = engine_speed(threads, args.repeats)
-                print(f"engine: n_threads {threads}{' beside training' if load else ''}, "
-                      f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}: prompt {spread(p)} tok/s, "
-                      f'generation (grammar) {spread(g)} tok/s, median [range] of {args.repeats}', flush=True)
+                print(
+                    f'engine: n_threads {threads}{" beside training" if load else ""}, '
+                    f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "(unset)")}: prompt {spread(p)} tok/s, '
+                    f'generation (grammar) {spread(g)} tok/s, median [range] of {args.repeats}',
+                    flush=True,
+                )
         finally:
             if load:
                 load.kill()
         return
     args.threads = args.threads[0]
-    print(f"llm_latency: {args.images} images, per_image {args.per_image}, n_threads {args.threads}, "
-          f"max_thoughts {args.max_thoughts}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
+    print(
+        f'llm_latency: {args.images} images, per_image {args.per_image}, n_threads {args.threads}, '
+        f'max_thoughts {args.max_thoughts}, OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "(unset)")}'
+    )
     for prompt in args.prompts:
-        for reuse in ([True, False] if args.no_reuse else [True]):
+        for reuse in [True, False] if args.no_reuse else [True]:
             measure(args, prompt, reuse)
 
 

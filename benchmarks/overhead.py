@@ -19,6 +19,7 @@ alike and every comparison is paired. Only training iterations are timed (feed_d
 optimize_parameters + LR update). Peak memory is measured separately, one variant at a time.
 Writes benchmarks/results.md (or --out) and prints it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,14 @@ from basicsr.models import build_model  # noqa: E402
 from basicsr.utils import get_root_logger  # noqa: E402
 from basicsr.utils.options import ordered_yaml, parse_options  # noqa: E402
 
-from overhead_report import (WARMUP_ITERS, between_iterations, extra_training, report, results_table,  # noqa: E402
-                             summarize)
+from overhead_report import (
+    WARMUP_ITERS,
+    between_iterations,
+    extra_training,
+    report,
+    results_table,  # noqa: E402
+    summarize,
+)
 
 DEMO_OPT = ROOT / 'options' / 'train' / 'demo_cpu.yml'
 ASYNC_KEY = 'async'  # agent.async: decisions beside training
@@ -132,19 +139,22 @@ def base_options(args) -> dict:
 def variant_options(base: dict, variant: str, llm_url: str, work: Path, tag: str) -> dict:
     """Through BasicSR's own parse_options, as train.py would read the YAML; a folder per run."""
     opt = copy.deepcopy(base)
-    opt['name'] = f"bench_{variant.replace(' ', '_')}_{tag}"
+    opt['name'] = f'bench_{variant.replace(" ", "_")}_{tag}'
     if variant == 'baseline':
         opt.pop('agent')
     elif variant == 'fixed':
         opt['agent']['policy'] = {'type': 'fixed'}
     elif variant == 'lookahead':
-        opt['agent']['policy'] = {'type': 'lookahead', 'candidates': 3,
-                                  'probe_iters': max(1, opt['agent']['stage_iters'] // 4)}
+        opt['agent']['policy'] = {
+            'type': 'lookahead',
+            'candidates': 3,
+            'probe_iters': max(1, opt['agent']['stage_iters'] // 4),
+        }
     else:
         opt['agent']['policy'] = {'type': 'llm', 'base_url': llm_url, 'model': 'stub-llama-3', 'per_image': True}
         if variant == 'llm async':
             opt['agent'][ASYNC_KEY] = True
-    yml = work / f"{opt['name']}.yml"
+    yml = work / f'{opt["name"]}.yml'
     yml.write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]))  # BasicSR's dumper keeps OrderedDicts
     argv = sys.argv
     sys.argv = ['overhead.py', '-opt', str(yml)]
@@ -159,8 +169,9 @@ def variant_options(base: dict, variant: str, llm_url: str, work: Path, tag: str
 def prefetch_batches(opt: dict, count: int) -> list[dict]:
     """The same batches for every variant: equal inputs, equal math, only the agent differs."""
     dataset_opt = opt['datasets']['train']
-    loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=False,
-                              sampler=None, seed=opt['manual_seed'])
+    loader = build_dataloader(
+        build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=False, sampler=None, seed=opt['manual_seed']
+    )
     batches = []
     while len(batches) < count:
         for batch in loader:
@@ -231,8 +242,10 @@ def lockstep(opts: dict, batches: list[dict]) -> dict:
             times[name].append(train_step(models[name], it, batch))
     for model in models.values():
         close(model)
-    runs = {name: {'times': times[name], 'records': records_of(opts[name]), 'busy': busy_offsets(opts[name])}
-            for name in names}
+    runs = {
+        name: {'times': times[name], 'records': records_of(opts[name]), 'busy': busy_offsets(opts[name])}
+        for name in names
+    }
     del models
     gc.collect()
     return runs
@@ -240,9 +253,20 @@ def lockstep(opts: dict, batches: list[dict]) -> dict:
 
 def start_stub(delay: float, work: Path) -> tuple[subprocess.Popen, str]:
     port_file = work / 'stub.port'
-    proc = subprocess.Popen([sys.executable, str(ROOT / 'tests' / 'openai_stub_server.py'), '--port', '0',
-                             '--delay', str(delay), '--port-file', str(port_file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / 'tests' / 'openai_stub_server.py'),
+            '--port',
+            '0',
+            '--delay',
+            str(delay),
+            '--port-file',
+            str(port_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while not port_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -259,10 +283,19 @@ def main(argv=None) -> int:
     parser.add_argument('--stages', type=int, default=3, help='deciding boundaries per run')
     parser.add_argument('--llm-delay', type=float, default=0.5, help='seconds the stub LLM waits before answering')
     parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks' / 'results.md')
-    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS),
-                        help='which rows to run (baseline always runs)')
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch threads (1: on a shared 2-core machine, 2 OpenMP threads measured 5-15x slower)')
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        help='which rows to run (baseline always runs)',
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads (1: on a shared 2-core machine, 2 OpenMP threads measured 5-15x slower)',
+    )
     parser.add_argument('--quick', action='store_true', help='a tiny network and one expert (for the test)')
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: blocks (stop the stub server)
@@ -289,11 +322,12 @@ def main(argv=None) -> int:
             batches = prefetch_batches(variant_options(base, 'baseline', url, work, 'data'), iters)
             # Untimed: the process's first model pays one-off costs (imports, lazy kernel set-up,
             # allocator growth) that would otherwise land on the first variant's memory.
-            memory_run(variant_options(base, variants[-1], url, work, 'warmup'), batches[:WARMUP_ITERS + 1])
+            memory_run(variant_options(base, variants[-1], url, work, 'warmup'), batches[: WARMUP_ITERS + 1])
             memory = {}
             for name in variants:  # alone, through the first deciding boundary
-                memory[name] = memory_run(variant_options(base, name, url, work, 'memory'),
-                                          batches[:args.stage_iters + 1])
+                memory[name] = memory_run(
+                    variant_options(base, name, url, work, 'memory'), batches[: args.stage_iters + 1]
+                )
                 print(f'memory {name:10s} peak {memory[name][0] or 0:.0f} MB', flush=True)
             runs = {name: [] for name in variants}
             for rep in range(args.reps):
@@ -301,10 +335,12 @@ def main(argv=None) -> int:
                 for name, run in lockstep(opts, batches).items():
                     runs[name].append(run)
                     t = run['times']
-                    median = statistics.median(t[i - 1] for i in between_iterations(len(t), args.stage_iters,
-                                                                                     run['busy']))
-                    print(f'rep {rep + 1}/{args.reps} {name:10s} {median:.4f} s/iter, {sum(t):.1f} s in all',
-                          flush=True)
+                    median = statistics.median(
+                        t[i - 1] for i in between_iterations(len(t), args.stage_iters, run['busy'])
+                    )
+                    print(
+                        f'rep {rep + 1}/{args.reps} {name:10s} {median:.4f} s/iter, {sum(t):.1f} s in all', flush=True
+                    )
         finally:
             if stub is not None:
                 stub.terminate()
@@ -312,26 +348,38 @@ def main(argv=None) -> int:
 
     stats = {name: summarize(runs[name], runs['baseline'], args.stage_iters) for name in variants}
     if 'lookahead' in variants and 'fixed' in variants:
-        stats['lookahead']['extra_measured'] = extra_training(runs['lookahead'], runs['fixed'],
-                                                              args.stages * args.stage_iters)
+        stats['lookahead']['extra_measured'] = extra_training(
+            runs['lookahead'], runs['fixed'], args.stages * args.stage_iters
+        )
         stats['lookahead']['extra_predicted'] = 2 * max(1, args.stage_iters // 4) / args.stage_iters
     for name in variants:
         stats[name]['peak_mb'], stats[name]['growth_mb'] = memory[name]
     resettable = all(m[0] is not None for m in memory.values())
     facts = {
-        'command': command, 'date': time.strftime('%Y-%m-%d %H:%M %Z'), 'elapsed': time.perf_counter() - started,
+        'command': command,
+        'date': time.strftime('%Y-%m-%d %H:%M %Z'),
+        'elapsed': time.perf_counter() - started,
         'machine': f'{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}, Python {sys.version.split()[0]}',
-        'threads': torch.get_num_threads(), 'load': (load_start, os.getloadavg()[0]),
-        'task': f"{DEMO_OPT.relative_to(ROOT)}{' shrunk (--quick)' if args.quick else ''}",
-        'reps': args.reps, 'stage_iters': args.stage_iters, 'stages': args.stages, 'tail': tail,
+        'threads': torch.get_num_threads(),
+        'load': (load_start, os.getloadavg()[0]),
+        'task': f'{DEMO_OPT.relative_to(ROOT)}{" shrunk (--quick)" if args.quick else ""}',
+        'reps': args.reps,
+        'stage_iters': args.stage_iters,
+        'stages': args.stages,
+        'tail': tail,
         'delay': args.llm_delay,
-        'peak_method': ('VmHWM (peak resident set) from /proc/self/status, reset via /proc/self/clear_refs after gc + '
-                        'malloc_trim before each variant is built and trained alone through its first deciding '
-                        'boundary; growth = that peak minus the RSS before building (model, experts, validation '
-                        'images, one boundary)') if resettable else 'n/a (VmHWM cannot be reset here)',
+        'peak_method': (
+            'VmHWM (peak resident set) from /proc/self/status, reset via /proc/self/clear_refs after gc + '
+            'malloc_trim before each variant is built and trained alone through its first deciding '
+            'boundary; growth = that peak minus the RSS before building (model, experts, validation '
+            'images, one boundary)'
+        )
+        if resettable
+        else 'n/a (VmHWM cannot be reset here)',
     }
-    text = report(results_table(stats, skipped, {k: v.format(delay=args.llm_delay) for k, v in VARIANTS.items()}),
-                  facts)
+    text = report(
+        results_table(stats, skipped, {k: v.format(delay=args.llm_delay) for k, v in VARIANTS.items()}), facts
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print('\n' + text)

@@ -5,6 +5,7 @@ A *run* is one model trained for one repetition: {'times': seconds per iteration
 (iteration i of every variant back to back), so iteration i of a variant and iteration i of the
 baseline saw the same machine load: every comparison below is such a pair.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,7 +40,7 @@ def ratio_ci(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> t
     blocks = []
     for run, base in zip(runs, baseline_runs):
         logs = [math.log(run['times'][it - 1] / base['times'][it - 1]) for it in paired_between(run, base, stage_iters)]
-        blocks += [statistics.fmean(logs[i:i + BLOCK]) for i in range(0, len(logs) - BLOCK + 1, BLOCK)]
+        blocks += [statistics.fmean(logs[i : i + BLOCK]) for i in range(0, len(logs) - BLOCK + 1, BLOCK)]
     if len(blocks) < 2:
         return math.nan, math.nan, math.nan
     m = statistics.fmean(blocks)
@@ -73,12 +74,22 @@ def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> 
         lag += [r.applied_iteration - r.iteration for r in deciding if r.applied_iteration is not None]
         fallbacks += sum(1 for r in run['records'] if r.fallback)
     geo, low, high = ratio_ci(runs, baseline_runs, stage_iters)
-    return {'ratio_geo': geo, 'ratio_low': low, 'ratio_high': high,
-            'iter_min': min(per_iter), 'iter_med': statistics.median(per_iter),
-            'ratio_med': statistics.median(ratios), 'ratio_min': min(ratios), 'ratio_max': max(ratios),
-            'block_min': min(blocking) if blocking else None, 'block_med': median_or_none(blocking),
-            'eval_med': median_or_none(evals), 'latency_med': median_or_none(latency),
-            'lag_med': median_or_none(lag), 'fallbacks': fallbacks}
+    return {
+        'ratio_geo': geo,
+        'ratio_low': low,
+        'ratio_high': high,
+        'iter_min': min(per_iter),
+        'iter_med': statistics.median(per_iter),
+        'ratio_med': statistics.median(ratios),
+        'ratio_min': min(ratios),
+        'ratio_max': max(ratios),
+        'block_min': min(blocking) if blocking else None,
+        'block_med': median_or_none(blocking),
+        'eval_med': median_or_none(evals),
+        'latency_med': median_or_none(latency),
+        'lag_med': median_or_none(lag),
+        'fallbacks': fallbacks,
+    }
 
 
 def extrapolate(s: dict) -> tuple[float, float]:
@@ -93,36 +104,45 @@ def fmt(value, spec='.3f', unit='') -> str:
 
 
 def results_table(stats: dict, skipped: dict, variants: dict) -> str:
-    rows = ['| variant | what | s/iter between boundaries, min / median | s/iter ratio vs baseline, paired: '
-            'median (min..max) | ratio, geometric mean [95 % CI] | boundary blocking s (paired), min / median '
-            '| eval_s (log), median '
-            '| policy latency_s (log), median | applied at boundary + iters, median '
-            f'| boundary share of a {PAPER_STAGE_ITERS}-iter stage (extrapolated) '
-            f'| training-time overhead at {PAPER_STAGE_ITERS}-iter stages (extrapolated) '
-            '| peak RSS MB (growth while building + training) |',
-            '|' + '---|' * 12]
+    rows = [
+        '| variant | what | s/iter between boundaries, min / median | s/iter ratio vs baseline, paired: '
+        'median (min..max) | ratio, geometric mean [95 % CI] | boundary blocking s (paired), min / median '
+        '| eval_s (log), median '
+        '| policy latency_s (log), median | applied at boundary + iters, median '
+        f'| boundary share of a {PAPER_STAGE_ITERS}-iter stage (extrapolated) '
+        f'| training-time overhead at {PAPER_STAGE_ITERS}-iter stages (extrapolated) '
+        '| peak RSS MB (growth while building + training) |',
+        '|' + '---|' * 12,
+    ]
     for name, what in variants.items():
         if name in skipped:
             rows.append(f'| {name} | {what} | {skipped[name]} |' + ' |' * 9)
             continue
         s = stats[name]
-        ratio = f"{s['ratio_med']:.3f} ({s['ratio_min']:.3f}..{s['ratio_max']:.3f})"
-        geo = f"{s['ratio_geo']:.4f} [{s['ratio_low']:.4f}, {s['ratio_high']:.4f}]" if math.isfinite(s['ratio_geo']) \
+        ratio = f'{s["ratio_med"]:.3f} ({s["ratio_min"]:.3f}..{s["ratio_max"]:.3f})'
+        geo = (
+            f'{s["ratio_geo"]:.4f} [{s["ratio_low"]:.4f}, {s["ratio_high"]:.4f}]'
+            if math.isfinite(s['ratio_geo'])
             else 'n/a'
+        )
         if s.get('extra_measured') is not None:
-            what += f" (measured extra training over fixed: {100 * s['extra_measured']:+.1f}%, predicted " \
-                    f"(K-1)*P/stage_iters {100 * s['extra_predicted']:.1f}%)"
+            what += (
+                f' (measured extra training over fixed: {100 * s["extra_measured"]:+.1f}%, predicted '
+                f'(K-1)*P/stage_iters {100 * s["extra_predicted"]:.1f}%)'
+            )
         if name == 'baseline':
             block = share = overhead = 'reference'
         else:
             share_v, overhead_v = extrapolate(s)
-            block = f"{fmt(s['block_min'])} / {fmt(s['block_med'])}"
+            block = f'{fmt(s["block_min"])} / {fmt(s["block_med"])}'
             share, overhead = f'{100 * share_v:.2f}%', f'{100 * overhead_v:+.2f}%'
-        note = f" ({s['fallbacks']} fallbacks)" if s['fallbacks'] else ''
-        memory = f"{fmt(s.get('peak_mb'), '.0f')} ({fmt(s.get('growth_mb'), '+.0f')})"
-        rows.append(f"| {name} | {what}{note} | {s['iter_min']:.4f} / {s['iter_med']:.4f} | {ratio} | {geo} | {block} "
-                    f"| {fmt(s['eval_med'])} | {fmt(s['latency_med'])} | {fmt(s['lag_med'], 'g')} "
-                    f"| {share} | {overhead} | {memory} |")
+        note = f' ({s["fallbacks"]} fallbacks)' if s['fallbacks'] else ''
+        memory = f'{fmt(s.get("peak_mb"), ".0f")} ({fmt(s.get("growth_mb"), "+.0f")})'
+        rows.append(
+            f'| {name} | {what}{note} | {s["iter_min"]:.4f} / {s["iter_med"]:.4f} | {ratio} | {geo} | {block} '
+            f'| {fmt(s["eval_med"])} | {fmt(s["latency_med"])} | {fmt(s["lag_med"], "g")} '
+            f'| {share} | {overhead} | {memory} |'
+        )
     return '\n'.join(rows)
 
 

@@ -9,6 +9,7 @@ window 16, compress_ratio 24, squeeze_factor 24, conv_scale 0.01, overlap_ratio 
 One deliberate difference: `forward` reflect-pads the input to a multiple of the window size and
 crops the output (the authors do the same padding in their model's test step), so any LR size works.
 """
+
 import math
 
 import torch
@@ -17,23 +18,29 @@ from basicsr.archs.arch_util import to_2tuple, trunc_normal_
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from lossagent_arch.padding import pad_to_multiple
-from lossagent_arch.window_util import (PatchEmbed, init_transformer_weights,
-                                        relative_position_index_oca, relative_position_index_sa,
-                                        shifted_window_mask, window_partition, window_reverse)
+from lossagent_arch.window_util import (
+    PatchEmbed,
+    init_transformer_weights,
+    relative_position_index_oca,
+    relative_position_index_sa,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 
 
 class DropPath(nn.Module):
     """Stochastic depth per sample (identity at eval; no parameters, so no effect on keys)."""
 
-    def __init__(self, drop_prob=0.):
+    def __init__(self, drop_prob=0.0):
         super().__init__()
         self.drop_prob = drop_prob
 
     def forward(self, x):
-        if self.drop_prob == 0. or not self.training:
+        if self.drop_prob == 0.0 or not self.training:
             return x
         keep = 1 - self.drop_prob
-        mask = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
         return x / keep * mask
 
 
@@ -43,8 +50,12 @@ class ChannelAttention(nn.Module):
     def __init__(self, num_feat, squeeze_factor=16):
         super().__init__()
         self.attention = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(num_feat, num_feat // squeeze_factor, 1),
-            nn.ReLU(inplace=True), nn.Conv2d(num_feat // squeeze_factor, num_feat, 1), nn.Sigmoid())
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(num_feat, num_feat // squeeze_factor, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(num_feat // squeeze_factor, num_feat, 1),
+            nn.Sigmoid(),
+        )
 
     def forward(self, x):
         return x * self.attention(x)
@@ -56,15 +67,17 @@ class CAB(nn.Module):
     def __init__(self, num_feat, compress_ratio=3, squeeze_factor=30):
         super().__init__()
         self.cab = nn.Sequential(
-            nn.Conv2d(num_feat, num_feat // compress_ratio, 3, 1, 1), nn.GELU(),
-            nn.Conv2d(num_feat // compress_ratio, num_feat, 3, 1, 1), ChannelAttention(num_feat, squeeze_factor))
+            nn.Conv2d(num_feat, num_feat // compress_ratio, 3, 1, 1),
+            nn.GELU(),
+            nn.Conv2d(num_feat // compress_ratio, num_feat, 3, 1, 1),
+            ChannelAttention(num_feat, squeeze_factor),
+        )
 
     def forward(self, x):
         return self.cab(x)
 
 
 class Mlp(nn.Module):
-
     def __init__(self, in_features, hidden_features):
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden_features)
@@ -92,12 +105,13 @@ class WindowAttention(nn.Module):
     def __init__(self, dim, window_size, num_heads, qkv_bias=True, qk_scale=None):
         super().__init__()
         self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
-        self.scale = qk_scale or (dim // num_heads)**-0.5
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads))
+            torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads)
+        )
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        trunc_normal_(self.relative_position_bias_table, std=.02)
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(self, x, rpi, mask=None):
         b_, n, c = x.shape
@@ -110,8 +124,21 @@ class WindowAttention(nn.Module):
 class HAB(nn.Module):
     """Hybrid attention block: window attention + scaled channel-attention conv branch, then MLP."""
 
-    def __init__(self, dim, num_heads, window_size, shift_size, compress_ratio, squeeze_factor, conv_scale,
-                 mlp_ratio, qkv_bias=True, qk_scale=None, drop_path=0., norm_layer=nn.LayerNorm):
+    def __init__(
+        self,
+        dim,
+        num_heads,
+        window_size,
+        shift_size,
+        compress_ratio,
+        squeeze_factor,
+        conv_scale,
+        mlp_ratio,
+        qkv_bias=True,
+        qk_scale=None,
+        drop_path=0.0,
+        norm_layer=nn.LayerNorm,
+    ):
         super().__init__()
         self.window_size, self.shift_size, self.conv_scale = window_size, shift_size, conv_scale
         self.norm1 = norm_layer(dim)
@@ -141,18 +168,27 @@ class HAB(nn.Module):
 class OCAB(nn.Module):
     """Overlapping cross-attention: queries from ws windows attend to keys/values of enlarged windows."""
 
-    def __init__(self, dim, window_size, overlap_ratio, num_heads, qkv_bias=True, qk_scale=None, mlp_ratio=2,
-                 norm_layer=nn.LayerNorm):
+    def __init__(
+        self,
+        dim,
+        window_size,
+        overlap_ratio,
+        num_heads,
+        qkv_bias=True,
+        qk_scale=None,
+        mlp_ratio=2,
+        norm_layer=nn.LayerNorm,
+    ):
         super().__init__()
         self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
-        self.scale = qk_scale or (dim // num_heads)**-0.5
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.overlap_win_size = int(window_size * overlap_ratio) + window_size
         ows = self.overlap_win_size
         self.norm1 = norm_layer(dim)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.unfold = nn.Unfold(kernel_size=(ows, ows), stride=window_size, padding=(ows - window_size) // 2)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((window_size + ows - 1)**2, num_heads))
-        trunc_normal_(self.relative_position_bias_table, std=.02)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((window_size + ows - 1) ** 2, num_heads))
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
@@ -172,8 +208,9 @@ class OCAB(nn.Module):
         q = q.reshape(-1, ws * ws, heads, d).permute(0, 2, 1, 3)
         k = kv[0].reshape(-1, ows * ows, heads, d).permute(0, 2, 1, 3)
         v = kv[1].reshape(-1, ows * ows, heads, d).permute(0, 2, 1, 3)
-        attn = _add_bias_and_softmax((q * self.scale) @ k.transpose(-2, -1), self.relative_position_bias_table,
-                                     rpi, ws * ws, ows * ows)
+        attn = _add_bias_and_softmax(
+            (q * self.scale) @ k.transpose(-2, -1), self.relative_position_bias_table, rpi, ws * ws, ows * ows
+        )
         out = (attn @ v).transpose(1, 2).reshape(-1, ws, ws, c)
         x = self.proj(window_reverse(out, ws, h, w).view(b, h * w, c)) + shortcut
         return x + self.mlp(self.norm2(x))
@@ -182,16 +219,43 @@ class OCAB(nn.Module):
 class AttenBlocks(nn.Module):
     """`depth` HABs (alternating shift) followed by one OCAB; named as in the checkpoints."""
 
-    def __init__(self, dim, depth, num_heads, window_size, compress_ratio, squeeze_factor, conv_scale,
-                 overlap_ratio, mlp_ratio, qkv_bias, qk_scale, drop_path, norm_layer):
+    def __init__(
+        self,
+        dim,
+        depth,
+        num_heads,
+        window_size,
+        compress_ratio,
+        squeeze_factor,
+        conv_scale,
+        overlap_ratio,
+        mlp_ratio,
+        qkv_bias,
+        qk_scale,
+        drop_path,
+        norm_layer,
+    ):
         super().__init__()
-        self.blocks = nn.ModuleList([
-            HAB(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, compress_ratio,
-                squeeze_factor, conv_scale, mlp_ratio, qkv_bias, qk_scale, drop_path[i], norm_layer)
-            for i in range(depth)
-        ])
-        self.overlap_attn = OCAB(dim, window_size, overlap_ratio, num_heads, qkv_bias, qk_scale, mlp_ratio,
-                                 norm_layer)
+        self.blocks = nn.ModuleList(
+            [
+                HAB(
+                    dim,
+                    num_heads,
+                    window_size,
+                    0 if i % 2 == 0 else window_size // 2,
+                    compress_ratio,
+                    squeeze_factor,
+                    conv_scale,
+                    mlp_ratio,
+                    qkv_bias,
+                    qk_scale,
+                    drop_path[i],
+                    norm_layer,
+                )
+                for i in range(depth)
+            ]
+        )
+        self.overlap_attn = OCAB(dim, window_size, overlap_ratio, num_heads, qkv_bias, qk_scale, mlp_ratio, norm_layer)
 
     def forward(self, x, x_size, params):
         for blk in self.blocks:
@@ -235,11 +299,31 @@ class HAT(nn.Module):
     `img_size` is accepted for option-file compatibility but unused: nothing here depends on it.
     """
 
-    def __init__(self, img_size=64, patch_size=1, in_chans=3, embed_dim=96, depths=(6, 6, 6, 6),
-                 num_heads=(6, 6, 6, 6), window_size=7, compress_ratio=3, squeeze_factor=30, conv_scale=0.01,
-                 overlap_ratio=0.5, mlp_ratio=4., qkv_bias=True, qk_scale=None, drop_path_rate=0.1,
-                 norm_layer=nn.LayerNorm, patch_norm=True, upscale=2, img_range=1., upsampler='',
-                 resi_connection='1conv', **kwargs):
+    def __init__(
+        self,
+        img_size=64,
+        patch_size=1,
+        in_chans=3,
+        embed_dim=96,
+        depths=(6, 6, 6, 6),
+        num_heads=(6, 6, 6, 6),
+        window_size=7,
+        compress_ratio=3,
+        squeeze_factor=30,
+        conv_scale=0.01,
+        overlap_ratio=0.5,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        qk_scale=None,
+        drop_path_rate=0.1,
+        norm_layer=nn.LayerNorm,
+        patch_norm=True,
+        upscale=2,
+        img_range=1.0,
+        upsampler='',
+        resi_connection='1conv',
+        **kwargs,
+    ):
         super().__init__()
         if patch_size != 1:
             raise ValueError('HAT: patch_size must be 1 (as in all published configs)')
@@ -249,8 +333,9 @@ class HAT(nn.Module):
         self.window_size, self.shift_size, self.overlap_ratio = window_size, window_size // 2, overlap_ratio
         self.img_range, self.upscale, self.upsampler = img_range, upscale, upsampler
         # a plain attribute, not a buffer: the checkpoints do not contain it
-        self.mean = torch.Tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(
-            1, 1, 1, 1)
+        self.mean = (
+            torch.Tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(1, 1, 1, 1)
+        )
         self.register_buffer('relative_position_index_SA', relative_position_index_sa(window_size))
         self.register_buffer('relative_position_index_OCA', relative_position_index_oca(window_size, overlap_ratio))
 
@@ -260,13 +345,25 @@ class HAT(nn.Module):
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):
             self.layers.append(
-                RHAG(embed_dim, resi_connection, depth=depth, num_heads=num_heads[i], window_size=window_size,
-                     compress_ratio=compress_ratio, squeeze_factor=squeeze_factor, conv_scale=conv_scale,
-                     overlap_ratio=overlap_ratio, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale,
-                     drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])], norm_layer=norm_layer))
+                RHAG(
+                    embed_dim,
+                    resi_connection,
+                    depth=depth,
+                    num_heads=num_heads[i],
+                    window_size=window_size,
+                    compress_ratio=compress_ratio,
+                    squeeze_factor=squeeze_factor,
+                    conv_scale=conv_scale,
+                    overlap_ratio=overlap_ratio,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    qk_scale=qk_scale,
+                    drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])],
+                    norm_layer=norm_layer,
+                )
+            )
         self.norm = norm_layer(embed_dim)
-        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1) if resi_connection == '1conv' \
-            else nn.Identity()
+        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1) if resi_connection == '1conv' else nn.Identity()
         self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
         self.upsample = Upsample(upscale, num_feat)
         self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
@@ -277,7 +374,7 @@ class HAT(nn.Module):
         params = {
             'attn_mask': shifted_window_mask(*x_size, self.window_size, self.shift_size).to(x.device, x.dtype),
             'rpi_sa': self.relative_position_index_SA,
-            'rpi_oca': self.relative_position_index_OCA
+            'rpi_oca': self.relative_position_index_OCA,
         }
         x = self.patch_embed(x)
         for layer in self.layers:
@@ -293,4 +390,4 @@ class HAT(nn.Module):
         x = self.conv_after_body(self.forward_features(x)) + x
         x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
         x = x / self.img_range + self.mean
-        return x[..., :h * self.upscale, :w * self.upscale]
+        return x[..., : h * self.upscale, : w * self.upscale]

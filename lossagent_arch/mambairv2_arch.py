@@ -15,6 +15,7 @@ Inference routing: the authors draw the token route with `gumbel_softmax` even i
 runs on the same image differ slightly. `eval_route: gumbel` keeps that; `argmax` makes eval
 deterministic (useful when comparing methods with NR metrics; not the authors' exact numbers).
 """
+
 import math
 
 import torch
@@ -24,12 +25,17 @@ from basicsr.archs.arch_util import to_2tuple, trunc_normal_
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from lossagent_arch.selective_scan import selective_scan
-from lossagent_arch.window_util import (PatchEmbed, init_transformer_weights, relative_position_index_sa,
-                                        shifted_window_mask, window_partition, window_reverse)
+from lossagent_arch.window_util import (
+    PatchEmbed,
+    init_transformer_weights,
+    relative_position_index_sa,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 
 
 class Gate(nn.Module):
-
     def __init__(self, dim):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
@@ -57,12 +63,12 @@ class GatedMLP(nn.Module):
 
 
 class dwconv(nn.Module):  # lower-case class name kept from the authors' code (no effect on keys)
-
     def __init__(self, hidden_features, kernel_size=5):
         super().__init__()
         self.depthwise_conv = nn.Sequential(
-            nn.Conv2d(hidden_features, hidden_features, kernel_size, 1, (kernel_size - 1) // 2,
-                      groups=hidden_features), nn.GELU())
+            nn.Conv2d(hidden_features, hidden_features, kernel_size, 1, (kernel_size - 1) // 2, groups=hidden_features),
+            nn.GELU(),
+        )
 
     def forward(self, x, x_size):
         b, n, c = x.shape
@@ -90,11 +96,12 @@ class WindowAttention(nn.Module):
     def __init__(self, dim, window_size, num_heads):
         super().__init__()
         self.window_size, self.num_heads = window_size, num_heads
-        self.scale = (dim // num_heads)**-0.5
+        self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads))
+            torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads)
+        )
         self.proj = nn.Linear(dim, dim)
-        trunc_normal_(self.relative_position_bias_table, std=.02)
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(self, qkv, rpi, mask=None):
         b_, n, c3 = qkv.shape
@@ -112,7 +119,7 @@ class WindowAttention(nn.Module):
 class Selective_Scan(nn.Module):
     """One-direction selective scan; parameter layout (K=1 leading dim) as in the checkpoints."""
 
-    def __init__(self, d_model, d_state=16, expand=1., dt_min=0.001, dt_max=0.1, dt_init_floor=1e-4):
+    def __init__(self, d_model, d_state=16, expand=1.0, dt_min=0.001, dt_max=0.1, dt_init_floor=1e-4):
         super().__init__()
         self.d_state = d_state
         self.d_inner = int(expand * d_model)
@@ -125,8 +132,9 @@ class Selective_Scan(nn.Module):
         dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         dt = dt.clamp(min=dt_init_floor)
         self.dt_projs_bias = nn.Parameter((dt + torch.log(-torch.expm1(-dt)))[None])
-        self.A_logs = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(
-            self.d_inner, 1))  # (d, n): S4D-real A = -[1..n]
+        self.A_logs = nn.Parameter(
+            torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1)
+        )  # (d, n): S4D-real A = -[1..n]
         self.Ds = nn.Parameter(torch.ones(self.d_inner))
 
     def forward(self, x, prompt):
@@ -137,16 +145,23 @@ class Selective_Scan(nn.Module):
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
         dts = torch.einsum('brl,dr->bdl', dts, self.dt_projs_weight[0])
         Cs = Cs.float() + prompt.transpose(1, 2).float()
-        y = selective_scan(xs.float(), dts.contiguous().float(), -torch.exp(self.A_logs.float()),
-                           Bs.float()[:, None].contiguous(), Cs[:, None].contiguous(), self.Ds.float(),
-                           delta_bias=self.dt_projs_bias.float().view(-1), delta_softplus=True)
+        y = selective_scan(
+            xs.float(),
+            dts.contiguous().float(),
+            -torch.exp(self.A_logs.float()),
+            Bs.float()[:, None].contiguous(),
+            Cs[:, None].contiguous(),
+            self.Ds.float(),
+            delta_bias=self.dt_projs_bias.float().view(-1),
+            delta_softplus=True,
+        )
         return y.transpose(1, 2)
 
 
 class ASSM(nn.Module):
     """Attentive state-space module: route tokens to prompts, sort by route, scan, unsort."""
 
-    def __init__(self, dim, d_state, num_tokens=64, inner_rank=128, mlp_ratio=2., eval_route='gumbel'):
+    def __init__(self, dim, d_state, num_tokens=64, inner_rank=128, mlp_ratio=2.0, eval_route='gumbel'):
         super().__init__()
         self.d_state, self.eval_route = d_state, eval_route
         hidden = int(dim * mlp_ratio)
@@ -157,8 +172,9 @@ class ASSM(nn.Module):
         self.CPE = nn.Sequential(nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden))
         self.embeddingB = nn.Embedding(num_tokens, inner_rank)
         self.embeddingB.weight.data.uniform_(-1 / num_tokens, 1 / num_tokens)
-        self.route = nn.Sequential(nn.Linear(dim, dim // 3), nn.GELU(), nn.Linear(dim // 3, num_tokens),
-                                   nn.LogSoftmax(dim=-1))
+        self.route = nn.Sequential(
+            nn.Linear(dim, dim // 3), nn.GELU(), nn.Linear(dim // 3, num_tokens), nn.LogSoftmax(dim=-1)
+        )
 
     def forward(self, x, x_size, token):
         b, n, c = x.shape
@@ -182,8 +198,20 @@ class ASSM(nn.Module):
 class AttentiveLayer(nn.Module):
     """Window attention + FFN, then attentive state space + FFN, each with a learned layer scale."""
 
-    def __init__(self, dim, d_state, num_heads, window_size, shift_size, inner_rank, num_tokens,
-                 convffn_kernel_size, mlp_ratio, ffn_type='gated', eval_route='gumbel'):
+    def __init__(
+        self,
+        dim,
+        d_state,
+        num_heads,
+        window_size,
+        shift_size,
+        inner_rank,
+        num_tokens,
+        convffn_kernel_size,
+        mlp_ratio,
+        ffn_type='gated',
+        eval_route='gumbel',
+    ):
         super().__init__()
         self.window_size, self.shift_size = window_size, shift_size
         self.norm1, self.norm2, self.norm3, self.norm4 = (nn.LayerNorm(dim) for _ in range(4))
@@ -211,8 +239,11 @@ class AttentiveLayer(nn.Module):
         qkv = self.wqkv(self.norm1(x)).reshape(b, h, w, 3 * c)
         if self.shift_size > 0:
             qkv = torch.roll(qkv, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
-        windows = self.win_mhsa(window_partition(qkv, ws).view(-1, ws * ws, 3 * c), rpi=params['rpi_sa'],
-                                mask=params['attn_mask'] if self.shift_size > 0 else None)
+        windows = self.win_mhsa(
+            window_partition(qkv, ws).view(-1, ws * ws, 3 * c),
+            rpi=params['rpi_sa'],
+            mask=params['attn_mask'] if self.shift_size > 0 else None,
+        )
         attn_x = window_reverse(windows.view(-1, ws, ws, c), ws, h, w)
         if self.shift_size > 0:
             attn_x = torch.roll(attn_x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
@@ -227,13 +258,16 @@ class AttentiveLayer(nn.Module):
 
 
 class BasicBlock(nn.Module):
-
     def __init__(self, depth, window_size, **layer_kwargs):
         super().__init__()
-        self.layers = nn.ModuleList([
-            AttentiveLayer(window_size=window_size, shift_size=0 if i % 2 == 0 else window_size // 2,
-                           **layer_kwargs) for i in range(depth)
-        ])
+        self.layers = nn.ModuleList(
+            [
+                AttentiveLayer(
+                    window_size=window_size, shift_size=0 if i % 2 == 0 else window_size // 2, **layer_kwargs
+                )
+                for i in range(depth)
+            ]
+        )
 
     def forward(self, x, x_size, params):
         for layer in self.layers:
@@ -261,38 +295,73 @@ class ASSB(nn.Module):
 class MambaIRv2(nn.Module):
     """MambaIRv2 for SR; defaults are the light x4 config. `img_size` is accepted and unused."""
 
-    def __init__(self, img_size=64, patch_size=1, in_chans=3, embed_dim=48, d_state=8, depths=(5, 5, 5, 5),
-                 num_heads=(4, 4, 4, 4), window_size=16, inner_rank=32, num_tokens=64, convffn_kernel_size=5,
-                 mlp_ratio=1., patch_norm=True, upscale=4, img_range=1., upsampler='pixelshuffledirect',
-                 resi_connection='1conv', ffn_type='gated', eval_route='gumbel', **kwargs):
+    def __init__(
+        self,
+        img_size=64,
+        patch_size=1,
+        in_chans=3,
+        embed_dim=48,
+        d_state=8,
+        depths=(5, 5, 5, 5),
+        num_heads=(4, 4, 4, 4),
+        window_size=16,
+        inner_rank=32,
+        num_tokens=64,
+        convffn_kernel_size=5,
+        mlp_ratio=1.0,
+        patch_norm=True,
+        upscale=4,
+        img_range=1.0,
+        upsampler='pixelshuffledirect',
+        resi_connection='1conv',
+        ffn_type='gated',
+        eval_route='gumbel',
+        **kwargs,
+    ):
         super().__init__()
         if eval_route not in ('gumbel', 'argmax'):
             raise ValueError(f"MambaIRv2: eval_route must be 'gumbel' or 'argmax', got '{eval_route}'")
         num_feat = 64
         self.window_size, self.img_range, self.upscale, self.upsampler = window_size, img_range, upscale, upsampler
-        self.mean = torch.Tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(
-            1, 1, 1, 1)
+        self.mean = (
+            torch.Tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(1, 1, 1, 1)
+        )
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(embed_dim, nn.LayerNorm if patch_norm else None)
         self.register_buffer('relative_position_index_SA', relative_position_index_sa(window_size))
-        self.layers = nn.ModuleList([
-            ASSB(embed_dim, resi_connection, depth=depths[i], window_size=window_size, d_state=d_state,
-                 num_heads=num_heads[i], inner_rank=inner_rank, num_tokens=num_tokens,
-                 convffn_kernel_size=convffn_kernel_size, mlp_ratio=mlp_ratio, ffn_type=ffn_type,
-                 eval_route=eval_route) for i in range(len(depths))
-        ])
+        self.layers = nn.ModuleList(
+            [
+                ASSB(
+                    embed_dim,
+                    resi_connection,
+                    depth=depths[i],
+                    window_size=window_size,
+                    d_state=d_state,
+                    num_heads=num_heads[i],
+                    inner_rank=inner_rank,
+                    num_tokens=num_tokens,
+                    convffn_kernel_size=convffn_kernel_size,
+                    mlp_ratio=mlp_ratio,
+                    ffn_type=ffn_type,
+                    eval_route=eval_route,
+                )
+                for i in range(len(depths))
+            ]
+        )
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
         if upsampler == 'pixelshuffledirect':  # light: one conv + PixelShuffle(scale)
-            self.upsample = nn.Sequential(nn.Conv2d(embed_dim, upscale**2 * in_chans, 3, 1, 1),
-                                          nn.PixelShuffle(upscale))
+            self.upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, upscale**2 * in_chans, 3, 1, 1), nn.PixelShuffle(upscale)
+            )
         elif upsampler == 'pixelshuffle':  # full: conv, (conv + PixelShuffle(2)) per factor 2, conv
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True)
+            )
             steps = []
             for _ in range(int(math.log2(upscale))):
                 steps += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
-            if 2**int(math.log2(upscale)) != upscale:
+            if 2 ** int(math.log2(upscale)) != upscale:
                 raise ValueError(f'MambaIRv2: pixelshuffle upscale must be a power of 2, got {upscale}')
             self.upsample = nn.Sequential(*steps)
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
@@ -317,8 +386,10 @@ class MambaIRv2(nn.Module):
         x = torch.cat([x, torch.flip(x, [3])], 3)[:, :, :, :w]
         self.mean = self.mean.type_as(x)
         x = (x - self.mean) * self.img_range
-        params = {'attn_mask': shifted_window_mask(h, w, self.window_size, self.window_size // 2).to(x),
-                  'rpi_sa': self.relative_position_index_SA}
+        params = {
+            'attn_mask': shifted_window_mask(h, w, self.window_size, self.window_size // 2).to(x),
+            'rpi_sa': self.relative_position_index_SA,
+        }
         x = self.conv_first(x)
         x = self.conv_after_body(self.forward_features(x, params)) + x
         if self.upsampler == 'pixelshuffledirect':
@@ -326,4 +397,4 @@ class MambaIRv2(nn.Module):
         else:
             x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
         x = x / self.img_range + self.mean
-        return x[..., :h_ori * self.upscale, :w_ori * self.upscale]
+        return x[..., : h_ori * self.upscale, : w_ori * self.upscale]

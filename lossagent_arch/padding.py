@@ -3,6 +3,7 @@
 Used wherever a network restores whole images (HAT's own forward, the stage hook's validation
 images, the benchmark); not an `*_arch.py` file, so the package does not auto-import it.
 """
+
 import torch.nn.functional as F
 
 

@@ -11,6 +11,7 @@ dim=48; here they are derived from `dim` and `prompt_dims`, which gives the very
 published config and lets tests build a tiny network with the same key names.
 Input height/width must divide by 8 (three 2x downsamplings); test.py pads to `pad_multiple`.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,7 +19,6 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 
 class BiasFree_LayerNorm(nn.Module):
-
     def __init__(self, dim):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
@@ -28,7 +28,6 @@ class BiasFree_LayerNorm(nn.Module):
 
 
 class WithBias_LayerNorm(nn.Module):
-
     def __init__(self, dim):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
@@ -89,7 +88,6 @@ class Attention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-
     def __init__(self, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type):
         super().__init__()
         self.norm1 = LayerNorm(dim, LayerNorm_type)
@@ -103,7 +101,6 @@ class TransformerBlock(nn.Module):
 
 
 class OverlapPatchEmbed(nn.Module):
-
     def __init__(self, in_c=3, embed_dim=48, bias=False):
         super().__init__()
         self.proj = nn.Conv2d(in_c, embed_dim, kernel_size=3, padding=1, bias=bias)
@@ -113,7 +110,6 @@ class OverlapPatchEmbed(nn.Module):
 
 
 class Downsample(nn.Module):
-
     def __init__(self, n_feat):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat // 2, 3, 1, 1, bias=False), nn.PixelUnshuffle(2))
@@ -123,7 +119,6 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-
     def __init__(self, n_feat):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat * 2, 3, 1, 1, bias=False), nn.PixelShuffle(2))
@@ -156,9 +151,22 @@ def _blocks(n, dim, heads, ffn, bias, ln):
 class PromptIR(nn.Module):
     """PromptIR; the defaults are the published all-in-one config (decoder=True: prompt blocks on)."""
 
-    def __init__(self, inp_channels=3, out_channels=3, dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4,
-                 heads=(1, 2, 4, 8), ffn_expansion_factor=2.66, bias=False, LayerNorm_type='WithBias',
-                 decoder=True, prompt_dims=(64, 128, 320), prompt_len=5, prompt_sizes=(64, 32, 16)):
+    def __init__(
+        self,
+        inp_channels=3,
+        out_channels=3,
+        dim=48,
+        num_blocks=(4, 6, 6, 8),
+        num_refinement_blocks=4,
+        heads=(1, 2, 4, 8),
+        ffn_expansion_factor=2.66,
+        bias=False,
+        LayerNorm_type='WithBias',
+        decoder=True,
+        prompt_dims=(64, 128, 320),
+        prompt_len=5,
+        prompt_sizes=(64, 32, 16),
+    ):
         super().__init__()
         if not decoder:
             # the authors' forward only fits channels together with the prompt blocks on

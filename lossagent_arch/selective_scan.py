@@ -8,6 +8,7 @@ kernel is used when `mamba_ssm` imports and the input is on CUDA; everywhere els
 T x T decay matrix (one einsum instead of T Python steps), and the state is carried across chunks.
 `selective_scan_loop` is the literal recurrence, kept as the numerical reference for tests.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -44,8 +45,9 @@ def _finish(y, u, D, z, dtype):
     return y.to(dtype)
 
 
-def selective_scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                        return_last_state=False):
+def selective_scan_loop(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False
+):
     """Step-by-step recurrence; slow, obviously correct (the test reference)."""
     dtype = u.dtype
     u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
@@ -59,8 +61,9 @@ def selective_scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     return (y, h) if return_last_state else y
 
 
-def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                           return_last_state=False, chunk_size=32):
+def selective_scan_chunked(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False, chunk_size=32
+):
     """Chunk-parallel form of the same recurrence (differentiable, any device)."""
     dtype = u.dtype
     u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
@@ -84,11 +87,30 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     return (y, h) if return_last_state else y
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   return_last_state=False):
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False):
     """Dispatch: the CUDA kernel on CUDA tensors when installed, else the chunked PyTorch scan."""
     if _cuda_selective_scan is not None and u.is_cuda:
-        return _cuda_selective_scan(u, delta, A, B, C, D, z=z, delta_bias=delta_bias,
-                                    delta_softplus=delta_softplus, return_last_state=return_last_state)
-    return selective_scan_chunked(u, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
-                                  return_last_state=return_last_state)
+        return _cuda_selective_scan(
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z=z,
+            delta_bias=delta_bias,
+            delta_softplus=delta_softplus,
+            return_last_state=return_last_state,
+        )
+    return selective_scan_chunked(
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D,
+        z=z,
+        delta_bias=delta_bias,
+        delta_softplus=delta_softplus,
+        return_last_state=return_last_state,
+    )

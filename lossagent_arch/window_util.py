@@ -4,6 +4,7 @@ Not an `*_arch.py` file, so the package does not auto-import it; the arch files 
 The index/mask formulas follow SwinIR/HAT exactly: checkpoints store `relative_position_index_*`
 buffers, so our buffers must hold the very same integers for a strict load to give the same network.
 """
+
 import torch
 from torch import nn
 
@@ -38,8 +39,9 @@ def relative_position_index_sa(window_size):
 def relative_position_index_oca(window_size, overlap_ratio):
     """HAT's overlapping cross-attention: queries in a ws window, keys in the enlarged window."""
     ws_ext = window_size + int(overlap_ratio * window_size)
-    ori = torch.flatten(torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size),
-                                                   indexing='ij')), 1)
+    ori = torch.flatten(
+        torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij')), 1
+    )
     ext = torch.flatten(torch.stack(torch.meshgrid(torch.arange(ws_ext), torch.arange(ws_ext), indexing='ij')), 1)
     rel = (ext[:, None, :] - ori[:, :, None]).permute(1, 2, 0).contiguous()
     rel[:, :, 0] += window_size - ws_ext + 1
@@ -77,7 +79,7 @@ class PatchEmbed(nn.Module):
 def init_transformer_weights(m):
     """The Swin-family initialisation: truncated-normal linears, unit LayerNorms."""
     if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=.02)
+        trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:
             nn.init.constant_(m.bias, 0)
     elif isinstance(m, nn.LayerNorm):

@@ -16,6 +16,7 @@ Returns BasicSR's dict: lq, gt (RGB float tensors in [0, 1]), lq_path, gt_path, 
 and task_id (PromptIR's numbering). `mode: test` uses the whole (16-cropped) image and a fixed
 noise seed per (seed, sigma, image), so every run and every method sees the same noisy BSD68.
 """
+
 import os
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def fixed_noise_rng(seed, sigma, index):
 def crop_to_multiple(img, base=16):
     """Crop bottom/right so height and width divide by `base` (PromptIR's crop_img)."""
     h, w = img.shape[:2]
-    return img[:h - h % base, :w - w % base]
+    return img[: h - h % base, : w - w % base]
 
 
 def list_images(folder):
@@ -63,8 +64,10 @@ def list_images(folder):
 
 def _require_dir(path, option_key):
     if not path or not os.path.isdir(path):
-        raise FileNotFoundError(f"AllInOneDataset: option '{option_key}' = {path!r} is not a folder; "
-                                f"prepare it as described in {README_SECTION}")
+        raise FileNotFoundError(
+            f"AllInOneDataset: option '{option_key}' = {path!r} is not a folder; "
+            f'prepare it as described in {README_SECTION}'
+        )
 
 
 def pair_by_stem(lq_dir, gt_dir, option_key):
@@ -78,8 +81,10 @@ def pair_by_stem(lq_dir, gt_dir, option_key):
                 pairs.append((lq, gt_index[candidate]))
                 break
         else:
-            raise FileNotFoundError(f"AllInOneDataset: no ground truth for {lq} in {gt_dir} (option '{option_key}'; "
-                                    f"tried {stem}, no{stem}, {stem.split('_')[0]}); see {README_SECTION}")
+            raise FileNotFoundError(
+                f"AllInOneDataset: no ground truth for {lq} in {gt_dir} (option '{option_key}'; "
+                f'tried {stem}, no{stem}, {stem.split("_")[0]}); see {README_SECTION}'
+            )
     return pairs
 
 
@@ -98,9 +103,23 @@ class AllInOneDataset(data.Dataset):
     io_backend: {type: disk}
     """
 
-    OPTIONS = ('tasks', 'mode', 'dataroot_denoise', 'dataroot_derain', 'dataroot_dehaze', 'lq_subdir_derain',
-               'gt_subdir_derain', 'lq_subdir_dehaze', 'gt_subdir_dehaze', 'repeat', 'gt_size', 'use_hflip',
-               'use_rot', 'crop_base', 'seed')
+    OPTIONS = (
+        'tasks',
+        'mode',
+        'dataroot_denoise',
+        'dataroot_derain',
+        'dataroot_dehaze',
+        'lq_subdir_derain',
+        'gt_subdir_derain',
+        'lq_subdir_dehaze',
+        'gt_subdir_dehaze',
+        'repeat',
+        'gt_size',
+        'use_hflip',
+        'use_rot',
+        'crop_base',
+        'seed',
+    )
 
     def __init__(self, opt):
         super().__init__()
@@ -166,10 +185,10 @@ class AllInOneDataset(data.Dataset):
             rng = fixed_noise_rng(self.seed, sigma, task_index) if self.mode == 'test' else None
             lq = add_gaussian_noise_uint8(gt, sigma, rng)
             lq_path = gt_path  # no degraded file exists; BasicSR names saved images after lq_path
-        gt_t, lq_t = img2tensor([gt.astype(np.float32) / 255., lq.astype(np.float32) / 255.], bgr2rgb=True,
-                                float32=True)
-        return {'lq': lq_t, 'gt': gt_t, 'lq_path': lq_path, 'gt_path': gt_path, 'task': task,
-                'task_id': TASK_IDS[task]}
+        gt_t, lq_t = img2tensor(
+            [gt.astype(np.float32) / 255.0, lq.astype(np.float32) / 255.0], bgr2rgb=True, float32=True
+        )
+        return {'lq': lq_t, 'gt': gt_t, 'lq_path': lq_path, 'gt_path': gt_path, 'task': task, 'task_id': TASK_IDS[task]}
 
     def __len__(self):
         return len(self.samples)

@@ -4,6 +4,7 @@ Its `type` is registered; LossAgent's own datasets (those with an `OPTIONS` tupl
 they or BasicSR's loader read; data folders named by `dataroot*` / `meta_info*` keys exist.
 BasicSR's own datasets keep BasicSR's behaviour for their keys.
 """
+
 from __future__ import annotations
 
 import os.path as osp
@@ -15,9 +16,21 @@ from lossagent_errors import OptionError, check_keys
 DATA_ROOT_PREFIXES = ('dataroot', 'meta_info')  # dataroot_gt, dataroot_lq, dataroot_derain, meta_info_file...
 DATA_HELP = 'see datasets/README.md for where each data set goes'
 # what BasicSR's dataloader and dataset builder read from a dataset section, besides the dataset's own
-LOADER_KEYS = ('name', 'type', 'phase', 'scale', 'io_backend', 'use_shuffle', 'num_worker_per_gpu',
-               'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory',
-               'persistent_workers', 'num_prefetch_queue')
+LOADER_KEYS = (
+    'name',
+    'type',
+    'phase',
+    'scale',
+    'io_backend',
+    'use_shuffle',
+    'num_worker_per_gpu',
+    'batch_size_per_gpu',
+    'dataset_enlarge_ratio',
+    'prefetch_mode',
+    'pin_memory',
+    'persistent_workers',
+    'num_prefetch_queue',
+)
 
 
 def check_dataset(key: str, opt, paths: bool = True) -> None:
@@ -31,6 +44,5 @@ def check_dataset(key: str, opt, paths: bool = True) -> None:
     if not paths or (opt.get('io_backend') or {}).get('type', 'disk') != 'disk':
         return  # lmdb and others check their own paths
     for root_key, path in opt.items():
-        if root_key.startswith(DATA_ROOT_PREFIXES) and isinstance(path, str) \
-                and not osp.exists(osp.expanduser(path)):
+        if root_key.startswith(DATA_ROOT_PREFIXES) and isinstance(path, str) and not osp.exists(osp.expanduser(path)):
             raise OptionError(f'{key}.{root_key}: {path} does not exist ({DATA_HELP})')

@@ -4,6 +4,7 @@ The offline demo, the tests and the CPU policy study train and validate on these
 nothing has to be downloaded. Photos are split by name in the YAML (`images:`), so the
 agent's validation photos and the held-out evaluation photos never appear in training.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,19 +19,39 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from lossagent_errors import OptionError
 
 # Photos (and textures) in skimage.data that need no download.
-SHIPPED_PHOTOS = ('astronaut', 'brick', 'camera', 'cell', 'chelsea', 'clock', 'coffee', 'coins',
-                  'colorwheel', 'grass', 'gravel', 'hubble_deep_field', 'immunohistochemistry',
-                  'moon', 'retina', 'rocket', 'stereo_motorcycle')
+SHIPPED_PHOTOS = (
+    'astronaut',
+    'brick',
+    'camera',
+    'cell',
+    'chelsea',
+    'clock',
+    'coffee',
+    'coins',
+    'colorwheel',
+    'grass',
+    'gravel',
+    'hubble_deep_field',
+    'immunohistochemistry',
+    'moon',
+    'retina',
+    'rocket',
+    'stereo_motorcycle',
+)
 # Photos that other installed packages ship (the policy study's final-test set): name -> (package, file)
-PACKAGED_PHOTOS = {'grace_hopper': ('matplotlib', 'mpl-data/sample_data/grace_hopper.jpg'),
-                   **{f'kodim{k:02d}': ('pyiqa', f'ResultsCalibra/ref_dir/I{k:02d}.bmp') for k in (3, 4, 6, 8, 19)}}
+PACKAGED_PHOTOS = {
+    'grace_hopper': ('matplotlib', 'mpl-data/sample_data/grace_hopper.jpg'),
+    **{f'kodim{k:02d}': ('pyiqa', f'ResultsCalibra/ref_dir/I{k:02d}.bmp') for k in (3, 4, 6, 8, 19)},
+}
 
 
 def packaged_photo_path(name: str) -> str:
     import importlib.metadata
+
     package, relative = PACKAGED_PHOTOS[name]
     if package == 'matplotlib':
         import matplotlib
+
         return str(Path(matplotlib.__file__).parent / relative)
     return str(importlib.metadata.distribution(package).locate_file(relative))
 
@@ -39,15 +60,19 @@ def load_photo(name: str) -> np.ndarray:
     """An skimage.data photo as float32 HWC RGB in [0, 1]."""
     if name in PACKAGED_PHOTOS:
         from skimage import io
+
         path = packaged_photo_path(name)
         if not Path(path).is_file():
             raise OptionError(f"images: '{name}' should be {path} (from {PACKAGED_PHOTOS[name][0]}); it is missing")
         img = io.imread(path)
     elif name not in SHIPPED_PHOTOS:
-        raise OptionError(f"images: '{name}' is not a photo shipped in skimage.data or {sorted(PACKAGED_PHOTOS)}; "
-                          f"choose from {', '.join(SHIPPED_PHOTOS)}")
+        raise OptionError(
+            f"images: '{name}' is not a photo shipped in skimage.data or {sorted(PACKAGED_PHOTOS)}; "
+            f'choose from {", ".join(SHIPPED_PHOTOS)}'
+        )
     else:
         from skimage import data as skdata
+
         img = getattr(skdata, name)()
     if isinstance(img, tuple):  # stereo pairs: the left view
         img = img[0]
@@ -118,9 +143,9 @@ class SkimagePhotoDataset(torch_data.Dataset):
             raise OptionError(f'crop_size {crop} must be a multiple of scale {self.scale}')
         for i, top in enumerate(grid_positions(photo.shape[0], crop, per_side)):
             for j, left in enumerate(grid_positions(photo.shape[1], crop, per_side)):
-                if min_std > 0 and float(photo[top:top + crop, left:left + crop].std()) < min_std:
+                if min_std > 0 and float(photo[top : top + crop, left : left + crop].std()) < min_std:
                     continue
-                gt, lq = bicubic_pair(photo[top:top + crop, left:left + crop], self.scale)
+                gt, lq = bicubic_pair(photo[top : top + crop, left : left + crop], self.scale)
                 yield f'{name}_{i}{j}', gt, lq
 
     def __len__(self) -> int:

@@ -4,6 +4,7 @@ Order of work: datasets and metrics are built once; then per method the network 
 checkpoint loaded, and every dataset restored and scored image by image. Outputs are quantized to
 uint8 first (as BasicSR's validation does), so scores describe the images a user would save.
 """
+
 import copy
 import logging
 import os
@@ -32,8 +33,17 @@ from lossagent_iqa import create_iqa_metric, lower_is_better
 from lossagent_runtime.basicsr_fixes import init_dist
 
 BASICSR_METRICS = dict(zip(BASICSR_NAMES, (calculate_psnr, calculate_ssim)))
-DEFAULT_LABELS = {'niqe': 'NIQE', 'maniqa': 'MANIQA', 'clipiqa': 'CLIPIQA', 'qalign': 'Q-Align', 'psnr': 'PSNR',
-                  'ssim': 'SSIM', 'lpips': 'LPIPS', 'musiq': 'MUSIQ', 'piqe': 'PIQE'}
+DEFAULT_LABELS = {
+    'niqe': 'NIQE',
+    'maniqa': 'MANIQA',
+    'clipiqa': 'CLIPIQA',
+    'qalign': 'Q-Align',
+    'psnr': 'PSNR',
+    'ssim': 'SSIM',
+    'lpips': 'LPIPS',
+    'musiq': 'MUSIQ',
+    'piqe': 'PIQE',
+}
 DEFAULT_DECIMALS = {'niqe': 2, 'qalign': 2, 'psnr': 2, 'piqe': 2, 'musiq': 2}
 
 
@@ -70,8 +80,12 @@ class Metric:
             gt = gt[c:-c, c:-c] if gt is not None else None
 
         def to_tensor(a):
-            return torch.from_numpy(np.ascontiguousarray(a[:, :, ::-1].transpose(2, 0, 1))).float().div(255.)[
-                None].to(self.device)
+            return (
+                torch.from_numpy(np.ascontiguousarray(a[:, :, ::-1].transpose(2, 0, 1)))
+                .float()
+                .div(255.0)[None]
+                .to(self.device)
+            )
 
         with torch.no_grad():
             score = self.fn(to_tensor(img), to_tensor(gt)) if self.needs_gt else self.fn(to_tensor(img))
@@ -83,8 +97,14 @@ def build_method_network(opt, method, mopt, device):
     net = build_network(net_opt)
     ckpt = mopt.get('pretrain_network_g')
     if ckpt is not None:  # else allow_random_init (benchmark_options.load_options checked)
-        load_checkpoint(net, ckpt, param_key=mopt.get('param_key_g', 'params'), strict=mopt.get('strict_load_g', True),
-                        strip_prefix=mopt.get('strip_prefix'), owner=f'methods.{method}.pretrain_network_g')
+        load_checkpoint(
+            net,
+            ckpt,
+            param_key=mopt.get('param_key_g', 'params'),
+            strict=mopt.get('strict_load_g', True),
+            strip_prefix=mopt.get('strip_prefix'),
+            owner=f'methods.{method}.pretrain_network_g',
+        )
     pad = mopt.get('pad_multiple', opt.get('pad_multiple', net_opt.get('window_size', 1)))
     return net.to(device).eval(), int(pad)
 
@@ -94,7 +114,7 @@ def restore(net, lq, pad, scale):
     lq, (h, w) = pad_to_multiple(lq, pad) if pad > 1 else (lq, lq.shape[-2:])
     with torch.no_grad():
         out = net(lq)
-    return out[..., :h * scale, :w * scale]
+    return out[..., : h * scale, : w * scale]
 
 
 def _items(dataset):
@@ -123,7 +143,7 @@ def _device(opt, local_rank):
 def start_log(results_dir, opt):
     """results/<name>/test_<name>_<time>.log, through BasicSR's root logger (as its test_pipeline)."""
     os.makedirs(results_dir, exist_ok=True)
-    log_file = os.path.join(results_dir, f"test_{opt['name']}_{get_time_str()}.log")
+    log_file = os.path.join(results_dir, f'test_{opt["name"]}_{get_time_str()}.log')
     logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
     logger.info(get_env_info())
     logger.info(dict2str({k: v for k, v in opt.items() if k != '_file'}))
@@ -186,8 +206,12 @@ def run_benchmark(opt_path, root='.', force_yml=None, launcher='none'):
                     imwrite(img, os.path.join(results_dir, 'visualization', method, dname, f'{stem}.png'))
             for k, vals in per_metric.items():
                 scores[(k, method, dname)] = float(np.mean(vals)) if vals else None
-            logger.info(f'{method} on {dname} ({len(dataset)} images): ' + ', '.join(
-                f'{k} {v:.4f}' for (k, m, d), v in scores.items() if m == method and d == dname and v is not None))
+            logger.info(
+                f'{method} on {dname} ({len(dataset)} images): '
+                + ', '.join(
+                    f'{k} {v:.4f}' for (k, m, d), v in scores.items() if m == method and d == dname and v is not None
+                )
+            )
         del net
 
     if world > 1:  # every rank's scores to rank 0
@@ -196,14 +220,19 @@ def run_benchmark(opt_path, root='.', force_yml=None, launcher='none'):
         scores = {key: value for part in gathered for key, value in part.items()}
     if rank != 0:
         return None, results_dir
-    table = BenchmarkTable(list(metrics), rows, list(datasets), {k: m.lower_better for k, m in metrics.items()},
-                           labels={k: m.label for k, m in metrics.items()},
-                           decimals={k: m.decimals for k, m in metrics.items()})
+    table = BenchmarkTable(
+        list(metrics),
+        rows,
+        list(datasets),
+        {k: m.lower_better for k, m in metrics.items()},
+        labels={k: m.label for k, m in metrics.items()},
+        decimals={k: m.decimals for k, m in metrics.items()},
+    )
     for (metric, row, dname), value in scores.items():
         table.set(metric, row, dname, value)
-    table.write_csv(os.path.join(results_dir, f"{opt['name']}.csv"))
+    table.write_csv(os.path.join(results_dir, f'{opt["name"]}.csv'))
     markdown = table.to_markdown(opt.get('title', opt['name']))
-    with open(os.path.join(results_dir, f"{opt['name']}.md"), 'w', encoding='utf-8') as f:
+    with open(os.path.join(results_dir, f'{opt["name"]}.md'), 'w', encoding='utf-8') as f:
         f.write(markdown)
     logger.info('\n' + markdown)
     return table, results_dir

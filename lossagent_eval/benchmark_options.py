@@ -6,6 +6,7 @@ the closest valid one), every dataset section like training's and every metric a
 `check_files` then checks that every checkpoint and data folder is there -- so a typo costs a
 second, not a benchmark's worth of restorations.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,12 +17,31 @@ from lossagent_iqa import check_metric_options
 from basicsr.utils.options import _postprocess_yml_value
 from lossagent_runtime.option_file import load_yaml
 
-TOP_KEYS = ('name', 'title', 'scale', 'num_gpu', 'manual_seed', 'pad_multiple', 'path', 'network_g', 'methods',
-            'datasets', 'metrics', 'val')
+TOP_KEYS = (
+    'name',
+    'title',
+    'scale',
+    'num_gpu',
+    'manual_seed',
+    'pad_multiple',
+    'path',
+    'network_g',
+    'methods',
+    'datasets',
+    'metrics',
+    'val',
+)
 PATH_KEYS = ('results_root',)
 VAL_KEYS = ('gt_row', 'save_images')
-METHOD_KEYS = ('pretrain_network_g', 'param_key_g', 'strict_load_g', 'strip_prefix', 'network_g', 'pad_multiple',
-               'allow_random_init')
+METHOD_KEYS = (
+    'pretrain_network_g',
+    'param_key_g',
+    'strict_load_g',
+    'strip_prefix',
+    'network_g',
+    'pad_multiple',
+    'allow_random_init',
+)
 METRIC_KEYS = ('type', 'label', 'decimals', 'backend', 'crop_border', 'test_y_channel')
 BASICSR_METRICS = ('psnr', 'ssim')  # the SR papers' Y-channel convention (basicsr.metrics)
 
@@ -67,10 +87,10 @@ def apply_force_yml(opt: dict, entries, path: str) -> dict:
         node = opt
         for depth, key in enumerate(path_keys[:-1]):
             if not isinstance(node, dict) or key not in node:
-                raise OptionError(f"--force_yml {entry}: {':'.join(path_keys[:depth + 1])} is not in {path}")
+                raise OptionError(f'--force_yml {entry}: {":".join(path_keys[: depth + 1])} is not in {path}')
             node = node[key]
         if not isinstance(node, dict):
-            raise OptionError(f"--force_yml {entry}: {':'.join(path_keys[:-1])} is not a mapping")
+            raise OptionError(f'--force_yml {entry}: {":".join(path_keys[:-1])} is not a mapping')
         node[path_keys[-1]] = _postprocess_yml_value(value.strip())
     return opt
 
@@ -81,7 +101,7 @@ def load_options(path: str, force_yml=None) -> dict:
     check_keys(opt, TOP_KEYS, '')
     for key in ('name', 'methods', 'datasets', 'metrics'):
         if not opt.get(key):
-            raise OptionError(f"{key}: required in {path} (see options/test/README.md)")
+            raise OptionError(f'{key}: required in {path} (see options/test/README.md)')
     _section(opt, 'path', PATH_KEYS, path)
     _section(opt, 'val', VAL_KEYS, path)
     for method, mopt in _section(opt, 'methods', None, path).items():
@@ -104,7 +124,9 @@ def check_files(opt: dict) -> None:
     for method, mopt in opt['methods'].items():
         ckpt = (mopt or {}).get('pretrain_network_g')
         if ckpt is not None and not os.path.isfile(ckpt):
-            raise CheckpointError(f"methods.{method}.pretrain_network_g: checkpoint {ckpt!r} not found; "
-                                  f"place the file there or fix the option in {opt['_file']}")
+            raise CheckpointError(
+                f'methods.{method}.pretrain_network_g: checkpoint {ckpt!r} not found; '
+                f'place the file there or fix the option in {opt["_file"]}'
+            )
     for name, dopt in opt['datasets'].items():
         check_dataset(f'datasets.{name}', dopt)

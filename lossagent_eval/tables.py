@@ -5,6 +5,7 @@ Input is plain data, so the table can be rebuilt from a CSV or tested without an
 `directions[metric] -> True when lower is better`. Per metric and column (Avg included) the best
 method value is bold; the reference row (GT) is shown but never counted as best, as in the paper.
 """
+
 import csv
 import math
 
@@ -19,15 +20,22 @@ def row_average(values: list[float | None]) -> float | None:
 
 
 class BenchmarkTable:
-
-    def __init__(self, metrics: list[str], rows: list[str], datasets: list[str], directions: dict[str, bool],
-                 labels: dict[str, str] | None = None, decimals: dict[str, int] | None = None):
+    def __init__(
+        self,
+        metrics: list[str],
+        rows: list[str],
+        datasets: list[str],
+        directions: dict[str, bool],
+        labels: dict[str, str] | None = None,
+        decimals: dict[str, int] | None = None,
+    ):
         self.metrics, self.rows, self.datasets = list(metrics), list(rows), list(datasets)
         self.directions = directions
         self.labels = labels or {}
         self.decimals = decimals or {}
         self.scores: dict[str, dict[str, dict[str, float | None]]] = {
-            m: {r: {d: None for d in self.datasets} for r in self.rows} for m in self.metrics}
+            m: {r: {d: None for d in self.datasets} for r in self.rows} for m in self.metrics
+        }
 
     def set(self, metric, row, dataset, value):
         self.scores[metric][row][dataset] = None if value is None else float(value)
@@ -39,8 +47,7 @@ class BenchmarkTable:
 
     def metric_rows(self, metric):
         """Rows shown for a metric: the reference row only when it has at least one value."""
-        return [r for r in self.rows
-                if r != REF_ROW or any(v is not None for v in self.scores[metric][r].values())]
+        return [r for r in self.rows if r != REF_ROW or any(v is not None for v in self.scores[metric][r].values())]
 
     def best(self, metric, column):
         """Best method value of a column (reference row excluded), or None."""
@@ -52,7 +59,7 @@ class BenchmarkTable:
 
     def header(self, metric):
         """Metric label with the paper's arrow: lower is better -> down arrow."""
-        return f"{self.labels.get(metric, metric.upper())}{'↓' if self.directions[metric] else '↑'}"
+        return f'{self.labels.get(metric, metric.upper())}{"↓" if self.directions[metric] else "↑"}'
 
     def _fmt(self, metric, v):
         return '–' if v is None else f'{v:.{self.decimals.get(metric, 4)}f}'
@@ -75,8 +82,12 @@ class BenchmarkTable:
                     cells.append(text)
                 label = self.header(metric) if i == 0 else ''
                 lines.append(f'| {label} | {row} | ' + ' | '.join(cells) + ' |')
-        lines += ['', '↑ / ↓: higher / lower is better. Best method per column in bold; '
-                  f'{REF_ROW} (no-reference metrics on the ground truth) is not ranked.', '']
+        lines += [
+            '',
+            '↑ / ↓: higher / lower is better. Best method per column in bold; '
+            f'{REF_ROW} (no-reference metrics on the ground truth) is not ranked.',
+            '',
+        ]
         return '\n'.join(lines)
 
     def write_csv(self, path):
@@ -87,8 +98,9 @@ class BenchmarkTable:
             for metric in self.metrics:
                 for row in self.metric_rows(metric):
                     vals = [self.value(metric, row, c) for c in self.datasets + [AVG]]
-                    writer.writerow([metric, int(self.directions[metric]), row] +
-                                    ['' if v is None else repr(v) for v in vals])
+                    writer.writerow(
+                        [metric, int(self.directions[metric]), row] + ['' if v is None else repr(v) for v in vals]
+                    )
 
     @classmethod
     def read_csv(cls, path):

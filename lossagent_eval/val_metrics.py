@@ -8,6 +8,7 @@ BasicSR's own `calculate_niqe` raises (an SVD that does not converge) on a nearl
 end the training run at a validation; this one logs a warning and gives NaN for that image instead, so a
 bad image costs one point of the curve, never the run. Metric objects are built once per process.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ _METRICS: dict = {}
 def calculate_iqa(img, img2=None, metric='niqe', crop_border=0, **kwargs):
     """img, img2: uint8 BGR HWC arrays (BasicSR's validation); img2 (ground truth) only for FR metrics."""
     from lossagent_iqa import create_iqa_metric
+
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if metric not in _METRICS:
         _METRICS[metric] = create_iqa_metric(metric, device=device, owner=f'val.metrics.{metric}')
@@ -33,8 +35,10 @@ def calculate_iqa(img, img2=None, metric='niqe', crop_border=0, **kwargs):
     def to_tensor(a):
         if crop_border:
             a = a[crop_border:-crop_border, crop_border:-crop_border]
-        return torch.from_numpy(np.ascontiguousarray(a[:, :, ::-1].transpose(2, 0, 1))).float().div(255.)[None].to(
-            device)
+        return (
+            torch.from_numpy(np.ascontiguousarray(a[:, :, ::-1].transpose(2, 0, 1))).float().div(255.0)[None].to(device)
+        )
+
     try:
         with torch.no_grad():
             full_reference = getattr(fn, 'metric_mode', 'NR') == 'FR'

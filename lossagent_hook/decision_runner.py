@@ -6,6 +6,7 @@ The stage hook decides when to ask and when to wait (`result(wait=True)` at a sy
 policy that raises or overruns the budget yields a fallback decision (the previous weights are kept
 and the record says why): nothing here stops training.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as futures
@@ -44,8 +45,12 @@ class DecisionRunner:
         try:
             decision = self.policy.decide(history)
         except Exception as err:  # a policy bug must not cost the run
-            return Decision(weights={}, policy=self.policy.name, fallback=f'policy raised {err!r}',
-                            latency_s=round(time.perf_counter() - started, 4)), traceback.format_exc(limit=5)
+            return Decision(
+                weights={},
+                policy=self.policy.name,
+                fallback=f'policy raised {err!r}',
+                latency_s=round(time.perf_counter() - started, 4),
+            ), traceback.format_exc(limit=5)
         decision.latency_s = round(decision.latency_s or time.perf_counter() - started, 4)
         decision = review_decision(decision, history.last, self.options, self.agent_dir)
         return decision, None
@@ -62,9 +67,15 @@ class DecisionRunner:
             # The worker cannot be interrupted; a fresh one serves the next boundaries.
             self.executor.shutdown(wait=False)
             self.executor = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='loss-agent')
-            answer = Decision(weights={}, policy=self.policy.name,
-                              fallback=f'no decision within agent.boundary_budget_s={self.budget_s:g}s',
-                              latency_s=round(self.budget_s, 4)), None
+            answer = (
+                Decision(
+                    weights={},
+                    policy=self.policy.name,
+                    fallback=f'no decision within agent.boundary_budget_s={self.budget_s:g}s',
+                    latency_s=round(self.budget_s, 4),
+                ),
+                None,
+            )
         self._future = None
         return answer
 

@@ -13,6 +13,7 @@ record says who decided (`decided_by`: 'human' or 'timeout') and keeps the polic
 (`proposed_weights`). A fallback (the policy's answer was unusable, the previous weights are
 kept) is not put to a person.
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,13 +56,25 @@ def review_decision(decision: Decision, record: StageRecord, options, agent_dir)
         preview = copy.deepcopy(record)
         preview.record_decision(decision, names)
         now, timeout_s = time.time(), options.approval_timeout_s
-        write_json(folder / PROPOSAL, json_safe({'record': preview.to_dict(), 'proposed': proposed, 'since': now,
-                                                 'timeout_s': timeout_s, 'deadline': now + timeout_s}))
+        write_json(
+            folder / PROPOSAL,
+            json_safe(
+                {
+                    'record': preview.to_dict(),
+                    'proposed': proposed,
+                    'since': now,
+                    'timeout_s': timeout_s,
+                    'deadline': now + timeout_s,
+                }
+            ),
+        )
     except OSError as err:  # a full disk must not cost the decision
         logger.warning(f'Stage {record.stage}: could not ask for approval ({err!r}); the proposal applies')
         return decision
-    logger.info(f'Stage {record.stage}: waiting up to {timeout_s:g} s for a person to approve or edit '
-                f'the proposal {proposed} (run board, or {folder / APPROVAL})')
+    logger.info(
+        f'Stage {record.stage}: waiting up to {timeout_s:g} s for a person to approve or edit '
+        f'the proposal {proposed} (run board, or {folder / APPROVAL})'
+    )
     try:
         chosen = poll(lambda: read_approval(folder / APPROVAL, proposed), timeout_s, POLL_S)
     finally:

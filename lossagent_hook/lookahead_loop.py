@@ -17,6 +17,7 @@ so a run killed there and resumed with one process ends exactly where an uninter
 with several processes the other ranks' inputs are not in rank 0's state, so a resumed probe is
 given up and the first candidate kept (the record says so).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,12 +32,13 @@ from agent.record import ProbeResult, StageRecord
 @dataclass
 class Probe:
     """One boundary's probing window, [boundary + 1, boundary + probe_iters]."""
+
     boundary: int
     probe_iters: int
     candidates: list[dict]
-    start: dict                                      # the training state at the boundary
+    start: dict  # the training state at the boundary
     inputs: list[dict] = field(default_factory=list)  # each window iteration's training inputs
-    lrs: list = field(default_factory=list)          # and learning rates, as the main loop set them
+    lrs: list = field(default_factory=list)  # and learning rates, as the main loop set them
 
     @property
     def end(self) -> int:
@@ -47,8 +49,14 @@ class Probe:
         self.lrs.append(model.learning_rates())
 
     def state_dict(self) -> dict:
-        return {'boundary': self.boundary, 'probe_iters': self.probe_iters, 'candidates': self.candidates,
-                'start': self.start, 'inputs': self.inputs, 'lrs': self.lrs}
+        return {
+            'boundary': self.boundary,
+            'probe_iters': self.probe_iters,
+            'candidates': self.candidates,
+            'start': self.start,
+            'inputs': self.inputs,
+            'lrs': self.lrs,
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> Probe:
@@ -131,10 +139,17 @@ class LookaheadLoop:
             logs.append(dict(model.log_dict) if getattr(model, 'log_dict', None) is not None else None)
             if self.rank == 0:
                 scores, errors = self.score(model, self.policy.probe_network)
-                probes.append(ProbeResult(dict(weights), scores, valid=ok and not errors,
-                                          note=None if ok and not errors else
-                                          ('non-finite training' if not ok else f'expert errors: {sorted(errors)}'),
-                                          eval_s=round(time.perf_counter() - started, 4)))
+                probes.append(
+                    ProbeResult(
+                        dict(weights),
+                        scores,
+                        valid=ok and not errors,
+                        note=None
+                        if ok and not errors
+                        else ('non-finite training' if not ok else f'expert errors: {sorted(errors)}'),
+                        eval_s=round(time.perf_counter() - started, 4),
+                    )
+                )
         winner = 0
         if self.rank == 0:
             decision = self.policy.choose(History(list(history.records)), probes, self.proposal)

@@ -21,6 +21,7 @@ lossagent_models/training_specs.py); nothing here reads the `agent` section agai
 Nothing that goes wrong here (expert error, NaN score, policy exception, slow server) stops
 training: the previous weights are kept and the record says why.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -60,8 +61,9 @@ def average_snapshots(earlier: list[dict], latest: dict) -> dict:
 
 
 class StageHook:
-    def __init__(self, opt: dict, options: AgentOptions, experts: list[ExpertSpec], repository, device,
-                 experiment_root: str):
+    def __init__(
+        self, opt: dict, options: AgentOptions, experts: list[ExpertSpec], repository, device, experiment_root: str
+    ):
         self.options = options
         self.opt = opt
         self.repository = repository
@@ -73,7 +75,7 @@ class StageHook:
         self.poll_iters = options.async_poll_iters
         self.total_iters = int((opt.get('train') or {}).get('total_iter', 0) or 0)
         self.score_network = options.score_network
-        self._snapshot_scores: list[dict] = []       # this stage's earlier snapshots (rank 0)
+        self._snapshot_scores: list[dict] = []  # this stage's earlier snapshots (rank 0)
         self.logger = get_root_logger()
         self.history = History()
         self.stage = 0
@@ -89,8 +91,11 @@ class StageHook:
         self.policy = self.experts = self.val_set = self.log = self.tb = self.runner = None
         if self.rank == 0:
             self._build_rank0(agent_dir, experts)
-        self.lookahead = LookaheadLoop(self.policy, repository.names, self.rank, self._broadcast,
-                                       self._probe_scores) if options.needs_probes else None
+        self.lookahead = (
+            LookaheadLoop(self.policy, repository.names, self.rank, self._broadcast, self._probe_scores)
+            if options.needs_probes
+            else None
+        )
 
     def _build_rank0(self, agent_dir: Path, expert_specs: list[ExpertSpec]) -> None:
         """What only rank 0 needs; problems the option check cannot see (weights files, data) surface
@@ -98,32 +103,48 @@ class StageHook:
         o = self.options
         self.log = DecisionLog(agent_dir / 'decisions.jsonl')
         self.experts = [spec.build(self.device) for spec in expert_specs]
-        self.val_set = AgentValidationSet(o.dataset, o.num_images, o.image_seed, int(self.opt.get('scale', 1)),
-                                          o.pad_multiple)
+        self.val_set = AgentValidationSet(
+            o.dataset, o.num_images, o.image_seed, int(self.opt.get('scale', 1)), o.pad_multiple
+        )
         if not self.val_set.has_gt:
             full_reference = [e.name for e in self.experts if e.full_reference]
             if full_reference:
-                raise OptionError(f'agent.experts.{full_reference[0]}: a full-reference metric needs ground truth, '
-                                  f"but agent.dataset ({o.dataset.get('type')}) has LQ images only; "
-                                  f'use no-reference experts')
+                raise OptionError(
+                    f'agent.experts.{full_reference[0]}: a full-reference metric needs ground truth, '
+                    f'but agent.dataset ({o.dataset.get("type")}) has LQ images only; '
+                    f'use no-reference experts'
+                )
         weights = self.repository.get_weights()
-        self.policy = build_policy(o.policy, list(weights), list(weights.values()), [e.info for e in self.experts],
-                                   seed=o.policy_seed, task=o.task)
+        self.policy = build_policy(
+            o.policy,
+            list(weights),
+            list(weights.values()),
+            [e.info for e in self.experts],
+            seed=o.policy_seed,
+            task=o.task,
+        )
         self.runner = DecisionRunner(self.policy, o, agent_dir)
         self.tb = agent_tb_writer(self.opt)
         snapshots = o.snapshot_iterations(self.stage_iters)
         overhead = probe_overhead(self.policy, self.stage_iters)
         if overhead and snapshots[0] <= getattr(self.policy, 'probe_iters', 0):
-            raise OptionError(f'agent.snapshots: the first snapshot (iteration {snapshots[0]} of a stage) falls in the '
-                              f'lookahead window of {self.policy.probe_iters} iterations; take fewer or closer ones')
-        self.logger.info(f'Loss agent: policy {self.policy.name}, {len(self.val_set)} validation images, '
-                         f'experts {[(e.name, "lower" if e.lower_better else "higher") for e in self.experts]}, '
-                         f'a stage every {self.stage_iters} iterations, scoring {self.score_network}'
-                         + (f' averaged over {o.snapshots} snapshots {o.snapshot_every} iterations apart'
-                            if o.snapshots > 1 else '')
-                         + (f'; lookahead: {self.policy.candidates} candidates x {self.policy.probe_iters} iterations, '
-                            f'(K-1)*P/stage_iters = {overhead:.1%} extra training' if overhead else '')
-                         + f'{" (asynchronous decisions)" if self.async_mode else ""}; log {self.log.path}')
+            raise OptionError(
+                f'agent.snapshots: the first snapshot (iteration {snapshots[0]} of a stage) falls in the '
+                f'lookahead window of {self.policy.probe_iters} iterations; take fewer or closer ones'
+            )
+        self.logger.info(
+            f'Loss agent: policy {self.policy.name}, {len(self.val_set)} validation images, '
+            f'experts {[(e.name, "lower" if e.lower_better else "higher") for e in self.experts]}, '
+            f'a stage every {self.stage_iters} iterations, scoring {self.score_network}'
+            + (f' averaged over {o.snapshots} snapshots {o.snapshot_every} iterations apart' if o.snapshots > 1 else '')
+            + (
+                f'; lookahead: {self.policy.candidates} candidates x {self.policy.probe_iters} iterations, '
+                f'(K-1)*P/stage_iters = {overhead:.1%} extra training'
+                if overhead
+                else ''
+            )
+            + f'{" (asynchronous decisions)" if self.async_mode else ""}; log {self.log.path}'
+        )
 
     # ---- called by the model -------------------------------------------------------------
     def start(self, model, iteration: int) -> None:
@@ -143,8 +164,11 @@ class StageHook:
             return  # no boundary falls inside a probe (probe_iters < stage_iters)
         if self.pending_since is not None and (iteration - self.pending_since) % self.poll_iters == 0:
             self._collect(iteration, wait=False)
-        if self.rank == 0 and iteration % self.stage_iters and \
-                self.stage_iters - iteration % self.stage_iters in self._snapshot_offsets():
+        if (
+            self.rank == 0
+            and iteration % self.stage_iters
+            and self.stage_iters - iteration % self.stage_iters in self._snapshot_offsets()
+        ):
             self._snapshot_scores.append(self._score(model, numeric_only=True)[0])
         if iteration % self.stage_iters == 0:
             if self.pending_since is not None:  # the previous answer is still out: it comes first
@@ -174,8 +198,13 @@ class StageHook:
         experts = [e for e in self.experts if e.kind == 'score'] if numeric_only else self.experts
         for expert in tqdm(experts, desc=f'stage {self.stage} experts', leave=False, disable=None):
             try:
-                values = list(expert.score(outputs, self.val_set.gts, {
-                    'stage': self.stage, 'names': self.val_set.names, 'agent_dir': self.log.path.parent}))
+                values = list(
+                    expert.score(
+                        outputs,
+                        self.val_set.gts,
+                        {'stage': self.stage, 'names': self.val_set.names, 'agent_dir': self.log.path.parent},
+                    )
+                )
             except Exception as err:  # one broken expert must not stop a long run
                 self.logger.warning(f'Expert {expert.name} failed at stage {self.stage}: {err!r}')
                 values, errors[expert.name] = [None] * len(outputs), repr(err)
@@ -196,11 +225,19 @@ class StageHook:
             scores = average_snapshots(self._snapshot_scores, scores)
             snapshots = self.options.snapshot_iterations(iteration)
         self._snapshot_scores = []
-        record = StageRecord(stage=self.stage, iteration=iteration, weights_before=dict(self.repository.get_weights()),
-                             scores=scores, experts=[e.info for e in self.experts], images=list(self.val_set.names),
-                             expert_errors=errors, policy=self.policy.name if decide else 'initial',
-                             eval_s=round(time.perf_counter() - started, 4), scored_network=self.score_network,
-                             snapshots=snapshots)
+        record = StageRecord(
+            stage=self.stage,
+            iteration=iteration,
+            weights_before=dict(self.repository.get_weights()),
+            scores=scores,
+            experts=[e.info for e in self.experts],
+            images=list(self.val_set.names),
+            expert_errors=errors,
+            policy=self.policy.name if decide else 'initial',
+            eval_s=round(time.perf_counter() - started, 4),
+            scored_network=self.score_network,
+            snapshots=snapshots,
+        )
         self.history.append(record)
         log_scores(self.tb, record, outputs)
         return record
@@ -210,9 +247,14 @@ class StageHook:
         if iteration >= self.total_iters:  # nothing left to train: a window would never close
             if self.rank == 0:
                 self._pending = self._evaluate(model, iteration, decide=True)
-                self._pending.record_decision(Decision(weights=dict(self.repository.get_weights()),
-                                                       policy=self.policy.name, fallback='training ends here'),
-                                              self.repository.names)
+                self._pending.record_decision(
+                    Decision(
+                        weights=dict(self.repository.get_weights()),
+                        policy=self.policy.name,
+                        fallback='training ends here',
+                    ),
+                    self.repository.names,
+                )
                 self._write(self._pending)
                 self._pending = None
             return
@@ -246,6 +288,7 @@ class StageHook:
             self._pending.applied_iteration = iteration + 1
             self._write(self._pending)
             self._pending = None
+
     def _applied(self, iteration: int, weights: dict) -> None:
         """What this rank trains with from the next iteration on (agent/applied_rank<r>.jsonl)."""
         self.applied_path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,11 +309,16 @@ class StageHook:
 
     def _report(self, record: StageRecord) -> None:
         means = record.mean_scores()
-        scores = ' '.join(f'{e.name}{e.arrow} ' + (f'{means[e.name]:.4g}' if means.get(e.name) is not None else 'n/a')
-                          for e in record.experts if e.name in means)
+        scores = ' '.join(
+            f'{e.name}{e.arrow} ' + (f'{means[e.name]:.4g}' if means.get(e.name) is not None else 'n/a')
+            for e in record.experts
+            if e.name in means
+        )
         names = list(record.weights_before)
-        line = (f'[agent] stage {record.stage} @ iter {record.iteration} | {scores} | {":".join(names)} '
-                f'{ratio(record.weights_before, names)} -> {ratio(record.weights_after, names)} ({record.policy}')
+        line = (
+            f'[agent] stage {record.stage} @ iter {record.iteration} | {scores} | {":".join(names)} '
+            f'{ratio(record.weights_before, names)} -> {ratio(record.weights_after, names)} ({record.policy}'
+        )
         if record.fallback:
             line += f', kept: {record.fallback}'
         if record.applied_iteration is None:
@@ -288,11 +336,17 @@ class StageHook:
         pending = None
         if (self.pending_since is not None or self._probing()) and self._pending is not None:
             pending = json.loads(json.dumps(self._pending.to_dict(), default=str))
-        return {'stage': self.stage, 'started': self.started, 'history': self.history.to_list(),
-                'weights': dict(self.repository.get_weights()), 'pending_since': self.pending_since,
-                'pending_entry': pending, 'policy': self.policy.state_dict() if self.policy is not None else {},
-                'probe': self.lookahead.state_dict() if self.lookahead is not None else None,
-                'snapshot_scores': list(self._snapshot_scores)}
+        return {
+            'stage': self.stage,
+            'started': self.started,
+            'history': self.history.to_list(),
+            'weights': dict(self.repository.get_weights()),
+            'pending_since': self.pending_since,
+            'pending_entry': pending,
+            'policy': self.policy.state_dict() if self.policy is not None else {},
+            'probe': self.lookahead.state_dict() if self.lookahead is not None else None,
+            'snapshot_scores': list(self._snapshot_scores),
+        }
 
     def load_state_dict(self, state: dict, iteration: int) -> None:
         self.stage = int(state['stage'])
@@ -305,8 +359,9 @@ class StageHook:
         self.pending_since = state.get('pending_since')
         self._snapshot_scores = list(state.get('snapshot_scores') or [])
         probe = state.get('probe')
-        reopened = probe is not None and self.lookahead is not None and \
-            self.lookahead.load_state_dict(probe, self.world_size)
+        reopened = (
+            probe is not None and self.lookahead is not None and self.lookahead.load_state_dict(probe, self.world_size)
+        )
         if self.rank != 0:
             return
         self.policy.load_state_dict(state.get('policy', {}))
@@ -319,17 +374,24 @@ class StageHook:
         if self.pending_since is not None:  # the answer was lost with the process: ask again
             self.runner.submit(self.history)
         if probe is not None and not reopened:
-            self._keep_first_candidate(probe['boundary'], probe['candidates'],
-                                       'resumed inside a lookahead window with several processes')
-        self.logger.info(f'Loss agent resumed at stage {self.stage} (iter {iteration}) with weights '
-                         f'{dict(self.repository.get_weights())}; {superseded} later records marked superseded'
-                         f'{"; re-asking the pending decision" if self.pending_since is not None else ""}'
-                         f'{"; inside a lookahead window" if self._probing() else ""}')
+            self._keep_first_candidate(
+                probe['boundary'], probe['candidates'], 'resumed inside a lookahead window with several processes'
+            )
+        self.logger.info(
+            f'Loss agent resumed at stage {self.stage} (iter {iteration}) with weights '
+            f'{dict(self.repository.get_weights())}; {superseded} later records marked superseded'
+            f'{"; re-asking the pending decision" if self.pending_since is not None else ""}'
+            f'{"; inside a lookahead window" if self._probing() else ""}'
+        )
 
     def _keep_first_candidate(self, boundary: int, candidates: list[dict], why: str) -> None:
         """A probe that cannot be finished: the first candidate (trained live) stands (rank 0 records it)."""
-        self._pending.record_decision(Decision(weights=dict(candidates[0]), policy=self.policy.name,
-                                               fallback=f'{why}: the first candidate was kept'), self.repository.names)
+        self._pending.record_decision(
+            Decision(
+                weights=dict(candidates[0]), policy=self.policy.name, fallback=f'{why}: the first candidate was kept'
+            ),
+            self.repository.names,
+        )
         self._pending.applied_iteration = boundary + 1
         self._write(self._pending)
         self._pending = None

@@ -11,6 +11,7 @@ Cost, measured on the project's 2-core CPU machine while it was busy (load 4): ~
 so ~0.1 s per boundary for 10 validation crops (the first one ~0.3 s more for the LQ and GT); against
 a stage of thousands of iterations that is nothing, which is why it is on by default.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,9 @@ PNG_COMPRESSION = 1  # zlib level: fast; these files are for looking at, not for
 
 def png_bytes(image: torch.Tensor) -> bytes:
     """A CHW float image in [0, 1] (RGB) as PNG bytes."""
-    ok, buffer = cv2.imencode('.png', tensor2img(image.detach().float().cpu()),
-                              [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    ok, buffer = cv2.imencode(
+        '.png', tensor2img(image.detach().float().cpu()), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
+    )
     if not ok:
         raise RuntimeError('could not encode a validation image as PNG')
     return buffer.tobytes()
@@ -41,8 +43,9 @@ def write_outputs(folder: Path, names: list[str], outputs: list[torch.Tensor]) -
     return files
 
 
-def write_validation(agent_dir: Path, names: list[str], lqs: list[torch.Tensor],
-                     gts: list[torch.Tensor | None]) -> None:
+def write_validation(
+    agent_dir: Path, names: list[str], lqs: list[torch.Tensor], gts: list[torch.Tensor | None]
+) -> None:
     """LQ and GT once per run (again only if the validation images changed)."""
     manifest_path = agent_dir / VALIDATION / MANIFEST
     manifest = read_json(manifest_path)
@@ -54,8 +57,14 @@ def write_validation(agent_dir: Path, names: list[str], lqs: list[torch.Tensor],
         write_atomic(agent_dir / VALIDATION / f'lq_{file}', png_bytes(lq))
         if gt is not None:
             write_atomic(agent_dir / VALIDATION / f'gt_{file}', png_bytes(gt))
-        images.append({'name': str(name), 'file': file, 'lq': f'{VALIDATION}/lq_{file}',
-                       'gt': f'{VALIDATION}/gt_{file}' if gt is not None else None})
+        images.append(
+            {
+                'name': str(name),
+                'file': file,
+                'lq': f'{VALIDATION}/lq_{file}',
+                'gt': f'{VALIDATION}/gt_{file}' if gt is not None else None,
+            }
+        )
     write_json(manifest_path, {'images': images})
 
 

@@ -3,6 +3,7 @@
 Its own folder beside BasicSR's event file: TensorBoard, and wandb's TensorBoard sync, read one
 event file per folder at a time, so a second writer in BasicSR's folder hid BasicSR's scalars.
 """
+
 from __future__ import annotations
 
 import os.path as osp
@@ -19,14 +20,18 @@ def agent_tb_writer(opt: dict):
     if not logger_opt.get('use_tb_logger') or 'debug' in opt['name'] or opt.get('rank', 0) != 0:
         return None
     from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(log_dir=osp.join(opt['root_path'], 'tb_logger', opt['name'], 'agent'))
 
 
 def image_grid(images: list[torch.Tensor], size: int = 128) -> torch.Tensor:
     """Restorations of different sizes side by side: each resized to `size`² for the grid."""
     from torchvision.utils import make_grid
-    tiles = [F.interpolate(img[None].float().cpu(), size=(size, size), mode='bilinear', align_corners=False)[0]
-             for img in images]
+
+    tiles = [
+        F.interpolate(img[None].float().cpu(), size=(size, size), mode='bilinear', align_corners=False)[0]
+        for img in images
+    ]
     return make_grid(torch.stack(tiles).clamp(0, 1), nrow=min(5, len(tiles)))
 
 

@@ -1,4 +1,5 @@
 """The agent's fixed validation images: drawn once with a seed, restored at every boundary."""
+
 from __future__ import annotations
 
 import random
@@ -33,7 +34,7 @@ class AgentValidationSet:
 
     def __init__(self, dataset_opt: dict, num_images: int, seed: int, scale: int, pad_multiple: int = 1):
         if not dataset_opt:
-            raise OptionError('agent.dataset: missing (BasicSR dataset options for the agent\'s validation images)')
+            raise OptionError("agent.dataset: missing (BasicSR dataset options for the agent's validation images)")
         if isinstance(pad_multiple, bool) or not isinstance(pad_multiple, int) or pad_multiple < 1:
             raise OptionError(f'agent.pad_multiple must be a positive integer, got {pad_multiple!r}')
         opt = dict(dataset_opt)
@@ -73,11 +74,12 @@ class AgentValidationSet:
         try:
             for start, end in equal_runs([lq.shape for lq in self.lqs], batch_size):
                 batch = torch.stack(self.lqs[start:end]).to(device)
-                padded, (h, w) = pad_to_multiple(batch, self.pad_multiple) if self.pad_multiple > 1 \
-                    else (batch, batch.shape[-2:])
+                padded, (h, w) = (
+                    pad_to_multiple(batch, self.pad_multiple) if self.pad_multiple > 1 else (batch, batch.shape[-2:])
+                )
                 out = net(padded)
                 scale = out.shape[-1] // padded.shape[-1]
-                outputs.extend(out[..., :h * scale, :w * scale].float().clamp_(0, 1))
+                outputs.extend(out[..., : h * scale, : w * scale].float().clamp_(0, 1))
         finally:
             net.train(was_training)
         return outputs

@@ -5,6 +5,7 @@ Below the losses, the stage hook and the benchmark, which all import it; above `
     metrics.py     create_iqa_metric, check_metric_options, NIQE's parameters from BasicSR's copy
     directions.py  lower_is_better: agent/directions.py's table, with pyiqa's own beside it
 """
+
 import lossagent_compat  # noqa: F401  (before basicsr)
 
 from .directions import lower_is_better

@@ -1,4 +1,5 @@
 """LPIPS as a training loss (the AIR task's third loss), through the `lpips` package."""
+
 from torch import nn
 
 from basicsr.utils.registry import LOSS_REGISTRY
@@ -15,6 +16,7 @@ class LPIPSLoss(nn.Module):
     def __init__(self, loss_weight=1.0, net='alex', reduction='mean'):
         super().__init__()
         import lpips
+
         self.loss_weight = loss_weight
         self.reduction = reduction
         self.lpips = lpips.LPIPS(net=net, verbose=False).eval()

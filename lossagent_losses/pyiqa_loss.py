@@ -10,6 +10,7 @@ better score; the logged value of a higher-better metric is therefore its negate
 `loss_weight` is an entry of the loss repository like any other: the agent sees and sets it.
 No-reference metrics ignore the target; full-reference ones (ssim, lpips, dists, ...) compare with it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,9 @@ REDUCTIONS = ('mean', 'sum')
 class PyIQALoss(nn.Module):
     """`loss_weight * reduce(sign * metric(pred[, target]))`: lower is always better (module docstring)."""
 
-    def __init__(self, metric: str, loss_weight: float = 1.0, reduction: str = 'mean',
-                 metric_options: dict | None = None):
+    def __init__(
+        self, metric: str, loss_weight: float = 1.0, reduction: str = 'mean', metric_options: dict | None = None
+    ):
         super().__init__()
         self.check_options('PyIQALoss', {'metric': metric, 'reduction': reduction, 'metric_options': metric_options})
         self.metric_name = metric
@@ -36,8 +38,15 @@ class PyIQALoss(nn.Module):
         self.sign = 1.0 if lower_is_better(metric, f'PyIQALoss({metric})') else -1.0
         # as_loss: pyiqa computes with gradients and skips its [0, 1] input assertion; no weighting or
         # reduction on pyiqa's side (ours is the weight the agent sets)
-        self.metric = create_iqa_metric(metric, device='cpu', owner=f'PyIQALoss({metric})', as_loss=True,
-                                        loss_weight=None, loss_reduction='none', **(metric_options or {}))
+        self.metric = create_iqa_metric(
+            metric,
+            device='cpu',
+            owner=f'PyIQALoss({metric})',
+            as_loss=True,
+            loss_weight=None,
+            loss_reduction='none',
+            **(metric_options or {}),
+        )
         self.full_reference = self.metric.metric_mode == 'FR'
         for p in self.metric.parameters():
             p.requires_grad = False
@@ -47,7 +56,7 @@ class PyIQALoss(nn.Module):
         """What the constructor checks, without building the metric (the loss repository's `loss_spec`
         calls it at start-up with `owner` = the option key)."""
         if options.get('reduction', 'mean') not in REDUCTIONS:
-            raise OptionError(f"{owner}.reduction: got {options['reduction']!r}; allowed values are {list(REDUCTIONS)}")
+            raise OptionError(f'{owner}.reduction: got {options["reduction"]!r}; allowed values are {list(REDUCTIONS)}')
         extra = options.get('metric_options') or {}
         if not isinstance(extra, dict):
             raise OptionError(f'{owner}.metric_options: got {extra!r}; expected a mapping of pyiqa metric options')
@@ -67,8 +76,10 @@ class PyIQALoss(nn.Module):
             pred = pred.float()
             scores = self.metric(pred, target.float()) if self.full_reference else self.metric(pred)
         if pred.requires_grad and scores.grad_fn is None:
-            raise RuntimeError(f"PyIQALoss: pyiqa metric '{self.metric_name}' gives no gradient; "
-                               'use a differentiable metric (e.g. niqe, clipiqa, musiq, ssim, lpips)')
+            raise RuntimeError(
+                f"PyIQALoss: pyiqa metric '{self.metric_name}' gives no gradient; "
+                'use a differentiable metric (e.g. niqe, clipiqa, musiq, ssim, lpips)'
+            )
         scores = self.sign * scores.reshape(-1)  # one score per image (a batch of one may give a 0-d tensor)
         reduced = scores.mean() if self.reduction == 'mean' else scores.sum()
         return self.loss_weight * reduced

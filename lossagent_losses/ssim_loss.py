@@ -1,4 +1,5 @@
 """1 - SSIM as a loss: a structural term that needs no pretrained network (offline demo)."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -8,7 +9,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 
 def _gaussian_window(size: int, sigma: float, channels: int) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
     g = g / g.sum()
     return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
 
@@ -27,16 +28,18 @@ class SSIMLoss(nn.Module):
 
     def ssim(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
-        window = self.window if self.window.shape[0] == channels else \
-            _gaussian_window(self.window_size, 1.5, channels).to(x)
+        window = (
+            self.window if self.window.shape[0] == channels else _gaussian_window(self.window_size, 1.5, channels).to(x)
+        )
         window = window.to(x.dtype)
         blur = lambda t: F.conv2d(t, window, groups=channels)  # noqa: E731  valid conv, as in the reference code
         mu_x, mu_y = blur(x), blur(y)
-        var_x = blur(x * x) - mu_x ** 2
-        var_y = blur(y * y) - mu_y ** 2
+        var_x = blur(x * x) - mu_x**2
+        var_y = blur(y * y) - mu_y**2
         cov = blur(x * y) - mu_x * mu_y
-        ssim_map = ((2 * mu_x * mu_y + self.c1) * (2 * cov + self.c2)) / \
-            ((mu_x ** 2 + mu_y ** 2 + self.c1) * (var_x + var_y + self.c2))
+        ssim_map = ((2 * mu_x * mu_y + self.c1) * (2 * cov + self.c2)) / (
+            (mu_x**2 + mu_y**2 + self.c1) * (var_x + var_y + self.c2)
+        )
         return ssim_map.mean()
 
     def forward(self, pred, target, **kwargs):

@@ -1,4 +1,5 @@
 """Every `*_model.py` in this folder is imported, so its `@*_REGISTRY.register()` runs (as in BasicSR)."""
+
 import importlib
 import pkgutil
 

@@ -17,6 +17,7 @@ A write that fails (disk full, quota, EFBIG) removes its own temporary file and 
 wrote for that iteration, and raises `WriteError` naming the file: earlier checkpoints and the
 decision log are never touched.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -10,6 +10,7 @@ YAML (`train.losses`), names are what the LLM sees:
 An option file written for BasicSR's SRGANModel (`pixel_opt`, `perceptual_opt`, `gan_opt`)
 is read as the repository {L1 (or the pixel loss' name), Perceptual, GAN}.
 """
+
 from __future__ import annotations
 
 import copy
@@ -50,12 +51,13 @@ class RepositoryEntry:
 @dataclass(frozen=True)
 class LossSpec:
     """One entry of `train.losses`, validated: what `build_loss` gets, and ours."""
+
     name: str
     type: str
-    options: dict       # for BasicSR's build_loss (our keys removed, numbers as numbers)
+    options: dict  # for BasicSR's build_loss (our keys removed, numbers as numbers)
     weight_attr: str
     role: str
-    weight: float       # the initial weight (the option, else the loss class' default)
+    weight: float  # the initial weight (the option, else the loss class' default)
 
 
 def repository_options(train_opt: dict) -> OrderedDict[str, dict]:
@@ -73,8 +75,9 @@ def repository_options(train_opt: dict) -> OrderedDict[str, dict]:
             opt = dict(train_opt[key])
             repo[name or LEGACY_PIXEL_NAMES.get(opt.get('type'), 'Pixel')] = opt
     if not repo:
-        raise OptionError('train.losses: the loss repository is empty (give `losses` or BasicSR\'s pixel_opt/'
-                          'perceptual_opt/gan_opt)')
+        raise OptionError(
+            "train.losses: the loss repository is empty (give `losses` or BasicSR's pixel_opt/perceptual_opt/gan_opt)"
+        )
     return repo
 
 
@@ -88,10 +91,15 @@ def loss_spec(name: str, opt: dict) -> LossSpec:
     weight_attr = opt.pop('weight_attr', WEIGHT_ATTRIBUTES.get(loss_type, 'loss_weight'))
     role = opt.pop('role', None)
     if role is None:
-        role = 'adversarial' if loss_type in ADVERSARIAL_TYPES else \
-            'perceptual' if loss_type in PERCEPTUAL_TYPES else 'pixel'
+        role = (
+            'adversarial'
+            if loss_type in ADVERSARIAL_TYPES
+            else 'perceptual'
+            if loss_type in PERCEPTUAL_TYPES
+            else 'pixel'
+        )
     elif role not in ROLES:
-        raise OptionError(f"{key}.role: got {role!r}; expected one of {list(ROLES)}")
+        raise OptionError(f'{key}.role: got {role!r}; expected one of {list(ROLES)}')
     loss_class = lookup(LOSS_REGISTRY, loss_type)
     params = inspect.signature(loss_class.__init__).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -100,8 +108,10 @@ def loss_spec(name: str, opt: dict) -> LossSpec:
             if option not in known:
                 raise unknown_key(key, option, known)
         if weight_attr not in params:
-            raise OptionError(f"{key}.weight_attr: {loss_type} takes no '{weight_attr}' (set weight_attr to "
-                              f'the keyword that scales it)')
+            raise OptionError(
+                f"{key}.weight_attr: {loss_type} takes no '{weight_attr}' (set weight_attr to "
+                f'the keyword that scales it)'
+            )
     for option, value in opt.items():
         if option.endswith('_weight') and not isinstance(value, dict):
             number = as_number(value)
@@ -114,8 +124,11 @@ def loss_spec(name: str, opt: dict) -> LossSpec:
     default = params[weight_attr].default if weight_attr in params else 1.0
     weight = opt.get(weight_attr, default)
     # where a loss' weight enters: one weight may be zero (a repository of zeros is the agent's check)
-    problem = check_weight(name, weight) if as_number(weight) is not None else \
-        f'weight of {name} is not a number ({weight!r})'
+    problem = (
+        check_weight(name, weight)
+        if as_number(weight) is not None
+        else f'weight of {name} is not a number ({weight!r})'
+    )
     if problem:
         raise OptionError(f'{key}.{weight_attr}: {problem}')
     return LossSpec(name, loss_type, opt, weight_attr, role, float(weight))
@@ -140,10 +153,12 @@ def _build(spec: LossSpec) -> nn.Module:
             raise MissingWeightsError(
                 f'train.losses.{spec.name}: the VGG weights for PerceptualLoss are missing and cannot be '
                 f'downloaded; place vgg19-dcbb9e9d.pth at experiments/pretrained_models/ (relative to the '
-                f'working directory) or in {torch.hub.get_dir()}/checkpoints/ ({type(err).__name__})') from err
+                f'working directory) or in {torch.hub.get_dir()}/checkpoints/ ({type(err).__name__})'
+            ) from err
         raise MissingWeightsError(
             f'train.losses.{spec.name} ({spec.type}): could not be built ({type(err).__name__}: {err}); if it '
-            f'needs pretrained weights, place them in {torch.hub.get_dir()}/checkpoints/') from err
+            f'needs pretrained weights, place them in {torch.hub.get_dir()}/checkpoints/'
+        ) from err
 
 
 class LossRepository:
@@ -156,8 +171,10 @@ class LossRepository:
         for spec in specs if specs is not None else repository_specs(train_opt):
             criterion = _build(spec).to(device)
             if not hasattr(criterion, spec.weight_attr):
-                raise OptionError(f"train.losses.{spec.name}: {spec.type} has no attribute '{spec.weight_attr}' "
-                                  f'(set weight_attr to the attribute that scales it)')
+                raise OptionError(
+                    f"train.losses.{spec.name}: {spec.type} has no attribute '{spec.weight_attr}' "
+                    f'(set weight_attr to the attribute that scales it)'
+                )
             self.entries.append(RepositoryEntry(spec.name, spec.type, criterion, spec.weight_attr, spec.role))
 
     @property

@@ -12,6 +12,7 @@ Differences from SRGANModel, all driven by the options YAML:
 - a checkpoint's files are written atomically and verified, with a manifest written last
   (checkpoint_files.py), so `--auto_resume` can tell a whole checkpoint from a damaged one.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,7 +40,6 @@ LEGACY_ATTRIBUTES = {'cri_pix': ('L1', 'MSE', 'Charbonnier', 'Pixel'), 'cri_perc
 
 @MODEL_REGISTRY.register()
 class LossAgentModel(SRGANModel):
-
     def init_training_settings(self):
         train_opt = self.opt['train']
         self.ema_decay = train_opt.get('ema_decay', 0)
@@ -62,8 +62,9 @@ class LossAgentModel(SRGANModel):
         self.skipped_updates = 0
         self.agent = None
         if specs.agent is not None:
-            self.agent = StageHook(self.opt, specs.agent, specs.experts, self.losses, self.device,
-                                   self.opt['path']['experiments_root'])
+            self.agent = StageHook(
+                self.opt, specs.agent, specs.experts, self.losses, self.device, self.opt['path']['experiments_root']
+            )
 
     def _build_ema(self):
         get_root_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
@@ -77,14 +78,20 @@ class LossAgentModel(SRGANModel):
 
     def _build_discriminator(self):
         if not self.opt.get('network_d'):
-            raise OptionError(f"network_d: the loss repository has an adversarial loss "
-                             f"('{self.losses.adversarial.name}') but no discriminator is configured")
+            raise OptionError(
+                f'network_d: the loss repository has an adversarial loss '
+                f"('{self.losses.adversarial.name}') but no discriminator is configured"
+            )
         self.net_d = self.model_to_device(build_network(self.opt['network_d']))
         self.print_network(self.net_d)
         load_path = self.opt['path'].get('pretrain_network_d')
         if load_path is not None:
-            self.load_network(self.net_d, load_path, self.opt['path'].get('strict_load_d', True),
-                              self.opt['path'].get('param_key_d', 'params'))
+            self.load_network(
+                self.net_d,
+                load_path,
+                self.opt['path'].get('strict_load_d', True),
+                self.opt['path'].get('param_key_d', 'params'),
+            )
         self.net_d.train()
 
     def _expose_legacy_criteria(self):
@@ -147,8 +154,12 @@ class LossAgentModel(SRGANModel):
         (`val.pad_multiple`, else `agent.pad_multiple`, else `network_g.window_size`), as BasicSR's
         SwinIRModel does: whole validation images need not divide by it."""
         val_opt, agent_opt = self.opt.get('val') or {}, self.opt.get('agent') or {}
-        multiple = int(val_opt.get('pad_multiple') or agent_opt.get('pad_multiple')
-                       or self.opt['network_g'].get('window_size') or 1)
+        multiple = int(
+            val_opt.get('pad_multiple')
+            or agent_opt.get('pad_multiple')
+            or self.opt['network_g'].get('window_size')
+            or 1
+        )
         lq, (h, w) = pad_to_multiple(self.lq, multiple) if multiple > 1 else (self.lq, self.lq.shape[-2:])
         unpadded, self.lq = self.lq, lq
         try:
@@ -156,7 +167,7 @@ class LossAgentModel(SRGANModel):
         finally:
             self.lq = unpadded
         scale = int(self.opt.get('scale', 1))
-        self.output = self.output[..., :h * scale, :w * scale]
+        self.output = self.output[..., : h * scale, : w * scale]
 
     # ---- what the stage hook uses --------------------------------------------------------------
     def scored_network(self, which: str) -> torch.nn.Module:
@@ -210,7 +221,8 @@ class LossAgentModel(SRGANModel):
             get_root_logger().warning(
                 f'Non-finite {what} loss/gradients at iteration {current_iter} (loss {value}): update skipped, '
                 f'weights kept; further skips are counted in the log as skipped_updates'
-                + ('' if math.isfinite(value) else ' (check the loss weights and the learning rate)'))
+                + ('' if math.isfinite(value) else ' (check the loss weights and the learning rate)')
+            )
 
     def _optimize_discriminator(self, current_iter: int) -> OrderedDict:
         cri_gan = self.cri_gan
@@ -224,8 +236,12 @@ class LossAgentModel(SRGANModel):
         l_d_fake = cri_gan(fake_d_pred, False, is_disc=True)
         l_d_fake.backward()
         self._step_if_finite(self.optimizer_d, self.net_d, 'discriminator', l_d_real + l_d_fake, current_iter)
-        return OrderedDict(l_d_real=l_d_real, out_d_real=torch.mean(real_d_pred.detach()),
-                           l_d_fake=l_d_fake, out_d_fake=torch.mean(fake_d_pred.detach()))
+        return OrderedDict(
+            l_d_real=l_d_real,
+            out_d_real=torch.mean(real_d_pred.detach()),
+            l_d_fake=l_d_fake,
+            out_d_fake=torch.mean(fake_d_pred.detach()),
+        )
 
     def finish_training(self) -> None:
         """The pipeline's last step before saving the latest model: close the agent (a decision still
@@ -240,8 +256,9 @@ class LossAgentModel(SRGANModel):
         self._checkpoint_files = {}
         try:
             if hasattr(self, 'net_g_ema'):
-                self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter,
-                                  param_key=['params', 'params_ema'])
+                self.save_network(
+                    [self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema']
+                )
             else:
                 self.save_network(self.net_g, 'net_g', current_iter)
             if self.net_d is not None:
@@ -277,9 +294,14 @@ class LossAgentModel(SRGANModel):
         rng_ranks = every_rank_host_rng_state()  # every rank takes part
         if self.opt.get('rank', 0) != 0:
             return
-        state = {'epoch': epoch, 'iter': current_iter,
-                 'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers], 'rng': rng_ranks[0], 'rng_ranks': rng_ranks}
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+            'rng': rng_ranks[0],
+            'rng_ranks': rng_ranks,
+        }
         if self.agent is not None:
             state['agent'] = self.agent.state_dict()
         save_path = self.training_state_path(current_iter)
@@ -296,6 +318,8 @@ class LossAgentModel(SRGANModel):
             restore_rank_host_rng_state(resume_state, self.opt.get('rank', 0))
         if self.agent is not None:
             if 'agent' not in resume_state:
-                raise OptionError('path.resume_state: this training state has no agent state '
-                                 '(it was not written by LossAgentModel); cannot continue the agent trajectory')
+                raise OptionError(
+                    'path.resume_state: this training state has no agent state '
+                    '(it was not written by LossAgentModel); cannot continue the agent trajectory'
+                )
             self.agent.load_state_dict(resume_state['agent'], int(resume_state['iter']))

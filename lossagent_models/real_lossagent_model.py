@@ -13,6 +13,7 @@ Real-ESRGAN's sharpened-GT switches are honoured per role of the loss repository
 `l1_gt_usm` (pixel losses), `percep_gt_usm` (perceptual losses), `gan_gt_usm` (the
 discriminator's real images); defaults as in Real-ESRGAN's x4plus options (true, true, false).
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,10 +26,24 @@ from .lossagent_model import LossAgentModel
 from lossagent_errors import OptionError
 
 # The top-level options RealESRGANModel.feed_data reads (Real-ESRGAN's option files put them there).
-DEGRADATION_KEYS = ('resize_prob', 'resize_range', 'gaussian_noise_prob', 'noise_range', 'poisson_scale_range',
-                    'gray_noise_prob', 'jpeg_range', 'second_blur_prob', 'resize_prob2', 'resize_range2',
-                    'gaussian_noise_prob2', 'noise_range2', 'poisson_scale_range2', 'gray_noise_prob2',
-                    'jpeg_range2', 'gt_size')
+DEGRADATION_KEYS = (
+    'resize_prob',
+    'resize_range',
+    'gaussian_noise_prob',
+    'noise_range',
+    'poisson_scale_range',
+    'gray_noise_prob',
+    'jpeg_range',
+    'second_blur_prob',
+    'resize_prob2',
+    'resize_range2',
+    'gaussian_noise_prob2',
+    'noise_range2',
+    'poisson_scale_range2',
+    'gray_noise_prob2',
+    'jpeg_range2',
+    'gt_size',
+)
 USM_DEFAULTS = {'l1_gt_usm': True, 'percep_gt_usm': True, 'gan_gt_usm': False}
 
 
@@ -45,18 +60,20 @@ class ContiguousJPEG(torch.nn.Module):
 
 @MODEL_REGISTRY.register()
 class RealLossAgentModel(LossAgentModel):
-
     def __init__(self, opt):
         if opt.get('is_train', True) and opt.get('high_order_degradation', True):
             missing = [k for k in DEGRADATION_KEYS if k not in opt]
             if missing:
-                raise OptionError(f'{missing[0]}: required top-level option of RealLossAgentModel (Real-ESRGAN '
-                                  f'degradations; missing {missing})')
+                raise OptionError(
+                    f'{missing[0]}: required top-level option of RealLossAgentModel (Real-ESRGAN '
+                    f'degradations; missing {missing})'
+                )
             batch = (opt.get('datasets') or {}).get('train', {}).get('batch_size_per_gpu')
             queue_size = opt.get('queue_size', 180)
             if batch and queue_size % batch:
-                raise OptionError(f'queue_size: {queue_size} must be a multiple of '
-                                  f'datasets.train.batch_size_per_gpu ({batch})')
+                raise OptionError(
+                    f'queue_size: {queue_size} must be a multiple of datasets.train.batch_size_per_gpu ({batch})'
+                )
         super().__init__(opt)
         self.jpeger = ContiguousJPEG().to(self.device)
         self.usm_sharpener = USMSharp().to(self.device)
@@ -82,8 +99,10 @@ class RealLossAgentModel(LossAgentModel):
         return {**super().training_inputs(), 'gt_usm': self.gt_usm}
 
     def loss_targets(self) -> dict:
-        return {'pixel': self.gt_usm if self._usm('l1_gt_usm') else self.gt,
-                'perceptual': self.gt_usm if self._usm('percep_gt_usm') else self.gt}
+        return {
+            'pixel': self.gt_usm if self._usm('l1_gt_usm') else self.gt,
+            'perceptual': self.gt_usm if self._usm('percep_gt_usm') else self.gt,
+        }
 
     def discriminator_real(self) -> torch.Tensor:
         return self.gt_usm if self._usm('gan_gt_usm') else self.gt

@@ -7,6 +7,7 @@ torch's generator is re-seeded at each iteration from (seed, rank, iteration), w
 network's own randomness independent of when the process started. With several processes each
 rank's generators are gathered into rank 0's state (`rng_ranks`) and each rank restores its own.
 """
+
 from __future__ import annotations
 
 import random
@@ -19,8 +20,10 @@ import torch.distributed as dist
 def host_rng_state() -> dict:
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {'python': [version, list(internal), gauss],
-            'numpy': [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    return {
+        'python': [version, list(internal), gauss],
+        'numpy': [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
 
 
 def restore_host_rng_state(state: dict) -> None:
@@ -31,7 +34,7 @@ def restore_host_rng_state(state: dict) -> None:
 
 
 def seed_iteration(seed: int, rank: int, iteration: int) -> None:
-    torch.manual_seed((seed * 1_000_003 + rank * 7_919 + iteration) % (2 ** 63))
+    torch.manual_seed((seed * 1_000_003 + rank * 7_919 + iteration) % (2**63))
 
 
 def every_rank_host_rng_state() -> list[dict]:

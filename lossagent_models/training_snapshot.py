@@ -4,6 +4,7 @@ Networks (bare, so DDP wrappers are untouched), their optimizers, and the counte
 step changes. Learning-rate schedulers are not part of it: probes replay the learning rates the
 main loop set, and the main loop's scheduler is the one that goes on.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,11 +24,14 @@ def _networks(model) -> dict[str, torch.nn.Module]:
 def take_snapshot(model) -> dict:
     """Copies (not views) of everything `train_step` changes; plain tensors and dicts only, so a
     snapshot also goes into a training state loaded with weights_only=True."""
-    return {'nets': {name: {k: v.detach().clone() for k, v in net.state_dict().items()}
-                     for name, net in _networks(model).items()},
-            'optimizers': [copy.deepcopy(o.state_dict()) for o in model.optimizers],
-            'skipped_updates': int(model.skipped_updates),
-            'nonfinite_reported': sorted(model.nonfinite_reported)}
+    return {
+        'nets': {
+            name: {k: v.detach().clone() for k, v in net.state_dict().items()} for name, net in _networks(model).items()
+        },
+        'optimizers': [copy.deepcopy(o.state_dict()) for o in model.optimizers],
+        'skipped_updates': int(model.skipped_updates),
+        'nonfinite_reported': sorted(model.nonfinite_reported),
+    }
 
 
 def restore_snapshot(model, snapshot: dict) -> None:

@@ -12,6 +12,7 @@ How they travel (BasicSR builds a model from the option dict `opt` alone):
 A model built without preflight (tests and scripts calling `build_model(opt)`) parses here, once, the
 same way. After this point nothing reads `train.losses` or `agent` again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,9 +29,9 @@ SPECS_KEY = '_lossagent_specs'
 
 @dataclass(frozen=True)
 class TrainingSpecs:
-    losses: list[LossSpec]            # `train.losses` (or SRGANModel's keys), repository order
-    agent: AgentOptions | None     # None without an `agent` section
-    experts: list[ExpertSpec]         # `agent.experts`, checked, in order
+    losses: list[LossSpec]  # `train.losses` (or SRGANModel's keys), repository order
+    agent: AgentOptions | None  # None without an `agent` section
+    experts: list[ExpertSpec]  # `agent.experts`, checked, in order
     initial_weights: dict[str, float]  # agent.initial_weights when given, else each loss' own weight
 
     @property
@@ -51,8 +52,14 @@ def training_specs(opt: dict) -> TrainingSpecs:
     initial = initial_weights_option(agent.initial_weights, names)
     if initial is not None:
         weights = initial
-    check_policy(agent.policy, names, [weights[n] for n in names], [e.info for e in experts],
-                 seed=agent.policy_seed, task=agent.task)
+    check_policy(
+        agent.policy,
+        names,
+        [weights[n] for n in names],
+        [e.info for e in experts],
+        seed=agent.policy_seed,
+        task=agent.task,
+    )
     return TrainingSpecs(losses, agent, experts, weights)
 
 

@@ -31,6 +31,7 @@ section; lossagent_models/training_specs.py calls it once per run and the model 
 receive the result. What the policy needs from the hook is its class's `needs_probes`, looked up here
 (the policy's own keys are checked by the policy, through the registry).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,11 +44,27 @@ from agent.weights import check_weights
 from lossagent_errors import OptionError, check_keys
 
 DEFAULTS = {
-    'stage_iters': 5000, 'num_images': 10, 'image_seed': 0, 'dataset': None, 'experts': None,
-    'policy': None, 'initial_weights': None, 'task': 'image super-resolution', 'policy_seed': None,
-    'async': False, 'boundary_budget_s': 3600.0, 'async_poll_iters': None, 'pad_multiple': None,
-    'dist_timeout_s': None, 'score_network': None, 'snapshots': 1, 'snapshot_every': None,
-    'stage_images': True, 'human_approval': False, 'approval_timeout_s': 600.0, 'board': None,
+    'stage_iters': 5000,
+    'num_images': 10,
+    'image_seed': 0,
+    'dataset': None,
+    'experts': None,
+    'policy': None,
+    'initial_weights': None,
+    'task': 'image super-resolution',
+    'policy_seed': None,
+    'async': False,
+    'boundary_budget_s': 3600.0,
+    'async_poll_iters': None,
+    'pad_multiple': None,
+    'dist_timeout_s': None,
+    'score_network': None,
+    'snapshots': 1,
+    'snapshot_every': None,
+    'stage_images': True,
+    'human_approval': False,
+    'approval_timeout_s': 600.0,
+    'board': None,
 }
 
 
@@ -55,8 +72,9 @@ def positive(section: dict, key: str, integer: bool = True, prefix: str = 'agent
     value = as_number(section[key])
     ok = value is not None and value > 0 and (not integer or value.is_integer())
     if not ok:
-        raise OptionError(f'{prefix}.{key} must be a positive {"integer" if integer else "number"}, '
-                          f'got {section[key]!r}')
+        raise OptionError(
+            f'{prefix}.{key} must be a positive {"integer" if integer else "number"}, got {section[key]!r}'
+        )
     return int(value) if integer else value
 
 
@@ -90,7 +108,7 @@ class AgentOptions:
     human_approval: bool
     approval_timeout_s: float
     board: dict | None
-    needs_probes: bool        # the policy's class trains candidates at each boundary (the lookahead loop)
+    needs_probes: bool  # the policy's class trains candidates at each boundary (the lookahead loop)
 
     def snapshot_iterations(self, boundary: int) -> list[int]:
         """The iterations averaged into a boundary's scores, oldest first (just the boundary: [boundary])."""
@@ -118,12 +136,13 @@ class AgentOptions:
             if not isinstance(a[key], bool):
                 raise OptionError(f'agent.{key}: got {a[key]!r}; expected true or false')
         if not isinstance(a['task'], str) or not a['task'].strip():
-            raise OptionError(f"agent.task: got {a['task']!r}; expected a description such as "
-                              "'image super-resolution'")
+            raise OptionError(f"agent.task: got {a['task']!r}; expected a description such as 'image super-resolution'")
         world_size = int(opt.get('world_size', 1) or 1)
-        defaults = {'async_poll_iters': 1 if world_size == 1 else 10,
-                    'pad_multiple': int((opt.get('network_g') or {}).get('window_size', 1) or 1),
-                    'policy_seed': int(opt.get('manual_seed', 0) or 0)}
+        defaults = {
+            'async_poll_iters': 1 if world_size == 1 else 10,
+            'pad_multiple': int((opt.get('network_g') or {}).get('window_size', 1) or 1),
+            'policy_seed': int(opt.get('manual_seed', 0) or 0),
+        }
         for key, value in defaults.items():
             if a[key] is None:
                 a[key] = value
@@ -143,26 +162,46 @@ class AgentOptions:
             a['snapshot_every'] = max(1, stage_iters // (2 * snapshots))
         every = positive(a, 'snapshot_every')
         if (snapshots - 1) * every >= stage_iters:
-            raise OptionError(f'agent.snapshot_every: {snapshots} snapshots {every} iterations apart do not fit in '
-                              f'a stage of {stage_iters}')
+            raise OptionError(
+                f'agent.snapshot_every: {snapshots} snapshots {every} iterations apart do not fit in '
+                f'a stage of {stage_iters}'
+            )
         approval_timeout = positive(a, 'approval_timeout_s', integer=False)
         if a['human_approval'] and approval_timeout >= budget:
-            raise OptionError(f'agent.approval_timeout_s: {approval_timeout:g} s is not shorter than '
-                              f'agent.boundary_budget_s ({budget:g} s), which bounds the policy and the approval '
-                              'together')
+            raise OptionError(
+                f'agent.approval_timeout_s: {approval_timeout:g} s is not shorter than '
+                f'agent.boundary_budget_s ({budget:g} s), which bounds the policy and the approval '
+                'together'
+            )
         if a['human_approval'] and needs_probes:
-            raise OptionError('agent.human_approval: the lookahead policy trains its candidates on the spot and '
-                              'chooses by their scores; there is no single proposal to approve')
+            raise OptionError(
+                'agent.human_approval: the lookahead policy trains its candidates on the spot and '
+                'chooses by their scores; there is no single proposal to approve'
+            )
         options = cls(
-            stage_iters=stage_iters, num_images=positive(a, 'num_images'),
-            image_seed=non_negative_int(a, 'image_seed'), dataset=dict(a['dataset']),
-            experts=dict(a['experts']), policy=dict(policy), initial_weights=a['initial_weights'],
-            task=a['task'], policy_seed=non_negative_int(a, 'policy_seed'), async_decisions=a['async'],
-            boundary_budget_s=budget, async_poll_iters=positive(a, 'async_poll_iters'),
-            pad_multiple=positive(a, 'pad_multiple'), dist_timeout_s=positive(a, 'dist_timeout_s', integer=False),
-            score_network=a['score_network'], snapshots=snapshots, snapshot_every=every,
-            stage_images=a['stage_images'], human_approval=a['human_approval'],
-            approval_timeout_s=approval_timeout, board=check_board_options(a['board']), needs_probes=needs_probes)
+            stage_iters=stage_iters,
+            num_images=positive(a, 'num_images'),
+            image_seed=non_negative_int(a, 'image_seed'),
+            dataset=dict(a['dataset']),
+            experts=dict(a['experts']),
+            policy=dict(policy),
+            initial_weights=a['initial_weights'],
+            task=a['task'],
+            policy_seed=non_negative_int(a, 'policy_seed'),
+            async_decisions=a['async'],
+            boundary_budget_s=budget,
+            async_poll_iters=positive(a, 'async_poll_iters'),
+            pad_multiple=positive(a, 'pad_multiple'),
+            dist_timeout_s=positive(a, 'dist_timeout_s', integer=False),
+            score_network=a['score_network'],
+            snapshots=snapshots,
+            snapshot_every=every,
+            stage_images=a['stage_images'],
+            human_approval=a['human_approval'],
+            approval_timeout_s=approval_timeout,
+            board=check_board_options(a['board']),
+            needs_probes=needs_probes,
+        )
         options.check_probe_window()
         return options
 
@@ -173,11 +212,15 @@ class AgentOptions:
             return
         probe_iters = selected_options(self.policy)[1].get('probe_iters', 10)
         if isinstance(probe_iters, int) and not isinstance(probe_iters, bool) and probe_iters >= self.stage_iters:
-            raise OptionError(f'agent.policy.probe_iters: {probe_iters} must be smaller than agent.stage_iters '
-                              f'({self.stage_iters}): the winner trains on for the rest of the stage')
+            raise OptionError(
+                f'agent.policy.probe_iters: {probe_iters} must be smaller than agent.stage_iters '
+                f'({self.stage_iters}): the winner trains on for the rest of the stage'
+            )
         if self.async_decisions:
-            raise OptionError('agent.async: the lookahead policy trains its candidates at the boundary; '
-                              'it cannot decide asynchronously (set agent.async: false)')
+            raise OptionError(
+                'agent.async: the lookahead policy trains its candidates at the boundary; '
+                'it cannot decide asynchronously (set agent.async: false)'
+            )
 
 
 def initial_weights_option(value, names: list[str]) -> dict[str, float] | None:
@@ -187,8 +230,9 @@ def initial_weights_option(value, names: list[str]) -> dict[str, float] | None:
         return None
     if isinstance(value, dict):
         if sorted(map(str, value)) != sorted(names):
-            raise OptionError(f'agent.initial_weights: names {sorted(map(str, value))} do not match the loss '
-                              f'repository {names}')
+            raise OptionError(
+                f'agent.initial_weights: names {sorted(map(str, value))} do not match the loss repository {names}'
+            )
         weights = {n: value[n] for n in names}
     elif isinstance(value, (list, tuple)):
         if len(value) != len(names):

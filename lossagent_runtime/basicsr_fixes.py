@@ -13,6 +13,7 @@ calls it first thing); everything else the pipeline does explicitly (lossagent_r
 - `logger.wandb.project` starts wandb with TensorBoard syncing as BasicSR does, on rank 0
   (BasicSR asks for `wandb.util.generate_id`, which wandb no longer has).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -41,7 +42,7 @@ def normalize_launcher_args(argv: list[str]) -> list[str]:
     out = []
     for i, arg in enumerate(argv):
         if arg.startswith('--local-rank'):
-            arg = '--local_rank' + arg[len('--local-rank'):]
+            arg = '--local_rank' + arg[len('--local-rank') :]
         if arg.startswith('--local_rank'):
             value = arg.split('=', 1)[1] if '=' in arg else (argv[i + 1] if i + 1 < len(argv) else None)
             if value is not None:
@@ -54,7 +55,7 @@ def init_dist(launcher: str, backend: str = 'nccl', port=None, **kwargs) -> None
     """BasicSR's `init_dist`: `launcher` from `--launcher`, `backend`/`port` from `dist_params` (slurm only,
     as in BasicSR). NCCL with one GPU per local rank when CUDA is there, gloo otherwise."""
     if launcher not in ('pytorch', 'slurm'):
-        raise UserError(f"--launcher {launcher}: expected none, pytorch or slurm")
+        raise UserError(f'--launcher {launcher}: expected none, pytorch or slurm')
     if dist.is_initialized():
         return
     if launcher == 'slurm':
@@ -68,8 +69,10 @@ def init_dist(launcher: str, backend: str = 'nccl', port=None, **kwargs) -> None
         dist.init_process_group(backend='gloo', timeout=timeout)
 
 
-SLURM_HELP = ('run train.py under srun (srun python train.py -opt X.yml --launcher slurm), or start it with '
-              'torchrun on each node instead (--launcher pytorch; README, "Multi-node")')
+SLURM_HELP = (
+    'run train.py under srun (srun python train.py -opt X.yml --launcher slurm), or start it with '
+    'torchrun on each node instead (--launcher pytorch; README, "Multi-node")'
+)
 
 
 def slurm_environment(environ, port=None) -> dict:
@@ -83,7 +86,7 @@ def slurm_environment(environ, port=None) -> dict:
     if nodelist is None and 'MASTER_ADDR' not in environ:
         missing.append('SLURM_NODELIST')
     if missing:
-        raise UserError(f"--launcher slurm: {', '.join(missing)} not set: {SLURM_HELP}")
+        raise UserError(f'--launcher slurm: {", ".join(missing)} not set: {SLURM_HELP}')
     try:
         rank, world = int(environ['SLURM_PROCID']), int(environ['SLURM_NTASKS'])
         local_rank = int(environ.get('SLURM_LOCALID', 0))
@@ -91,9 +94,13 @@ def slurm_environment(environ, port=None) -> dict:
         raise UserError(f'--launcher slurm: SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID must be integers ({err})') from None
     if not 0 <= rank < world:
         raise UserError(f'--launcher slurm: SLURM_PROCID={rank} is not below SLURM_NTASKS={world}')
-    return {'RANK': str(rank), 'WORLD_SIZE': str(world), 'LOCAL_RANK': str(local_rank),
-            'MASTER_ADDR': environ.get('MASTER_ADDR') or first_host(nodelist),
-            'MASTER_PORT': str(port if port is not None else environ.get('MASTER_PORT', 29500))}
+    return {
+        'RANK': str(rank),
+        'WORLD_SIZE': str(world),
+        'LOCAL_RANK': str(local_rank),
+        'MASTER_ADDR': environ.get('MASTER_ADDR') or first_host(nodelist),
+        'MASTER_PORT': str(port if port is not None else environ.get('MASTER_PORT', 29500)),
+    }
 
 
 def first_host(nodelist: str) -> str:
@@ -113,8 +120,9 @@ def model_to_device(self, net):
     if self.opt['dist']:
         find_unused = self.opt.get('find_unused_parameters', False)
         if self.device.type == 'cuda':
-            return DistributedDataParallel(net, device_ids=[torch.cuda.current_device()],
-                                           find_unused_parameters=find_unused)
+            return DistributedDataParallel(
+                net, device_ids=[torch.cuda.current_device()], find_unused_parameters=find_unused
+            )
         return DistributedDataParallel(net, find_unused_parameters=find_unused)
     if self.opt['num_gpu'] > 1:
         return torch.nn.DataParallel(net)
@@ -133,6 +141,7 @@ def init_wandb_logger(opt: dict) -> None:
     `logger.wandb.resume_id` continues a wandb run. WANDB_MODE=offline writes it under ./wandb (WANDB_DIR)."""
     import wandb
     from wandb.sdk.lib.runid import generate_id
+
     resume_id = opt['logger']['wandb'].get('resume_id')
     run_id, resume = (resume_id, 'allow') if resume_id else (generate_id(), 'never')
     project = opt['logger']['wandb']['project']

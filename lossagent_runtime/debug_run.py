@@ -6,11 +6,12 @@ wants to see work -- would never run. Here the stage shrinks to those 8 iteratio
 8, 16, ...), the snapshots and a lookahead window fit inside it, and the agent scores two images.
 Applied to the parsed options before they are checked, so the checks see the debug values.
 """
+
 from __future__ import annotations
 
 from agent.policies import find_policy
 
-DEBUG_STAGE_ITERS = 8   # = BasicSR's debug val_freq and save_checkpoint_freq
+DEBUG_STAGE_ITERS = 8  # = BasicSR's debug val_freq and save_checkpoint_freq
 DEBUG_NUM_IMAGES = 2
 
 

@@ -1,4 +1,5 @@
 """Reading an option file the way BasicSR does, with one-line errors where BasicSR gives a traceback."""
+
 from __future__ import annotations
 
 import os.path as osp
@@ -40,16 +41,16 @@ def read_option_file(path: str, force_yml: list[str] | None = None) -> dict:
         raise OptionError(f'datasets: expected a mapping phase -> dataset options in {path}')
     for entry in force_yml or []:
         keys, sep, _ = entry.partition('=')
-        if not sep or '=' in entry[len(keys) + 1:]:
+        if not sep or '=' in entry[len(keys) + 1 :]:
             raise OptionError(f'--force_yml {entry}: expected key:subkey=value')
         parent = opt
         path_keys = [k.strip() for k in keys.split(':')]
         for depth, key in enumerate(path_keys[:-1]):
             if not isinstance(parent, dict) or key not in parent:
-                raise OptionError(f"--force_yml {entry}: {':'.join(path_keys[:depth + 1])} is not in {path}")
+                raise OptionError(f'--force_yml {entry}: {":".join(path_keys[: depth + 1])} is not in {path}')
             parent = parent[key]
         if not isinstance(parent, dict):
-            raise OptionError(f"--force_yml {entry}: {':'.join(path_keys[:-1])} is not a mapping")
+            raise OptionError(f'--force_yml {entry}: {":".join(path_keys[:-1])} is not a mapping')
     return opt
 
 

@@ -21,6 +21,7 @@ end of each iteration. A checkpoint that cannot be written (disk full) stops the
 naming the file and the newest good state (lossagent_models/checkpoint_files.py): training on
 without checkpoints would risk more work than it saves.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -36,8 +37,16 @@ import torch.distributed as dist
 from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
 from basicsr.models import build_model
 from basicsr.train import create_train_val_dataloader, init_tb_loggers
-from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, get_root_logger, get_time_str,
-                           make_exp_dirs, mkdir_and_rename)
+from basicsr.utils import (
+    AvgTimer,
+    MessageLogger,
+    check_resume,
+    get_env_info,
+    get_root_logger,
+    get_time_str,
+    make_exp_dirs,
+    mkdir_and_rename,
+)
 from basicsr.utils.options import copy_opt_file, dict2str, parse_options
 from agent.runs.board.launch import start_board
 from lossagent_errors import CheckpointError, OptionError, WriteError
@@ -50,13 +59,20 @@ from .option_file import option_arguments, read_option_file
 from .preemption import EXIT_PREEMPTED, Preempted, StopRequest, preempt_signals
 from .preflight import check_options
 
+
 # ---- steps before anything is written --------------------------------------------------------
 def state_iterations(states_dir: str) -> list[int]:
     """The iterations of the training states in `states_dir`, newest first."""
     if not osp.isdir(states_dir):
         return []
-    return sorted((int(f[:-len('.state')]) for f in os.listdir(states_dir)
-                   if f.endswith('.state') and f[:-len('.state')].isdigit()), reverse=True)
+    return sorted(
+        (
+            int(f[: -len('.state')])
+            for f in os.listdir(states_dir)
+            if f.endswith('.state') and f[: -len('.state')].isdigit()
+        ),
+        reverse=True,
+    )
 
 
 def checkpoint_problem(opt: dict, state_path: str, iteration: int) -> str | None:
@@ -80,11 +96,16 @@ def newest_good_state(opt: dict) -> str | None:
             return path
         skipped.append(problem)
         if opt.get('rank', 0) == 0:
-            print(f'train.py: --auto_resume: skipping the checkpoint of iteration {iteration}: {problem}',
-                  file=sys.stderr, flush=True)
+            print(
+                f'train.py: --auto_resume: skipping the checkpoint of iteration {iteration}: {problem}',
+                file=sys.stderr,
+                flush=True,
+            )
     if skipped:
-        raise CheckpointError(f'--auto_resume: no usable training state in {states_dir} ({"; ".join(skipped)}); '
-                              f'move them away to start from iteration 0')
+        raise CheckpointError(
+            f'--auto_resume: no usable training state in {states_dir} ({"; ".join(skipped)}); '
+            f'move them away to start from iteration 0'
+        )
     return None
 
 
@@ -100,9 +121,10 @@ def load_resume_state(opt: dict):
         if path is not None:
             if not osp.isfile(path):
                 raise OptionError(f'path.resume_state: {path} does not exist')
-            iteration = osp.basename(path)[:-len('.state')]
-            problem = checkpoint_problem(opt, path, int(iteration)) if iteration.isdigit() else \
-                check_checkpoint(path, [])
+            iteration = osp.basename(path)[: -len('.state')]
+            problem = (
+                checkpoint_problem(opt, path, int(iteration)) if iteration.isdigit() else check_checkpoint(path, [])
+            )
             if problem:
                 raise CheckpointError(f'path.resume_state: {problem}')
     if path is None:
@@ -126,7 +148,7 @@ def make_folders(opt: dict, resume_state) -> None:
 def start_loggers(opt: dict, opt_path: str):
     copy_opt_file(opt_path, opt['path']['experiments_root'])
     # BasicSR's logger must not be asked for before this point, or it never gets its file
-    log_file = osp.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
+    log_file = osp.join(opt['path']['log'], f'train_{opt["name"]}_{get_time_str()}.log')
     logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
     logger.info(get_env_info())
     logger.info(dict2str(opt))
@@ -193,8 +215,14 @@ def save_checkpoint(opt: dict, model, epoch: int, current_iter: int) -> None:
         error = box[0]
     if error:
         good = newest_good_state(opt) if current_iter != -1 else None
-        raise WriteError(f'{error}; ' + (f'the newest good training state is {good}: free space and continue with '
-                                         f'--auto_resume' if good else 'no earlier training state was written'))
+        raise WriteError(
+            f'{error}; '
+            + (
+                f'the newest good training state is {good}: free space and continue with --auto_resume'
+                if good
+                else 'no earlier training state was written'
+            )
+        )
 
 
 def preempt(opt: dict, model, stop: StopRequest, epoch: int, current_iter: int, saved: bool, logger) -> None:
@@ -204,9 +232,11 @@ def preempt(opt: dict, model, stop: StopRequest, epoch: int, current_iter: int, 
     if not saved:
         save_checkpoint(opt, model, epoch, current_iter)
     extra = len(stop.received) - 1
-    raise Preempted(f'stopped by {stop.signal_name()} after iteration {current_iter}: training state {path}; '
-                    f'continue with --auto_resume (exit status {EXIT_PREEMPTED})'
-                    + (f'; {extra} further signal(s) ignored while saving' if extra > 0 else ''))
+    raise Preempted(
+        f'stopped by {stop.signal_name()} after iteration {current_iter}: training state {path}; '
+        f'continue with --auto_resume (exit status {EXIT_PREEMPTED})'
+        + (f'; {extra} further signal(s) ignored while saving' if extra > 0 else '')
+    )
 
 
 def release(model, tb_logger, board) -> None:
@@ -237,13 +267,12 @@ def train_pipeline(root_path: str, argv: list[str]) -> None:
     if debug_changes:
         logger.info('Debug run, agent shortened: ' + '; '.join(debug_changes))
     board = start_board(opt, logger)  # agent.board: the run board in its own process
-    train_loader, train_sampler, val_loaders, total_epochs, total_iters = \
-        create_dataloaders(opt, logger, resume_state)
+    train_loader, train_sampler, val_loaders, total_epochs, total_iters = create_dataloaders(opt, logger, resume_state)
     model = build_model(with_specs(opt, specs))
     start_epoch, current_iter = 0, 0
     if resume_state:
         model.resume_training(resume_state)  # optimizers, schedulers (and for ours: RNG, agent)
-        logger.info(f"Resuming training from epoch: {resume_state['epoch']}, iter: {resume_state['iter']}.")
+        logger.info(f'Resuming training from epoch: {resume_state["epoch"]}, iter: {resume_state["iter"]}.')
         start_epoch, current_iter = resume_state['epoch'], resume_state['iter']
     msg_logger = MessageLogger(opt, current_iter, tb_logger)
     prefetcher = prefetcher_for(opt, train_loader, logger)
@@ -269,8 +298,13 @@ def train_pipeline(root_path: str, argv: list[str]) -> None:
                 if current_iter == 1:
                     msg_logger.reset_start_time()  # a more accurate ETA (not after a resume)
                 if current_iter % opt['logger']['print_freq'] == 0:
-                    log_vars = {'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
-                                'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
+                    log_vars = {
+                        'epoch': epoch,
+                        'iter': current_iter,
+                        'lrs': model.get_current_learning_rate(),
+                        'time': iter_timer.get_avg_time(),
+                        'data_time': data_timer.get_avg_time(),
+                    }
                     log_vars.update(model.get_current_log())
                     msg_logger(log_vars)
                 saved = current_iter % opt['logger']['save_checkpoint_freq'] == 0

@@ -12,6 +12,7 @@ With several processes the stop flag is all-reduced (MAX) every iteration: every
 the same iteration, however many of them received the signal, and no rank is left waiting in a
 collective. The flag is a CPU int (in a gloo group beside NCCL): microseconds, no GPU sync.
 """
+
 from __future__ import annotations
 
 import signal
@@ -35,15 +36,18 @@ def preempt_signals(opt: dict) -> list[signal.Signals]:
     if names is None:
         names = []
     if not isinstance(names, (list, tuple)):
-        raise OptionError(f'logger.preempt_signals: expected a list of signal names such as {list(DEFAULT_SIGNALS)}, '
-                          f'got {names!r}')
+        raise OptionError(
+            f'logger.preempt_signals: expected a list of signal names such as {list(DEFAULT_SIGNALS)}, got {names!r}'
+        )
     out = []
     for name in names:
         key = str(name).upper()
         key = key if key.startswith('SIG') else f'SIG{key}'
         if key in ('SIGKILL', 'SIGSTOP') or not hasattr(signal.Signals, key):
-            raise OptionError(f'logger.preempt_signals: {name!r} is not a signal that can be caught; '
-                              f'expected names such as {list(DEFAULT_SIGNALS)}')
+            raise OptionError(
+                f'logger.preempt_signals: {name!r} is not a signal that can be caught; '
+                f'expected names such as {list(DEFAULT_SIGNALS)}'
+            )
         out.append(signal.Signals[key])
     return out
 

@@ -8,6 +8,7 @@ BasicSR's own sections keep BasicSR's behaviour; only their `type` names and dat
 checked here. Each check is the one the builder itself runs, called early: nothing is built; the
 losses and the agent section are parsed once into the specs the model and the stage hook receive.
 """
+
 from __future__ import annotations
 
 import os.path as osp
@@ -42,13 +43,16 @@ def check_options(opt: dict) -> TrainingSpecs | None:
     if ours and opt.get('is_train', True):
         specs = training_specs(opt)
     elif opt.get('agent'):
-        raise OptionError(f"agent: model_type {opt['model_type']} has no loss agent; use LossAgentModel "
-                          'or RealLossAgentModel')
+        raise OptionError(
+            f'agent: model_type {opt["model_type"]} has no loss agent; use LossAgentModel or RealLossAgentModel'
+        )
     resuming = opt.get('auto_resume') or opt['path'].get('resume_state')
     if not resuming:
         for key in ('pretrain_network_g', 'pretrain_network_d'):
             path = opt['path'].get(key)
             if path is not None and not osp.isfile(path):
-                raise OptionError(f'path.{key}: {path} does not exist (put the pretrained weights there, '
-                                  f'e.g. under experiments/pretrained_models/)')
+                raise OptionError(
+                    f'path.{key}: {path} does not exist (put the pretrained weights there, '
+                    f'e.g. under experiments/pretrained_models/)'
+                )
     return specs

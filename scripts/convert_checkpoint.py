@@ -8,6 +8,7 @@ PromptIR's release is a PyTorch Lightning file: weights under `state_dict`, keys
 
 Keys without the prefix (e.g. a Lightning module's loss buffers) are dropped and listed.
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -23,12 +24,12 @@ def convert(ckpt: dict, param_key: str = None, strip_prefix: str = None) -> tupl
     params, dropped = {}, []
     for key, value in ckpt.items():
         if key.startswith('module.'):
-            key = key[len('module.'):]
+            key = key[len('module.') :]
         if strip_prefix:
             if not key.startswith(strip_prefix):
                 dropped.append(key)
                 continue
-            key = key[len(strip_prefix):]
+            key = key[len(strip_prefix) :]
         params[key] = value
     return params, dropped
 

@@ -19,6 +19,7 @@ Not fetched here (not single files): Q-Align's Hugging Face model `q-future/one-
 backbone `vit_base_patch8_224`; `huggingface-cli download` them, or let pyiqa fetch them on a machine
 with network and copy ~/.cache/huggingface (docs/reproduce.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,11 @@ def torch_hub_dir() -> Path:
 class WeightFile:
     group: str
     url: str
-    folder: str              # relative to the repository root, or under '{hub}' (torch.hub.get_dir())
+    folder: str  # relative to the repository root, or under '{hub}' (torch.hub.get_dir())
     used_by: str
-    sha256: str = ''         # full digest, when published
+    sha256: str = ''  # full digest, when published
     sha256_prefix: str = ''  # torch.hub's convention: name-<first hex digits of sha256>.ext
-    filename: str = ''       # saved under this name (default: the URL's)
+    filename: str = ''  # saved under this name (default: the URL's)
 
     @property
     def name(self) -> str:
@@ -72,27 +73,65 @@ class WeightFile:
 
 SWINIR = 'https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/'
 PYIQA = 'https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/'  # pyiqa 0.1.16's own store
-CLIP_RN50 = ('https://openaipublic.azureedge.net/clip/models/'
-             'afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt')
+CLIP_RN50 = (
+    'https://openaipublic.azureedge.net/clip/models/'
+    'afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt'
+)
 
 FILES = [
-    WeightFile('SwinIR', SWINIR + '001_classicalSR_DF2K_s64w8_SwinIR-M_x4.pth', PRETRAINED,
-               'CISR_*.yml start; CISR "Pre-trained" rows'),
-    WeightFile('SwinIR', SWINIR + '003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_PSNR.pth', PRETRAINED,
-               'RISR_*.yml start; RISR "Pre-trained" row'),
-    WeightFile('HAT', 'https://github.com/XPixelGroup/HAT/releases/download/v0.0.0/HAT-S_SRx4.pth', PRETRAINED,
-               'CISR_HAT-S_*.yml start and "Pre-trained" row'),
-    WeightFile('MambaIRv2', 'https://github.com/csguoh/MambaIR/releases/download/v1.0/mambairv2_lightSR_x4.pth',
-               PRETRAINED, 'CISR_MambaIRv2-light_*.yml start and "Pre-trained" row'),
-    WeightFile('PromptIR', 'https://github.com/va1shn9v/PromptIR/releases/download/v1.0/model.ckpt', PRETRAINED,
-               'AIR_*.yml start (converted to PromptIR_allinone.pth)', filename='promptir_model.ckpt'),
-    WeightFile('VGG', 'https://download.pytorch.org/models/vgg19-dcbb9e9d.pth', PRETRAINED,
-               'the Perceptual loss (BasicSR VGG19)', sha256_prefix='dcbb9e9d'),
-    WeightFile('LPIPS', 'https://download.pytorch.org/models/vgg16-397923af.pth', '{hub}/checkpoints',
-               'the LPIPS loss (AIR, M = 5); the linear heads ship in the lpips package', sha256_prefix='397923af'),
+    WeightFile(
+        'SwinIR',
+        SWINIR + '001_classicalSR_DF2K_s64w8_SwinIR-M_x4.pth',
+        PRETRAINED,
+        'CISR_*.yml start; CISR "Pre-trained" rows',
+    ),
+    WeightFile(
+        'SwinIR',
+        SWINIR + '003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_PSNR.pth',
+        PRETRAINED,
+        'RISR_*.yml start; RISR "Pre-trained" row',
+    ),
+    WeightFile(
+        'HAT',
+        'https://github.com/XPixelGroup/HAT/releases/download/v0.0.0/HAT-S_SRx4.pth',
+        PRETRAINED,
+        'CISR_HAT-S_*.yml start and "Pre-trained" row',
+    ),
+    WeightFile(
+        'MambaIRv2',
+        'https://github.com/csguoh/MambaIR/releases/download/v1.0/mambairv2_lightSR_x4.pth',
+        PRETRAINED,
+        'CISR_MambaIRv2-light_*.yml start and "Pre-trained" row',
+    ),
+    WeightFile(
+        'PromptIR',
+        'https://github.com/va1shn9v/PromptIR/releases/download/v1.0/model.ckpt',
+        PRETRAINED,
+        'AIR_*.yml start (converted to PromptIR_allinone.pth)',
+        filename='promptir_model.ckpt',
+    ),
+    WeightFile(
+        'VGG',
+        'https://download.pytorch.org/models/vgg19-dcbb9e9d.pth',
+        PRETRAINED,
+        'the Perceptual loss (BasicSR VGG19)',
+        sha256_prefix='dcbb9e9d',
+    ),
+    WeightFile(
+        'LPIPS',
+        'https://download.pytorch.org/models/vgg16-397923af.pth',
+        '{hub}/checkpoints',
+        'the LPIPS loss (AIR, M = 5); the linear heads ship in the lpips package',
+        sha256_prefix='397923af',
+    ),
     WeightFile('pyiqa', PYIQA + 'ckpt_koniq10k.pt', '{hub}/pyiqa', 'MANIQA (expert, metric)'),
-    WeightFile('pyiqa', CLIP_RN50, '{hub}/clip', 'CLIPIQA (expert, metric, loss)',
-               sha256='afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762'),
+    WeightFile(
+        'pyiqa',
+        CLIP_RN50,
+        '{hub}/clip',
+        'CLIPIQA (expert, metric, loss)',
+        sha256='afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762',
+    ),
     WeightFile('pyiqa', PYIQA + 'niqe_modelparameters.mat', '{hub}/pyiqa', 'NIQE (expert, metric, loss)'),
 ]
 # PromptIR's release is a Lightning file; the AIR files load BasicSR's {'params': ...} (convert_checkpoint.py)
@@ -165,8 +204,10 @@ def fetch(entry: WeightFile, url: str, retries: int, timeout: float) -> str:
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as err:
             if attempt == retries:
                 size = part.stat().st_size if part.exists() else 0
-                raise DownloadError(f'{type(err).__name__} after {retries + 1} tries ({size} bytes kept in '
-                                    f'{part.name}; run again to resume)') from None
+                raise DownloadError(
+                    f'{type(err).__name__} after {retries + 1} tries ({size} bytes kept in '
+                    f'{part.name}; run again to resume)'
+                ) from None
             resumed = True
     problem = verify(entry, part, total)
     if problem:
@@ -180,6 +221,7 @@ def convert_promptir(ckpt_path: Path) -> str:
     sys.path.insert(0, str(ROOT / 'scripts'))
     import torch
     from convert_checkpoint import convert
+
     out = ckpt_path.with_name(PROMPTIR_CONVERTED)
     if out.exists():
         return f'{out.relative_to(ROOT)} present'
@@ -197,20 +239,25 @@ def main(argv=None) -> int:
     groups = sorted({f.group for f in FILES})
     parser.add_argument('groups', nargs='*', help=f'only these groups ({", ".join(groups)}); default all')
     parser.add_argument('--list', action='store_true', help='print what would be fetched, fetch nothing')
-    parser.add_argument('--base_url', default=os.environ.get('LOSSAGENT_WEIGHTS_BASE_URL'),
-                        help='fetch every file as BASE_URL/<file name> (a mirror)')
+    parser.add_argument(
+        '--base_url',
+        default=os.environ.get('LOSSAGENT_WEIGHTS_BASE_URL'),
+        help='fetch every file as BASE_URL/<file name> (a mirror)',
+    )
     parser.add_argument('--retries', type=int, default=3, help='resumed tries after a dropped connection')
     parser.add_argument('--timeout', type=float, default=60.0, help='seconds without data before a retry')
     args = parser.parse_args(argv)
     unknown = [g for g in args.groups if g not in groups]
     if unknown:
-        print(f'download_pretrained_models: unknown group {unknown[0]!r}; choose from {", ".join(groups)}',
-              file=sys.stderr)
+        print(
+            f'download_pretrained_models: unknown group {unknown[0]!r}; choose from {", ".join(groups)}',
+            file=sys.stderr,
+        )
         return 2
     selected = [f for f in FILES if not args.groups or f.group in args.groups]
     failed = 0
     for entry in selected:
-        url = f"{args.base_url.rstrip('/')}/{entry.name}" if args.base_url else entry.url
+        url = f'{args.base_url.rstrip("/")}/{entry.name}' if args.base_url else entry.url
         dest = entry.path()
         if args.list:
             print(f'{entry.group:10} {display(dest)}\n{"":10} from {url}\n{"":10} {entry.check()}; {entry.used_by}')
@@ -228,8 +275,10 @@ def main(argv=None) -> int:
             failed += 1
             print(f'FAILED   {display(dest)}: {err}', flush=True)
     if args.list:
-        print('not fetched here: Q-Align (huggingface-cli download q-future/one-align), MANIQA\'s timm backbone '
-              'vit_base_patch8_224 (pyiqa fetches both on first use)')
+        print(
+            "not fetched here: Q-Align (huggingface-cli download q-future/one-align), MANIQA's timm backbone "
+            'vit_base_patch8_224 (pyiqa fetches both on first use)'
+        )
     return 1 if failed else 0
 
 

@@ -8,6 +8,7 @@ For the x4 LR folder use crop 120, step 60, thresh 12 so LR/HR sub-images stay a
     python scripts/extract_subimages.py --input datasets/DF2K/DF2K_LR_bicubic/X4 \
         --output datasets/DF2K/DF2K_LR_bicubic/X4_sub --crop-size 120 --step 60 --thresh-size 12
 """
+
 import argparse
 import os
 import re
@@ -41,9 +42,10 @@ def extract_one(path, output, crop_size, step, thresh_size, compression):
     for y in crop_starts(h, crop_size, step, thresh_size):
         for x in crop_starts(w, crop_size, step, thresh_size):
             index += 1
-            crop = np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size, ...])
-            cv2.imwrite(os.path.join(output, f'{stem}_s{index:03d}.png'), crop,
-                        [cv2.IMWRITE_PNG_COMPRESSION, compression])
+            crop = np.ascontiguousarray(img[y : y + crop_size, x : x + crop_size, ...])
+            cv2.imwrite(
+                os.path.join(output, f'{stem}_s{index:03d}.png'), crop, [cv2.IMWRITE_PNG_COMPRESSION, compression]
+            )
     return index
 
 

@@ -6,6 +6,7 @@ shape is there for humans and for LMDB tools.
     python scripts/generate_meta_info.py --input datasets/DF2K/DF2K_HR_sub \
         --output datasets/DF2K/meta_info_DF2K_sub.txt
 """
+
 import argparse
 import sys
 from pathlib import Path

@@ -7,6 +7,7 @@ with BasicSR's PairedImageDataset gives the same numbers as `mode: test`.
     python scripts/generate_noisy_testset.py --input datasets/allinone/test/denoise/bsd68 \
         --output datasets/allinone/test/denoise/bsd68_sigma25 --sigma 25 --seed 0
 """
+
 import argparse
 import os
 import sys
@@ -15,8 +16,12 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lossagent_data.allinone_dataset import (add_gaussian_noise_uint8, crop_to_multiple, fixed_noise_rng,  # noqa: E402
-                                             list_images)
+from lossagent_data.allinone_dataset import (
+    add_gaussian_noise_uint8,
+    crop_to_multiple,
+    fixed_noise_rng,  # noqa: E402
+    list_images,
+)
 
 
 def main(argv=None):

@@ -8,6 +8,7 @@ bicubic, the convention of SR benchmarks; OpenCV's bicubic gives different pixel
     python scripts/make_bicubic_lr.py --input datasets/DF2K/DF2K_HR --scale 4 \
         --lr-output datasets/DF2K/DF2K_LR_bicubic/X4
 """
+
 import argparse
 import os
 import sys
@@ -26,13 +27,13 @@ IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 def mod_crop(img, scale):
     h, w = img.shape[:2]
-    return img[:h - h % scale, :w - w % scale, ...]
+    return img[: h - h % scale, : w - w % scale, ...]
 
 
 def bicubic_downscale(img_uint8, scale):
     """uint8 HxWxC -> uint8 (H/scale)x(W/scale)xC with MATLAB bicubic (rounded like MATLAB's uint8)."""
-    lr = imresize(img_uint8.astype(np.float64) / 255., 1 / scale)
-    return np.clip(np.round(lr * 255.), 0, 255).astype(np.uint8)
+    lr = imresize(img_uint8.astype(np.float64) / 255.0, 1 / scale)
+    return np.clip(np.round(lr * 255.0), 0, 255).astype(np.uint8)
 
 
 def process(path, scale, gt_output, lr_output):

@@ -1,4 +1,5 @@
 """Shared by the board tests: a run folder written the way a run writes it, a board process, a browser."""
+
 from __future__ import annotations
 
 import os
@@ -31,13 +32,21 @@ def png(path: Path, value: int, size: int = 32) -> None:
 
 
 def record(stage: int, l1: float, ssim: float, after_ssim: float, niqe: list, thoughts=None) -> StageRecord:
-    r = StageRecord(stage, stage * 3, {'L1': l1, 'SSIM': ssim}, {'NIQE': niqe, 'Human': ['blurry', None]},
-                    experts=[ExpertInfo('NIQE', True), ExpertInfo('Human', False, 'text')], images=list(NAMES),
-                    policy='llm' if stage else 'initial', eval_s=0.5)
+    r = StageRecord(
+        stage,
+        stage * 3,
+        {'L1': l1, 'SSIM': ssim},
+        {'NIQE': niqe, 'Human': ['blurry', None]},
+        experts=[ExpertInfo('NIQE', True), ExpertInfo('Human', False, 'text')],
+        images=list(NAMES),
+        policy='llm' if stage else 'initial',
+        eval_s=0.5,
+    )
     if stage:
         r.prompts = [{'image': 0, 'attempt': 0, 'messages': [{'role': 'user', 'content': f'prompt {SCRIPT}'}]}]
-        r.answers = [{'image': 0, 'attempt': 0, 'text': f'Weights: L1:SSIM=1:{after_ssim}\nThoughts: {SCRIPT}',
-                      'error': None}]
+        r.answers = [
+            {'image': 0, 'attempt': 0, 'text': f'Weights: L1:SSIM=1:{after_ssim}\nThoughts: {SCRIPT}', 'error': None}
+        ]
         r.info = {'thoughts': thoughts or [SCRIPT, None], 'per_image': [{'L1': 1.0, 'SSIM': after_ssim}, None]}
         r.latency_s, r.decided_by = 1.5, 'policy'
     r.weights_after, r.applied_iteration = {'L1': l1, 'SSIM': after_ssim}, stage * 3 + 1
@@ -71,8 +80,9 @@ class Board:
         if token is not None:
             cmd += ['--token', token]
         env = {k: v for k, v in os.environ.items() if k != 'LOSSAGENT_BOARD_TOKEN'}
-        self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env=env)
+        self.process = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
         line = self.process.stdout.readline()
         match = re.search(r'http://127\.0\.0\.1:(\d+)/', line)
         if not match:
@@ -90,6 +100,7 @@ class Board:
 
 def wait_for_url(url: str, timeout: float = 60) -> None:
     import urllib.request
+
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -121,9 +132,19 @@ def chromium():
     profile = tempfile.mkdtemp(prefix='lossagent-chromium-')
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                '--disable-background-networking', '--disable-component-update', '--disable-sync',
-                '--disable-dev-shm-usage', f'--user-data-dir={profile}', '--window-size=1400,1600'):
+    for arg in (
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-dev-shm-usage',
+        f'--user-data-dir={profile}',
+        '--window-size=1400,1600',
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)

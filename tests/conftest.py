@@ -1,4 +1,5 @@
 """Offline, CPU-only test environment, set before anything imports pyiqa or the HF hub."""
+
 import os
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import pytest  # noqa: E402
 def make_run(tmp_path):
     """`make_run(options) -> Run`: an experiment of train.py, removed after the test."""
     from training import Run
+
     runs = []
 
     def factory(opt):
@@ -36,4 +38,5 @@ def make_run(tmp_path):
 def tiny_gguf(tmp_path_factory):
     """A 41 MB Llama-3-shaped GGUF with the real tokenizer and random weights (tests/tiny_llama.py)."""
     from tiny_llama import write_tiny_llama
+
     return write_tiny_llama(tmp_path_factory.mktemp('gguf') / 'tiny-llama3.gguf')

@@ -14,6 +14,7 @@ resume tests use from a separate process:
 
     python tests/openai_stub_server.py --port 0 --port-file /tmp/port
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,13 @@ def completion_body(content: str, model: str) -> dict:
         'object': 'chat.completion',
         'created': int(time.time()),
         'model': model,
-        'choices': [{
-            'index': 0,
-            'message': {'role': 'assistant', 'content': content},
-            'finish_reason': 'stop',
-        }],
+        'choices': [
+            {
+                'index': 0,
+                'message': {'role': 'assistant', 'content': content},
+                'finish_reason': 'stop',
+            }
+        ],
         'usage': {'prompt_tokens': 0, 'completion_tokens': 0, 'total_tokens': 0},
     }
 
@@ -63,8 +66,10 @@ def deterministic_responder(body: dict, index: int) -> str:
     digest = hashlib.sha256(text.encode()).digest()
     values = [round(0.2 + digest[i] / 255 * 1.3, 3) for i in range(len(names))]
     ratio = ':'.join(f'{v:g}' for v in values)
-    return (f"Here's a proposed set of weights.\nWeights: {':'.join(names)}={ratio}\n"
-            'Thoughts: shifting emphasis between the losses to explore.')
+    return (
+        f"Here's a proposed set of weights.\nWeights: {':'.join(names)}={ratio}\n"
+        'Thoughts: shifting emphasis between the losses to explore.'
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -122,8 +127,13 @@ class OpenAIStubServer(ThreadingHTTPServer):
     # the kernel retries after 1 s, which looked like a server that does not batch
     request_queue_size = 128
 
-    def __init__(self, responder: Responder = deterministic_responder, delay: float = 0.0,
-                 port: int = 0, model: str = 'stub-llama-3'):
+    def __init__(
+        self,
+        responder: Responder = deterministic_responder,
+        delay: float = 0.0,
+        port: int = 0,
+        model: str = 'stub-llama-3',
+    ):
         super().__init__(('127.0.0.1', port), _Handler)
         self.responder = responder
         self.delay = delay

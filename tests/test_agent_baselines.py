@@ -1,4 +1,5 @@
 """Random and adaptive policies: seeded, and a resume from state_dict continues the same trajectory."""
+
 import json
 import math
 import random
@@ -36,15 +37,23 @@ def run(policy, stages, history=None, rng=None, weights=None):
     return out, history, rng
 
 
-@pytest.mark.parametrize('kind, opts', [('random', {}), ('random', {'log_uniform': True, 'range': [0.1, 10]}),
-                                        ('adaptive', {}), ('adaptive', {'normalize': 'relative'}),
-                                        ('adaptive', {'strategy': 'paired'})])
+@pytest.mark.parametrize(
+    'kind, opts',
+    [
+        ('random', {}),
+        ('random', {'log_uniform': True, 'range': [0.1, 10]}),
+        ('adaptive', {}),
+        ('adaptive', {'normalize': 'relative'}),
+        ('adaptive', {'strategy': 'paired'}),
+    ],
+)
 def test_seeded_and_resumable(kind, opts):
     def make(seed=5):
         return build_policy({'type': kind, **opts}, N, INIT, EXPERTS, seed=seed)
+
     full, _, _ = run(make(), 8)
-    assert full == run(make(), 8)[0]             # deterministic given the seed
-    assert full != run(make(seed=6), 8)[0]       # and the seed matters
+    assert full == run(make(), 8)[0]  # deterministic given the seed
+    assert full != run(make(seed=6), 8)[0]  # and the seed matters
     first = make()
     head, history, rng = run(first, 4)
     state = json.loads(json.dumps(first.state_dict()))  # what the training state stores
@@ -79,8 +88,13 @@ def test_adaptive_paired_climbs_despite_a_training_trend(seed):
     """The fake NIQE also falls by 0.1 per stage whatever the weights: levels would reward any late
     candidate; the paired strategy compares the change of each stage, so it follows Perceptual. (Relative
     changes make NIQE the objective here; on a common scale CLIPIQA's GAN slope would count as much.)"""
-    p = build_policy({'type': 'adaptive', 'strategy': 'paired', 'trust_region': 1.0, 'normalize': 'relative'},
-                     N, INIT, EXPERTS, seed=seed)
+    p = build_policy(
+        {'type': 'adaptive', 'strategy': 'paired', 'trust_region': 1.0, 'normalize': 'relative'},
+        N,
+        INIT,
+        EXPERTS,
+        seed=seed,
+    )
     out, history, _ = run(p, 30)
     assert all(w['L1'] == 1.0 for w in out)
     assert max(w['Perceptual'] for w in out) <= 0.1 * 2.7183 + 1e-6
@@ -94,8 +108,12 @@ def test_adaptive_paired_climbs_despite_a_training_trend(seed):
 
 def test_adaptive_paired_restarts_a_pair_after_an_invalid_stage():
     p = build_policy({'type': 'adaptive', 'strategy': 'paired'}, N, INIT, EXPERTS, seed=0)
-    h = History([StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [5.0], 'CLIPIQA': [0.5]}),
-                 StageRecord(1, 100, dict(zip(N, INIT)), {'NIQE': [4.9], 'CLIPIQA': [0.5]})])
+    h = History(
+        [
+            StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [5.0], 'CLIPIQA': [0.5]}),
+            StageRecord(1, 100, dict(zip(N, INIT)), {'NIQE': [4.9], 'CLIPIQA': [0.5]}),
+        ]
+    )
     d = p.decide(h)
     assert d.fallback is None and p.phase == 1 and d.weights != dict(zip(N, INIT))
     h.append(StageRecord(2, 200, d.weights, {'NIQE': [None], 'CLIPIQA': [float('nan')]}))
@@ -110,14 +128,21 @@ def test_adaptive_paired_restarts_a_pair_after_an_invalid_stage():
 
 def test_adaptive_handles_invalid_stages_and_bad_options():
     p = build_policy({'type': 'adaptive'}, N, INIT, EXPERTS, seed=0)
-    h = History([StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [5.0], 'CLIPIQA': [0.5]}),
-                 StageRecord(1, 100, dict(zip(N, INIT)), {'NIQE': [None], 'CLIPIQA': [float('nan')]})])
+    h = History(
+        [
+            StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [5.0], 'CLIPIQA': [0.5]}),
+            StageRecord(1, 100, dict(zip(N, INIT)), {'NIQE': [None], 'CLIPIQA': [float('nan')]}),
+        ]
+    )
     d = p.decide(h)
     assert d.fallback.startswith('no valid expert scores') and d.weights == dict(zip(N, INIT))
-    for opts, key in [({'normalize': 'ranks'}, 'normalize'),
-                      ({'objective_weights': {'NIQE': 1}}, 'objective_weights: unknown option'),
-                      ({'sigma': 5, 'sigma_max': 1}, 'sigma'), ({'patience': 0}, 'patience'),
-                      ({'step': 1}, 'step: unknown option')]:
+    for opts, key in [
+        ({'normalize': 'ranks'}, 'normalize'),
+        ({'objective_weights': {'NIQE': 1}}, 'objective_weights: unknown option'),
+        ({'sigma': 5, 'sigma_max': 1}, 'sigma'),
+        ({'patience': 0}, 'patience'),
+        ({'step': 1}, 'step: unknown option'),
+    ]:
         with pytest.raises(OptionError, match=r'agent\.policy\.' + key):
             build_policy({'type': 'adaptive', **opts}, N, INIT, EXPERTS)
 

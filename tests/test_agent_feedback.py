@@ -1,4 +1,5 @@
 """Text experts (a vision model's critique), human feedback files, expert directions."""
+
 import base64
 import threading
 import time
@@ -22,10 +23,12 @@ def test_critique_images_concurrent_with_data_urls_and_failures():
         if data.endswith(b'3'):
             return (500, 'broken')
         return f'Sharp, slight ringing ({data[-1:].decode()}).'
+
     with OpenAIStubServer(responder, delay=0.3) as srv:
         start = time.monotonic()
-        out = critique_images([PNG % i for i in range(6)] + [b''],
-                              {'base_url': srv.base_url, 'retries': 1, 'backoff_s': 0.01})
+        out = critique_images(
+            [PNG % i for i in range(6)] + [b''], {'base_url': srv.base_url, 'retries': 1, 'backoff_s': 0.01}
+        )
         took = time.monotonic() - start
         body = srv.requests[0]
     assert out[:3] == ['Sharp, slight ringing (0).', 'Sharp, slight ringing (1).', 'Sharp, slight ringing (2).']
@@ -61,10 +64,20 @@ def test_wait_for_feedback(tmp_path):
 
 
 def test_expert_directions_from_yaml():
-    e = experts_from_opt({'NIQE': {'metric': 'niqe'}, 'Q': {'metric': 'qalign'}, 'Mine': {'lower_better': True},
-                          'Critic': {'kind': 'text'}})
-    assert e == [ExpertInfo('NIQE', True), ExpertInfo('Q', False), ExpertInfo('Mine', True),
-                 ExpertInfo('Critic', False, 'text')]
+    e = experts_from_opt(
+        {
+            'NIQE': {'metric': 'niqe'},
+            'Q': {'metric': 'qalign'},
+            'Mine': {'lower_better': True},
+            'Critic': {'kind': 'text'},
+        }
+    )
+    assert e == [
+        ExpertInfo('NIQE', True),
+        ExpertInfo('Q', False),
+        ExpertInfo('Mine', True),
+        ExpertInfo('Critic', False, 'text'),
+    ]
     with pytest.raises(OptionError, match=r'agent\.experts: give at least one expert'):  # one grammar: a mapping
         experts_from_opt([{'name': 'psnr'}])
     with pytest.raises(OptionError, match=r'agent\.experts\.X\.lower_better: unknown metric'):

@@ -1,4 +1,5 @@
 """The llm policy against a real HTTP server on 127.0.0.1 (tests/openai_stub_server.py)."""
+
 import json
 import re
 import socket
@@ -51,8 +52,13 @@ def test_prompts_sent_concurrently_and_aggregated():
 
 
 def test_mean_prompt_when_per_image_false_and_median():
-    answers = iter(['Weights: L1:Perceptual:GAN=1:0.1:0.01', 'Weights: L1:Perceptual:GAN=1:0.2:0.02',
-                    'Weights: L1:Perceptual:GAN=9:0.9:0.09'])
+    answers = iter(
+        [
+            'Weights: L1:Perceptual:GAN=1:0.1:0.01',
+            'Weights: L1:Perceptual:GAN=1:0.2:0.02',
+            'Weights: L1:Perceptual:GAN=9:0.9:0.09',
+        ]
+    )
     with OpenAIStubServer(lambda body, i: GOOD) as srv:
         d = policy(srv.base_url, per_image=False).decide(history())
         assert len(srv.requests) == 1 and '(mean of 10 images)' in srv.requests[0]['messages'][1]['content']
@@ -68,9 +74,17 @@ def test_request_bodies_as_vllm_expects(mode):
         if mode in ('json', 'response_format'):
             return json.dumps({'weights': {'L1': 0.8, 'Perceptual': 0.2, 'GAN': 0.05}, 'thoughts': 't'})
         return GOOD
+
     with OpenAIStubServer(answer) as srv:
-        d = policy(srv.base_url, structured_output=mode, model='meta-llama/Meta-Llama-3-8B-Instruct',
-                   stop=['<|eot_id|>'], temperature=0.3, max_tokens=300, seed=7).decide(history(n_images=2))
+        d = policy(
+            srv.base_url,
+            structured_output=mode,
+            model='meta-llama/Meta-Llama-3-8B-Instruct',
+            stop=['<|eot_id|>'],
+            temperature=0.3,
+            max_tokens=300,
+            seed=7,
+        ).decide(history(n_images=2))
         body = srv.requests[0]
     assert d.fallback is None and d.weights['GAN'] == 0.05
     assert body['model'] == 'meta-llama/Meta-Llama-3-8B-Instruct'
@@ -80,8 +94,9 @@ def test_request_bodies_as_vllm_expects(mode):
     cap = LLM_DEFAULTS['max_thoughts']  # the Thoughts are capped in every mode
     if mode == 'regex':
         assert body['structured_outputs'] == {'regex': weights_regex(N, max_thoughts=cap)}
-        assert re.fullmatch(body['structured_outputs']['regex'],
-                            'Weights: L1:Perceptual:GAN=0.7:0.3:0.05\nThoughts: because')
+        assert re.fullmatch(
+            body['structured_outputs']['regex'], 'Weights: L1:Perceptual:GAN=0.7:0.3:0.05\nThoughts: because'
+        )
     elif mode == 'json':
         assert body['structured_outputs'] == {'json': weights_schema(N, max_thoughts=cap)}
         assert body['structured_outputs']['json']['properties']['thoughts']['maxLength'] == cap
@@ -91,8 +106,10 @@ def test_request_bodies_as_vllm_expects(mode):
         first_rule = f'root ::= "Weights: L1:Perceptual:GAN=" values "\\nThoughts: " [^\\n]{{1,{cap}}}\n'
         assert body['grammar'].startswith(first_rule)
     elif mode == 'response_format':
-        assert body['response_format'] == {'type': 'json_schema', 'json_schema': {
-            'name': 'loss_weights', 'schema': weights_schema(N, max_thoughts=cap), 'strict': True}}
+        assert body['response_format'] == {
+            'type': 'json_schema',
+            'json_schema': {'name': 'loss_weights', 'schema': weights_schema(N, max_thoughts=cap), 'strict': True},
+        }
         assert 'structured_outputs' not in body
     else:
         assert 'structured_outputs' not in body and 'response_format' not in body
@@ -128,6 +145,7 @@ def test_budget_abandons_stragglers():
             if image_of(body) >= 5:
                 time.sleep(3)
             return slow(body, i)
+
         srv.responder = responder
         start = time.monotonic()
         d = policy(srv.base_url, budget_s=1.0, timeout_s=10, min_valid=0.5).decide(history())
@@ -145,6 +163,7 @@ def test_partial_failures_aggregate_the_rest_and_min_valid():
         if k < 5:
             return 'I am not sure what to do.'
         return f'Weights: L1:Perceptual:GAN=1:{k / 10}:0.01'
+
     with OpenAIStubServer(responder) as srv:
         d = policy(srv.base_url, retries=1).decide(history())
         assert d.fallback is None
@@ -171,8 +190,10 @@ def test_server_down_never_raises():
     json.dumps(d.to_dict())
 
 
-@pytest.mark.parametrize('body', [b'garbage{{', b'', b'[1, 2]', b'{"choices": []}', b'{"foo": 1}',
-                                  b'{"choices": [{"message": {"content": 5}}]}'])
+@pytest.mark.parametrize(
+    'body',
+    [b'garbage{{', b'', b'[1, 2]', b'{"choices": []}', b'{"foo": 1}', b'{"choices": [{"message": {"content": 5}}]}'],
+)
 def test_garbage_bodies(body):
     with OpenAIStubServer(lambda b, i: body) as srv:
         d = policy(srv.base_url, retries=1, per_image=False).decide(history())
@@ -185,6 +206,7 @@ def test_reprompt_once_with_the_error():
         if len(body['messages']) == 2:
             return 'Weights: L1:Perceptual:GAN=0.7:0.3'
         return GOOD
+
     with OpenAIStubServer(responder) as srv:
         d = policy(srv.base_url).decide(history(n_images=4))
         again = [b for b in srv.requests if len(b['messages']) == 4]
@@ -244,23 +266,37 @@ def test_configuration_errors(monkeypatch):
     monkeypatch.setenv('LOSSAGENT_LLM_URL', 'http://127.0.0.1:9/v1')
     p = build_policy({'type': 'llm'}, N, INIT, [ExpertInfo('NIQE', True)])
     assert p.client.base_url == 'http://127.0.0.1:9/v1'
-    for opts, key in [({'structured_output': 'gramar'}, r"structured_output: got 'gramar'; allowed values "
-                       r"are \['none', 'regex', 'json', 'response_format', 'grammar'\]"),
-                      ({'aggregate': 'max'}, 'aggregate'), ({'min_valid': 0}, 'min_valid'),
-                      ({'min_valid': 1.5}, 'min_valid'), ({'bounds': [1, 0]}, 'bounds'),
-                      ({'budget_s': -1}, 'budget_s'), ({'timout_s': 3}, 'timout_s: unknown option'),
-                      ({'history': 'all'}, 'history'), ({'per_image': 'yes'}, 'per_image'),
-                      ({'backend': 'torch'}, 'backend')]:
+    for opts, key in [
+        (
+            {'structured_output': 'gramar'},
+            r"structured_output: got 'gramar'; allowed values "
+            r"are \['none', 'regex', 'json', 'response_format', 'grammar'\]",
+        ),
+        ({'aggregate': 'max'}, 'aggregate'),
+        ({'min_valid': 0}, 'min_valid'),
+        ({'min_valid': 1.5}, 'min_valid'),
+        ({'bounds': [1, 0]}, 'bounds'),
+        ({'budget_s': -1}, 'budget_s'),
+        ({'timout_s': 3}, 'timout_s: unknown option'),
+        ({'history': 'all'}, 'history'),
+        ({'per_image': 'yes'}, 'per_image'),
+        ({'backend': 'torch'}, 'backend'),
+    ]:
         with pytest.raises(ValueError, match='agent.policy.' + key):
             build_policy({'type': 'llm', **opts}, N, INIT, [ExpertInfo('NIQE', True)])
 
 
 def test_llamacpp_missing_model_is_one_clear_error(tmp_path):
     with pytest.raises(OptionError) as e:
-        build_policy({'type': 'llm', 'backend': 'llamacpp', 'model_path': str(tmp_path / 'm.gguf')},
-                     N, INIT, [ExpertInfo('NIQE', True)])
-    assert str(e.value).startswith('agent.policy.backend: llamacpp needs agent.policy.model_path must name an '
-                                   'existing GGUF file')
+        build_policy(
+            {'type': 'llm', 'backend': 'llamacpp', 'model_path': str(tmp_path / 'm.gguf')},
+            N,
+            INIT,
+            [ExpertInfo('NIQE', True)],
+        )
+    assert str(e.value).startswith(
+        'agent.policy.backend: llamacpp needs agent.policy.model_path must name an existing GGUF file'
+    )
 
 
 def test_boundary_latency_10_images_1s_server(capsys):
@@ -270,6 +306,8 @@ def test_boundary_latency_10_images_1s_server(capsys):
         p.decide(history(n_images=1))  # warm up the client (first import, connection pool)
         d = p.decide(history(n_images=10))
     with capsys.disabled():
-        print(f'\n[llm boundary] 10 images, server 1 s/answer: decide() took {d.latency_s:.2f} s '
-              f'(max {srv.max_in_flight} requests in flight)')
+        print(
+            f'\n[llm boundary] 10 images, server 1 s/answer: decide() took {d.latency_s:.2f} s '
+            f'(max {srv.max_in_flight} requests in flight)'
+        )
     assert d.fallback is None and d.latency_s < 2.0

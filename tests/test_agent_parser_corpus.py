@@ -6,25 +6,41 @@ with a clear intent must give exactly the intended weights; broken ones (wrong c
 negative, NaN, zeros, placeholders, refusals) must be rejected. Run it as a script to
 print the numbers:  PYTHONPATH=. python tests/test_agent_parser_corpus.py
 """
+
 import random
 
 from agent.llm.parser import parse_answer
 
 N = ['L1', 'Perceptual', 'GAN']
-PRE = ['', "Based on the historical data and the goal of improving image quality (lower score), here's a "
-       'proposed set of updated loss weights for your SR model:\n\n',
-       'Sure! ', 'After analyzing the historical weights and scores, I recommend:\n',
-       "I'll help you develop new loss weights.\n\n", 'Here are the new loss weights:\n']
-POST = ['', '\nThoughts: Decreasing the L1 loss weight and slightly increasing the Perceptual loss weight '
-        'seems beneficial based on the observed score changes.',
-        '\n\nThoughts: The score improved when the GAN weight went up, so I increase it a little.',
-        '\n\n**Thoughts:** I keep the L1 anchor and explore the GAN weight.',
-        '\nThoughts: (The reason) previous weights L1:Perceptual:GAN=1.0:0.1:0.01 were too smooth.']
+PRE = [
+    '',
+    "Based on the historical data and the goal of improving image quality (lower score), here's a "
+    'proposed set of updated loss weights for your SR model:\n\n',
+    'Sure! ',
+    'After analyzing the historical weights and scores, I recommend:\n',
+    "I'll help you develop new loss weights.\n\n",
+    'Here are the new loss weights:\n',
+]
+POST = [
+    '',
+    '\nThoughts: Decreasing the L1 loss weight and slightly increasing the Perceptual loss weight '
+    'seems beneficial based on the observed score changes.',
+    '\n\nThoughts: The score improved when the GAN weight went up, so I increase it a little.',
+    '\n\n**Thoughts:** I keep the L1 anchor and explore the GAN weight.',
+    '\nThoughts: (The reason) previous weights L1:Perceptual:GAN=1.0:0.1:0.01 were too smooth.',
+]
 
 
 def number(rng, v):
-    return rng.choice([f'{v:g}', f'{v:.2f}', f'{v:.4f}', (f'{v:g}'.lstrip('0') if v < 1 else f'{v:g}'),
-                       f'{v:.1e}' if v < 0.1 else f'{v:g}'])
+    return rng.choice(
+        [
+            f'{v:g}',
+            f'{v:.2f}',
+            f'{v:.4f}',
+            (f'{v:g}'.lstrip('0') if v < 1 else f'{v:g}'),
+            f'{v:.1e}' if v < 0.1 else f'{v:g}',
+        ]
+    )
 
 
 def styles(a, b, c):
@@ -43,7 +59,7 @@ def styles(a, b, c):
         f'L1:Perceptual:GAN={a}:{b}:{c}',
         f'Weights: L1:Perceptual:GAN=({a}:{b}:{c})',
         f'Weights: L1:Perceptual:GAN={a}:{b}:{c} (normalized so that L1 stays the anchor)',
-        "Weights: L1:Perceptual:GAN=?:?:? (for example: L1:Perceptual:GAN=1.0:0.1:0.01)\n"
+        'Weights: L1:Perceptual:GAN=?:?:? (for example: L1:Perceptual:GAN=1.0:0.1:0.01)\n'
         f'Weights: L1:Perceptual:GAN={a}:{b}:{c}',
         f'The L1 weight is {a}, the Perceptual weight is {b} and the GAN weight is {c}.',
         f'`Weights: L1:Perceptual:GAN={a}:{b}:{c}`',
@@ -74,12 +90,17 @@ def heldout_styles(a, b, c):
 
 
 BROKEN = [
-    'Weights: L1:Perceptual:GAN={a}:{b}', 'Weights: L1:Perceptual:GAN={a}:{b}:{c}:0.1',
-    'Weights: L1:Perceptual:GAN={a}:-{b}:{c}', 'Weights: L1:Perceptual:GAN=nan:{b}:{c}',
-    'Weights: L1:Perceptual:GAN=0:0:0', 'Weights: L1:Perceptual:GAN=?:?:?',
+    'Weights: L1:Perceptual:GAN={a}:{b}',
+    'Weights: L1:Perceptual:GAN={a}:{b}:{c}:0.1',
+    'Weights: L1:Perceptual:GAN={a}:-{b}:{c}',
+    'Weights: L1:Perceptual:GAN=nan:{b}:{c}',
+    'Weights: L1:Perceptual:GAN=0:0:0',
+    'Weights: L1:Perceptual:GAN=?:?:?',
     "I'm sorry, I cannot determine new weights from this information.",
-    'Weights: L1:VGG:GAN={a}:{b}:{c}', 'Weights: L1:Perceptual:GAN={a}e9:{b}:{c}',
-    'Weights: L1=inf, Perceptual={b}, GAN={c}', 'The weights should stay roughly the same.',
+    'Weights: L1:VGG:GAN={a}:{b}:{c}',
+    'Weights: L1:Perceptual:GAN={a}e9:{b}:{c}',
+    'Weights: L1=inf, Perceptual={b}, GAN={c}',
+    'The weights should stay roughly the same.',
 ]
 
 
@@ -87,8 +108,11 @@ def corpus(n=2000, seed=0):
     rng = random.Random(seed)
     items = []
     for _ in range(n):
-        w = [round(rng.uniform(0.3, 1.2), rng.choice([1, 2, 3])), round(rng.uniform(0.01, 0.5), 3),
-             round(rng.uniform(0.001, 0.1), rng.choice([3, 4]))]
+        w = [
+            round(rng.uniform(0.3, 1.2), rng.choice([1, 2, 3])),
+            round(rng.uniform(0.01, 0.5), 3),
+            round(rng.uniform(0.001, 0.1), rng.choice([3, 4])),
+        ]
         nums = [number(rng, v) for v in w]
         group = 'tuned'
         if rng.random() < 0.2:
@@ -102,8 +126,17 @@ def corpus(n=2000, seed=0):
 
 
 def measure(n=2000):
-    m = {'answers': n, 'with_intent': 0, 'recovered': 0, 'wrong_values': 0, 'broken': 0, 'false_accepts': 0,
-         'heldout': 0, 'heldout_recovered': 0, 'misses': []}
+    m = {
+        'answers': n,
+        'with_intent': 0,
+        'recovered': 0,
+        'wrong_values': 0,
+        'broken': 0,
+        'false_accepts': 0,
+        'heldout': 0,
+        'heldout_recovered': 0,
+        'misses': [],
+    }
     for text, intent, group in corpus(n):
         r = parse_answer(text, N)
         if intent is None:
@@ -128,10 +161,12 @@ def measure(n=2000):
 def test_corpus_recovery(capsys):
     m = measure()
     with capsys.disabled():
-        print(f"\n[parser corpus] recovered {m['recovered']}/{m['with_intent']} = {m['recovered_fraction']:.1%} "
-              f"of answers with a clear intent (held-out styles: {m['heldout_recovered']}/{m['heldout']} = "
-              f"{m['heldout_fraction']:.1%}); wrong values {m['wrong_values']}; "
-              f"accepted {m['false_accepts']}/{m['broken']} broken answers")
+        print(
+            f'\n[parser corpus] recovered {m["recovered"]}/{m["with_intent"]} = {m["recovered_fraction"]:.1%} '
+            f'of answers with a clear intent (held-out styles: {m["heldout_recovered"]}/{m["heldout"]} = '
+            f'{m["heldout_fraction"]:.1%}); wrong values {m["wrong_values"]}; '
+            f'accepted {m["false_accepts"]}/{m["broken"]} broken answers'
+        )
     assert m['false_accepts'] == 0
     assert m['recovered_fraction'] >= 0.85
 

@@ -1,4 +1,5 @@
 """agent.runs.plot on synthetic decision logs: files written, compare mode, and bad data never raising."""
+
 import json
 import logging
 import random
@@ -24,13 +25,22 @@ def synthetic_records(policy='llm', stages=5, stage_iters=80, seed=0, fallback_s
             weights = before
         niqe = [round(rng.uniform(4, 8), 3) for _ in range(10)]
         psnr = [round(rng.uniform(25, 30), 3) for _ in range(10)]
-        records.append({'stage': stage, 'iteration': stage * stage_iters, 'weights_before': before,
-                        'weights_after': dict(weights),
-                        'scores': {'NIQE': niqe, 'PSNR': psnr, 'critique': ['too smooth'] * 10},
-                        'mean_scores': {'NIQE': sum(niqe) / 10, 'PSNR': sum(psnr) / 10},
-                        'directions': {'NIQE': 'lower', 'PSNR': 'higher'},
-                        'policy': policy if stage else 'initial', 'fallback': fallback,
-                        'latency_s': 0.5, 'boundary_s': 0.7, 'superseded': False})
+        records.append(
+            {
+                'stage': stage,
+                'iteration': stage * stage_iters,
+                'weights_before': before,
+                'weights_after': dict(weights),
+                'scores': {'NIQE': niqe, 'PSNR': psnr, 'critique': ['too smooth'] * 10},
+                'mean_scores': {'NIQE': sum(niqe) / 10, 'PSNR': sum(psnr) / 10},
+                'directions': {'NIQE': 'lower', 'PSNR': 'higher'},
+                'policy': policy if stage else 'initial',
+                'fallback': fallback,
+                'latency_s': 0.5,
+                'boundary_s': 0.7,
+                'superseded': False,
+            }
+        )
     return records
 
 
@@ -91,8 +101,10 @@ def test_superseded_records_are_ignored(tmp_path):
 
 
 def test_compare_mode_writes_side_by_side_figures(tmp_path):
-    runs = [write_log(tmp_path, synthetic_records(policy=p, seed=i), name=p)
-            for i, p in enumerate(['fixed', 'random', 'llm'])]
+    runs = [
+        write_log(tmp_path, synthetic_records(policy=p, seed=i), name=p)
+        for i, p in enumerate(['fixed', 'random', 'llm'])
+    ]
     out = tmp_path / 'figs'
     assert plot.main([str(r) for r in runs] + ['--out', str(out)]) == 0
     for name in ('compare_weights.png', 'compare_scores.png'):
@@ -109,12 +121,15 @@ def test_compare_default_goes_to_first_runs_agent_folder(tmp_path):
     assert all(p.parent == a / 'agent' for p in written)
 
 
-@pytest.mark.parametrize('content', [
-    None,                                    # no log at all
-    '',                                      # empty log
-    'not json\n{"stage": 0',                 # garbage and a torn last line
-    json.dumps({'stage': 0}) + '\n',         # a record without iteration/weights
-])
+@pytest.mark.parametrize(
+    'content',
+    [
+        None,  # no log at all
+        '',  # empty log
+        'not json\n{"stage": 0',  # garbage and a torn last line
+        json.dumps({'stage': 0}) + '\n',  # a record without iteration/weights
+    ],
+)
 def test_missing_or_empty_log_returns_nothing(tmp_path, content, caplog):
     exp = tmp_path / 'run'
     if content is not None:
@@ -154,6 +169,7 @@ def test_plot_experiment_never_raises(tmp_path, monkeypatch, caplog):
 
     def broken(*args, **kwargs):
         raise RuntimeError('disk full')
+
     monkeypatch.setattr(plot, 'save', broken)
     with caplog.at_level(logging.WARNING, logger='basicsr'):
         assert plot.plot_experiment(exp) == []

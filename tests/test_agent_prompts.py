@@ -7,6 +7,7 @@ Regenerate after an intended template change with
     LOSSAGENT_UPDATE_GOLDEN=1 pytest tests/test_agent_prompts.py
 and review the diff.
 """
+
 import os
 from pathlib import Path
 
@@ -23,10 +24,18 @@ INIT = {'L1': 1.0, 'Perceptual': 0.1, 'GAN': 0.01}
 
 def paper_history(extra_experts=None):
     """The paper's Fig. 6 case study (NIQE, 25000 iterations), image 0; image 1 has other scores."""
-    h = History([StageRecord(0, 0, dict(INIT), {'NIQE': [4.7087, 5.1]}),
-                 StageRecord(1, 5000, dict(INIT), {'NIQE': [2.9642, 3.3]})])
-    steps = [((0.79286, 0.20714, 0.0575), 2.5495), ((0.79286, 0.1875, 0.055), 2.7706),
-             ((0.78214, 0.18393, 0.06286), 2.8586), ((0.72857, 0.21786, 0.07036), 2.705)]
+    h = History(
+        [
+            StageRecord(0, 0, dict(INIT), {'NIQE': [4.7087, 5.1]}),
+            StageRecord(1, 5000, dict(INIT), {'NIQE': [2.9642, 3.3]}),
+        ]
+    )
+    steps = [
+        ((0.79286, 0.20714, 0.0575), 2.5495),
+        ((0.79286, 0.1875, 0.055), 2.7706),
+        ((0.78214, 0.18393, 0.06286), 2.8586),
+        ((0.72857, 0.21786, 0.07036), 2.705),
+    ]
     for k, (w, s) in enumerate(steps, 2):
         h.append(StageRecord(k, 5000 * k, dict(zip(N, w)), {'NIQE': [s, None]}))
     if extra_experts:
@@ -38,7 +47,7 @@ def paper_history(extra_experts=None):
 def render(experts, hist, image=0, **opts):
     o = dict(PROMPT_DEFAULTS, **opts)
     b = PromptBuilder(N, INIT, experts, 'image super-resolution', o)
-    return '\n\n'.join(f"=== {m['role']}\n{m['content']}" for m in b.messages(hist, image)) + '\n'
+    return '\n\n'.join(f'=== {m["role"]}\n{m["content"]}' for m in b.messages(hist, image)) + '\n'
 
 
 def check(name, text):
@@ -56,11 +65,15 @@ def test_paper_case_study():
     text = render(NIQE, paper_history())
     check('paper_case_study', text)
     # the sentences of the paper's Fig. 6, verbatim
-    assert 'Initial loss weights of L1 loss, Perceptual loss and GAN loss is 1.0:0.1:0.01. The initial score ' \
-           'of the image before training is 4.7087. The score of the image at this step is 2.9642.' in text
+    assert (
+        'Initial loss weights of L1 loss, Perceptual loss and GAN loss is 1.0:0.1:0.01. The initial score '
+        'of the image before training is 4.7087. The score of the image at this step is 2.9642.' in text
+    )
     assert 'Step 5000 weights is 0.79286:0.20714:0.0575. The score of the image at this step is 2.5495' in text
-    assert "1. The output should in format 'Weights: L1:Perceptual:GAN=?:?:? (for example: " \
-           "L1:Perceptual:GAN=1.0:0.1:0.01)' 'Thoughts: (The reason you give this weights)'." in text
+    assert (
+        "1. The output should in format 'Weights: L1:Perceptual:GAN=?:?:? (for example: "
+        "L1:Perceptual:GAN=1.0:0.1:0.01)' 'Thoughts: (The reason you give this weights)'." in text
+    )
     assert 'The lower NIQE score stands for better quality.' in text
 
 
@@ -73,8 +86,9 @@ def test_image_index_and_mean_mode():
 def test_ablations():
     check('no_directions', render(NIQE, paper_history(), directions=False))
     check('last_k_2', render(NIQE, paper_history(), history='last_k', last_k=2, history_initial=False))
-    check('no_history_no_example', render(NIQE, paper_history(), history='none', format_example=False,
-                                          explore_rule=False))
+    check(
+        'no_history_no_example', render(NIQE, paper_history(), history='none', format_example=False, explore_rule=False)
+    )
     no_system = render(NIQE, paper_history(), system=False)
     assert '=== system' not in no_system and no_system.startswith('=== user')
     assert '=== user' not in render(NIQE, paper_history(), history='none', needs=False).split('=== system')[0]
@@ -83,9 +97,14 @@ def test_ablations():
 def test_double_objective_text_expert_and_needs():
     def more(stage):
         return {'PSNR': [24.0 + stage, 25.0], 'Critic': [f'stage {stage}: slightly blurry\ntextures', None]}
+
     experts = NIQE + [ExpertInfo('PSNR', lower_better=False), ExpertInfo('Critic', kind='text')]
-    text = render(experts, paper_history(more), anchor=True,
-                  extra_needs=['Keep the GAN weight below 0.1.', 'Prefer smooth changes.'])
+    text = render(
+        experts,
+        paper_history(more),
+        anchor=True,
+        extra_needs=['Keep the GAN weight below 0.1.', 'Prefer smooth changes.'],
+    )
     check('double_objective_text_anchor', text)
     assert 'a lower NIQE score and a higher PSNR score feedback' in text
     assert 'The Critic expert says about the image at this step: "stage 3: slightly blurry textures".' in text
@@ -146,8 +165,9 @@ def test_paper_preset_higher_is_better_goal_follows_section_3_4():
     text = render([ExpertInfo('MANIQA', lower_better=False)], paper_history(), prompt='paper')
     assert 'Your ultimate goal is to help the SR model achieve higher score feedback.' in text
     assert 'achieve a higher' not in text
-    assert 'achieve a higher MANIQA score feedback' in render([ExpertInfo('MANIQA', lower_better=False)],
-                                                             paper_history())  # explicit preset: unchanged
+    assert 'achieve a higher MANIQA score feedback' in render(
+        [ExpertInfo('MANIQA', lower_better=False)], paper_history()
+    )  # explicit preset: unchanged
 
 
 def test_paper_preset_options():
@@ -156,8 +176,9 @@ def test_paper_preset_options():
     assert 'The lower NIQE score stands for better quality.' in text  # several scores: named
     assert 'The higher PSNR score stands for better quality.' in text
     assert 'The task is' not in text and '4. ' not in text  # no task sentence, no non-negativity rule
-    assert '4. Every weight must be a non-negative number' in render(NIQE, paper_history(), prompt='paper',
-                                                                      nonneg_rule=True)
+    assert '4. Every weight must be a non-negative number' in render(
+        NIQE, paper_history(), prompt='paper', nonneg_rule=True
+    )
     assert 'The NIQE score depicts' in render(NIQE, paper_history(), prompt='paper', name_metrics=True)
     assert 'The score depicts' in render(NIQE, paper_history(), name_metrics=False)
     with pytest.raises(OptionError, match=r"agent.policy.prompt: got 'fig6'; allowed values are \['explicit'"):

@@ -1,4 +1,5 @@
 """AllInOneDataset on tiny generated image folders laid out as PromptIR's train/test data."""
+
 import random
 
 import cv2
@@ -35,9 +36,17 @@ def roots(tmp_path):
 
 
 def _train_opt(roots, **kw):
-    opt = dict(name='air', type='AllInOneDataset', phase='train', dataroot_denoise=str(roots / 'Denoise'),
-               dataroot_derain=str(roots), dataroot_dehaze=str(roots), gt_size=16,
-               repeat={'denoise': 1, 'derain': 2, 'dehaze': 1}, io_backend={'type': 'disk'})
+    opt = dict(
+        name='air',
+        type='AllInOneDataset',
+        phase='train',
+        dataroot_denoise=str(roots / 'Denoise'),
+        dataroot_derain=str(roots),
+        dataroot_dehaze=str(roots),
+        gt_size=16,
+        repeat={'denoise': 1, 'derain': 2, 'dehaze': 1},
+        io_backend={'type': 'disk'},
+    )
     opt.update(kw)
     return opt
 
@@ -66,8 +75,9 @@ def test_train_mixes_tasks_with_paired_crops(roots):
 def test_train_crop_is_paired(roots):
     """With lq == gt on disk, a paired crop + flip/rot must give identical tensors."""
     for sub, name in (('rainy', 'rain-1.png'), ('gt', 'norain-1.png')):
-        cv2.imwrite(str(roots / sub / name), np.arange(40 * 36 * 3, dtype=np.uint32).reshape(40, 36, 3).astype(
-            np.uint8))
+        cv2.imwrite(
+            str(roots / sub / name), np.arange(40 * 36 * 3, dtype=np.uint32).reshape(40, 36, 3).astype(np.uint8)
+        )
     ds = build_dataset(_train_opt(roots, tasks=['derain'], repeat={'derain': 1}))
     random.seed(3)
     item = next(ds[i] for i in range(len(ds)) if ds[i]['lq_path'].endswith('rain-1.png'))
@@ -75,8 +85,15 @@ def test_train_crop_is_paired(roots):
 
 
 def test_test_mode_fixed_noise_per_image(roots):
-    opt = dict(name='bsd68', type='AllInOneTestDataset', phase='val', tasks=['denoise_25'],
-               dataroot_denoise=str(roots / 'Denoise'), seed=7, io_backend={'type': 'disk'})
+    opt = dict(
+        name='bsd68',
+        type='AllInOneTestDataset',
+        phase='val',
+        tasks=['denoise_25'],
+        dataroot_denoise=str(roots / 'Denoise'),
+        seed=7,
+        io_backend={'type': 'disk'},
+    )
     a, b = build_dataset(opt), build_dataset(dict(opt))
     assert len(a) == 2
     np.random.seed(123)  # the global RNG must not matter in test mode
@@ -91,8 +108,16 @@ def test_test_mode_fixed_noise_per_image(roots):
 
 
 def test_test_mode_pairs_dehaze_input_target(roots):
-    ds = build_dataset(dict(name='sots', type='AllInOneDataset', mode='test', tasks=['dehaze'],
-                            dataroot_dehaze=str(roots / 'test'), io_backend={'type': 'disk'}))
+    ds = build_dataset(
+        dict(
+            name='sots',
+            type='AllInOneDataset',
+            mode='test',
+            tasks=['dehaze'],
+            dataroot_dehaze=str(roots / 'test'),
+            io_backend={'type': 'disk'},
+        )
+    )
     item = ds[0]
     assert item['gt_path'].endswith('target/0005.png') and item['lq'].shape == (3, 32, 48)
 

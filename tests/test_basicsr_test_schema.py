@@ -1,5 +1,6 @@
 """test.py on a plain BasicSR test option file (BasicSR's own test pipeline), --force_yml, and the log file
 both schemas write in results/<name>/."""
+
 import re
 import shutil
 import subprocess
@@ -21,8 +22,9 @@ DEMO_TEST = ROOT / 'options' / 'test' / 'demo_basicsr_test.yml'
 
 
 def run_test_py(*args, timeout=300):
-    return subprocess.run([sys.executable, str(ROOT / 'test.py'), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / 'test.py'), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture
@@ -45,10 +47,16 @@ def test_basicsr_test_file_on_offline_photo_folders(tmp_path, unique_name):
     opt = yaml.safe_load(DEMO_TEST.read_text())
     opt['name'] = unique_name
     opt['num_gpu'] = 0
-    opt['datasets'] = {f'test_{i}': {'name': folder, 'type': 'PairedImageDataset', 'io_backend': {'type': 'disk'},
-                                     'dataroot_gt': str(tmp_path / folder / 'GT'),
-                                     'dataroot_lq': str(tmp_path / folder / 'LR')}
-                       for i, folder in enumerate(('SetA', 'SetB'), 1)}
+    opt['datasets'] = {
+        f'test_{i}': {
+            'name': folder,
+            'type': 'PairedImageDataset',
+            'io_backend': {'type': 'disk'},
+            'dataroot_gt': str(tmp_path / folder / 'GT'),
+            'dataroot_lq': str(tmp_path / folder / 'LR'),
+        }
+        for i, folder in enumerate(('SetA', 'SetB'), 1)
+    }
     opt['val']['suffix'] = 'x4'
     path = tmp_path / 'basicsr_test.yml'
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
@@ -59,12 +67,17 @@ def test_basicsr_test_file_on_offline_photo_folders(tmp_path, unique_name):
     assert len(logs) == 1
     log = logs[0].read_text()
     assert 'Testing SetA' in log and 'Testing SetB' in log
-    logged = {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'Validation (\w+)\n\t # psnr: ([\d.]+)', log)}
+    logged = {m.group(1): float(m.group(2)) for m in re.finditer(r'Validation (\w+)\n\t # psnr: ([\d.]+)', log)}
     for folder, names in (('SetA', ('coffee', 'chelsea')), ('SetB', ('camera',))):
-        psnrs = [calculate_psnr(cv2.imread(str(results / 'visualization' / folder / f'{n}_x4.png')),
-                                cv2.imread(str(tmp_path / folder / 'GT' / f'{n}.png')), crop_border=4,
-                                test_y_channel=True) for n in names]
+        psnrs = [
+            calculate_psnr(
+                cv2.imread(str(results / 'visualization' / folder / f'{n}_x4.png')),
+                cv2.imread(str(tmp_path / folder / 'GT' / f'{n}.png')),
+                crop_border=4,
+                test_y_channel=True,
+            )
+            for n in names
+        ]
         assert logged[folder] == pytest.approx(np.mean(psnrs), abs=1e-4)
         assert logged[folder] > 25  # the shipped L1 network restores real photos
 
@@ -80,11 +93,16 @@ def test_shipped_demo_basicsr_test_file_with_force_yml(unique_name):
 
 
 def test_table_schema_writes_a_log_and_takes_force_yml(tmp_path, unique_name):
-    opt = {'name': 'ignored', 'scale': 4, 'num_gpu': 0,
-           'network_g': yaml.safe_load(DEMO_TEST.read_text())['network_g'],
-           'methods': {'Demo start': {'pretrain_network_g': 'experiments/pretrained_models/demo_swinir_x4_l1.pth'}},
-           'datasets': {'Photos': {'type': 'SkimagePhotoDataset', 'images': ['coffee'], 'crop_size': 96}},
-           'metrics': {'psnr': {'crop_border': 4}}, 'val': {'gt_row': True}}
+    opt = {
+        'name': 'ignored',
+        'scale': 4,
+        'num_gpu': 0,
+        'network_g': yaml.safe_load(DEMO_TEST.read_text())['network_g'],
+        'methods': {'Demo start': {'pretrain_network_g': 'experiments/pretrained_models/demo_swinir_x4_l1.pth'}},
+        'datasets': {'Photos': {'type': 'SkimagePhotoDataset', 'images': ['coffee'], 'crop_size': 96}},
+        'metrics': {'psnr': {'crop_border': 4}},
+        'val': {'gt_row': True},
+    }
     path = tmp_path / 'table.yml'
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
     proc = run_test_py('-opt', str(path), '--force_yml', f'name={unique_name}', 'val:gt_row=false')

@@ -1,4 +1,5 @@
 """benchmarks/overhead.py: a tiny real run end to end (a subprocess, as `make bench` runs it)."""
+
 import re
 import subprocess
 import sys
@@ -8,10 +9,31 @@ from conftest import ROOT
 
 def test_quick_benchmark_writes_a_results_table(tmp_path):
     out = tmp_path / 'results.md'
-    proc = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'overhead.py'), '--quick', '--reps', '1',
-                           '--stage-iters', '12', '--stages', '2', '--llm-delay', '0.05',
-                           '--variants', 'fixed', 'llm sync', 'lookahead', '--out', str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / 'benchmarks' / 'overhead.py'),
+            '--quick',
+            '--reps',
+            '1',
+            '--stage-iters',
+            '12',
+            '--stages',
+            '2',
+            '--llm-delay',
+            '0.05',
+            '--variants',
+            'fixed',
+            'llm sync',
+            'lookahead',
+            '--out',
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     rows = {line.split('|')[1].strip(): line for line in text.splitlines() if line.startswith('| ')}
@@ -25,13 +47,16 @@ def test_quick_benchmark_writes_a_results_table(tmp_path):
     assert 'EXTRAPOLATED' in text and 'torch' in text
 
     assert re.search(r'\| \d+\.\d{4} \[\d+\.\d{4}, \d+\.\d{4}\] \|', rows['fixed'])  # geometric mean [95 % CI]
-    assert 'measured extra training over fixed' in rows['lookahead'] and 'predicted (K-1)*P/stage_iters 50.0%' \
-        in rows['lookahead']
+    assert (
+        'measured extra training over fixed' in rows['lookahead']
+        and 'predicted (K-1)*P/stage_iters 50.0%' in rows['lookahead']
+    )
 
 
 def test_the_ratio_leaves_out_the_iterations_where_the_agent_works():
     sys.path.insert(0, str(ROOT / 'benchmarks'))
     from overhead_report import ratio_ci, summarize
+
     stage = 10
     base = {'times': [0.2] * 60, 'records': []}
     # a snapshot at offset 5 and a lookahead window's end at offset 3 cost 5x an iteration; training itself not

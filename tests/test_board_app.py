@@ -1,4 +1,5 @@
 """The board's HTTP side, a real server on 127.0.0.1 (`python -m agent.runs.board`) over run folders on disk."""
+
 import http.client
 import json
 import os
@@ -50,8 +51,10 @@ def test_runs_stages_and_images(served):
     stage = run['stages'][1]
     assert stage['weights_after'] == {'L1': 1.0, 'SSIM': 0.25} and stage['decided_by'] == 'policy'
     assert stage['mean_scores']['NIQE'] == 4.5 and 'prompts' not in stage  # the summary leaves them out
-    assert stage['image_urls'] == ['/files/0/agent/stage_1/00_chelsea_00.png',
-                                   '/files/0/agent/stage_1/01_chelsea_01.png']
+    assert stage['image_urls'] == [
+        '/files/0/agent/stage_1/00_chelsea_00.png',
+        '/files/0/agent/stage_1/01_chelsea_01.png',
+    ]
     assert run['images'][0]['lq'] == '/files/0/agent/validation/lq_00_chelsea_00.png'
     status, raw, response = request(board, 'GET', stage['image_urls'][0])
     assert status == 200 and raw.startswith(b'\x89PNG') and response.getheader('content-type') == 'image/png'
@@ -61,11 +64,24 @@ def test_runs_stages_and_images(served):
     assert request(board, 'GET', '/api/runs/9')[0] == 404
 
 
-@pytest.mark.parametrize('path', [
-    '/files/0/../run_b/agent/stage_0/00_chelsea_00.png', '/files/0/../../outside.png',
-    '/files/0/agent/../../outside.png', '/files/0/%2e%2e/%2e%2e/outside.png', '/files/0/..%2f..%2foutside.png',
-    '/files/0//etc/passwd', '/files/0/%2fetc%2fpasswd', '/files/0/agent/link.png', '/files/0/train.yml',
-    '/files/0/agent/decisions.jsonl', '/files/0/agent/%00.png', '/static/../board/runs.py', '/files/0/'])
+@pytest.mark.parametrize(
+    'path',
+    [
+        '/files/0/../run_b/agent/stage_0/00_chelsea_00.png',
+        '/files/0/../../outside.png',
+        '/files/0/agent/../../outside.png',
+        '/files/0/%2e%2e/%2e%2e/outside.png',
+        '/files/0/..%2f..%2foutside.png',
+        '/files/0//etc/passwd',
+        '/files/0/%2fetc%2fpasswd',
+        '/files/0/agent/link.png',
+        '/files/0/train.yml',
+        '/files/0/agent/decisions.jsonl',
+        '/files/0/agent/%00.png',
+        '/static/../board/runs.py',
+        '/files/0/',
+    ],
+)
 def test_only_images_inside_the_run_folders_are_served(served, path):
     board, _ = served
     status, raw, _ = request(board, 'GET', path)
@@ -92,8 +108,13 @@ def test_writes_need_the_token_and_are_checked(served):
     assert request(board, 'POST', path, body)[0] == 403
     assert request(board, 'POST', path, body, {'X-Board-Token': 'wrong'})[0] == 403
     auth = {'X-Board-Token': TOKEN}
-    for bad, status in [({'text': 'x', 'ratings': [7]}, 400), ({'text': 'x', 'ratings': [1, 2, 3]}, 400),
-                        ({'text': '   '}, 400), ({'text': 'x' * 5000}, 413), ({'text': 5}, 400)]:
+    for bad, status in [
+        ({'text': 'x', 'ratings': [7]}, 400),
+        ({'text': 'x', 'ratings': [1, 2, 3]}, 400),
+        ({'text': '   '}, 400),
+        ({'text': 'x' * 5000}, 413),
+        ({'text': 5}, 400),
+    ]:
         assert request(board, 'POST', path, bad, auth)[0] == status, bad
     assert request(board, 'POST', '/api/runs/0/stages/1/feedback', body, auth)[0] == 409  # stage 1 is decided
     assert not (stage_dir(agent, 2)).exists()  # nothing was written by the refused requests
@@ -120,13 +141,24 @@ def test_waiting_stage_and_approval(served):
     proposal.weights_after, proposal.applied_iteration = {'L1': 1.0, 'SSIM': 0.8}, None
     path = '/api/runs/1/stages/1/approval'
     assert request(board, 'POST', path, {'action': 'approve'}, auth)[0] == 409  # nothing proposed yet
-    write_json(stage_dir(agent, 1) / PROPOSAL, {'record': proposal.to_dict(), 'proposed': proposal.weights_after,
-                                                'since': time.time(), 'deadline': time.time() + 60})
+    write_json(
+        stage_dir(agent, 1) / PROPOSAL,
+        {
+            'record': proposal.to_dict(),
+            'proposed': proposal.weights_after,
+            'since': time.time(),
+            'deadline': time.time() + 60,
+        },
+    )
     pending = get_json(board, '/api/runs/1')['stages'][-1]
     assert pending['approval']['proposed'] == {'L1': 1.0, 'SSIM': 0.8} and pending['scores']['NIQE'] == [4.0, 5.0]
     assert get_json(board, '/api/runs/1/stages/1')['answers'][0]['text'].startswith('Weights: L1:SSIM=1:0.8')
-    for bad in [{'action': 'edit', 'weights': {'L1': 1.0}}, {'action': 'edit', 'weights': {'L1': 'a', 'SSIM': 1}},
-                {'action': 'edit', 'weights': {'L1': 0, 'SSIM': 0}}, {'action': 'remove'}]:
+    for bad in [
+        {'action': 'edit', 'weights': {'L1': 1.0}},
+        {'action': 'edit', 'weights': {'L1': 'a', 'SSIM': 1}},
+        {'action': 'edit', 'weights': {'L1': 0, 'SSIM': 0}},
+        {'action': 'remove'},
+    ]:
         assert request(board, 'POST', path, bad, auth)[0] == 400, bad
     status, raw, _ = request(board, 'POST', path, {'action': 'edit', 'weights': {'L1': '1', 'SSIM': '0.125'}}, auth)
     assert status == 200, raw
@@ -181,9 +213,13 @@ def test_read_only_board_and_bad_command_lines(tmp_path):
         board.stop()
     import subprocess
     import sys
-    for args, message in [([str(tmp_path / 'missing')], 'no such experiment folder'),
-                          ([str(run), '--host', '0.0.0.0'], 'reachable from other machines; give a --token')]:
+
+    for args, message in [
+        ([str(tmp_path / 'missing')], 'no such experiment folder'),
+        ([str(run), '--host', '0.0.0.0'], 'reachable from other machines; give a --token'),
+    ]:
         env = {k: v for k, v in os.environ.items() if k != 'LOSSAGENT_BOARD_TOKEN'}
-        proc = subprocess.run([sys.executable, '-m', 'agent.runs.board', *args], capture_output=True, text=True,
-                              timeout=60, env=env)
+        proc = subprocess.run(
+            [sys.executable, '-m', 'agent.runs.board', *args], capture_output=True, text=True, timeout=60, env=env
+        )
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -5,6 +5,7 @@ and an LLM answer carrying `<script>` shown as text.
 
 Set LOSSAGENT_BOARD_SCREENSHOT=docs/board.png to keep the screenshot taken while the proposal waits.
 """
+
 import json
 import os
 import re
@@ -36,22 +37,35 @@ def answer(body, index):
 def test_board_over_a_live_run(make_run, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
     driver = chromium()
     port = free_port()
     wait = WebDriverWait(driver, 90, poll_frequency=0.2)
     train = log = None
     with OpenAIStubServer(answer) as llm:
-        experts = {'NIQE': {'metric': 'niqe'}, 'PSNR': {'metric': 'psnr', 'test_y_channel': True, 'crop_border': 2},
-                   'Human': {'type': 'human', 'timeout_s': 120, 'poll_s': 0.1}}
-        opt = tiny_options('board_live', stage_iters=3, total_iter=5, experts=experts,
-                           policy={'type': 'llm', 'base_url': llm.base_url, 'model': 'stub'})
+        experts = {
+            'NIQE': {'metric': 'niqe'},
+            'PSNR': {'metric': 'psnr', 'test_y_channel': True, 'crop_border': 2},
+            'Human': {'type': 'human', 'timeout_s': 120, 'poll_s': 0.1},
+        }
+        opt = tiny_options(
+            'board_live',
+            stage_iters=3,
+            total_iter=5,
+            experts=experts,
+            policy={'type': 'llm', 'base_url': llm.base_url, 'model': 'stub'},
+        )
         opt['agent'].update(human_approval=True, approval_timeout_s=120, board={'port': port})
         run = make_run(opt)
         try:
             log = open(tmp_path / 'train.out', 'w')  # noqa: SIM115 -- closed after train ends, below
-            train = subprocess.Popen([sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)], cwd=ROOT,
-                                     stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, 'LOSSAGENT_BOARD_TOKEN': TOKEN})
+            train = subprocess.Popen(
+                [sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, 'LOSSAGENT_BOARD_TOKEN': TOKEN},
+            )
             url = f'http://127.0.0.1:{port}'
             wait_for_url(f'{url}/api/runs', timeout=90)
             driver.get(f'{url}/?token={TOKEN}')
@@ -61,9 +75,12 @@ def test_board_over_a_live_run(make_run, tmp_path):
 
             # stage 0: the restorations are on the page while the human expert waits for a person
             wait.until(lambda d: css('.stage .feedback-box[data-stage="0"]'))
-            wait.until(lambda d: d.execute_script(
-                "const imgs = [...document.querySelectorAll('.stage[data-stage=\"0\"] img')];"
-                'return imgs.length === 9 && imgs.every((i) => i.complete && i.naturalWidth > 0);'))  # LQ, GT, output
+            wait.until(
+                lambda d: d.execute_script(
+                    'const imgs = [...document.querySelectorAll(\'.stage[data-stage="0"] img\')];'
+                    'return imgs.length === 9 && imgs.every((i) => i.complete && i.naturalWidth > 0);'
+                )
+            )  # LQ, GT, output
             assert css('.countdown')[0].text.endswith(' s')
             # stay on stage 0: following the newest stage, the page would move on to stage 1 as soon as
             # it starts, before the test has read stage 0's scores
@@ -90,8 +107,9 @@ def test_board_over_a_live_run(make_run, tmp_path):
             css('.stage[data-stage="1"] details.llm summary')[0].click()
             wait.until(lambda d: css('.stage[data-stage="1"] pre.answer'))
             assert SCRIPT in css('.stage[data-stage="1"] pre.answer')[0].text
-            assert driver.execute_script('return window.__pwned === undefined && !document.querySelector('
-                                         '".stage img[src=\'x\']")')
+            assert driver.execute_script(
+                'return window.__pwned === undefined && !document.querySelector(".stage img[src=\'x\']")'
+            )
             driver.save_screenshot(str(tmp_path / 'board.png'))
             if os.environ.get('LOSSAGENT_BOARD_SCREENSHOT'):
                 shutil.copy(tmp_path / 'board.png', os.environ['LOSSAGENT_BOARD_SCREENSHOT'])

@@ -1,4 +1,5 @@
 """The files behind the run board: stage images, human feedback with ratings, approvals, who decided."""
+
 import json
 import threading
 import time
@@ -21,14 +22,22 @@ NAMES = ['L1', 'SSIM']
 
 
 def pending_record(stage=1) -> StageRecord:
-    return StageRecord(stage, 30, {'L1': 1.0, 'SSIM': 0.5}, {'NIQE': [5.0, 6.0]}, experts=[ExpertInfo('NIQE', True)],
-                       images=['a', 'b'], policy='llm')
+    return StageRecord(
+        stage,
+        30,
+        {'L1': 1.0, 'SSIM': 0.5},
+        {'NIQE': [5.0, 6.0]},
+        experts=[ExpertInfo('NIQE', True)],
+        images=['a', 'b'],
+        policy='llm',
+    )
 
 
 def test_decided_by_and_proposed_weights_round_trip():
     record = pending_record()
-    weights = record.record_decision(Decision({'L1': 1.0, 'SSIM': 0.2}, 'llm', decided_by='human',
-                                              proposed_weights={'L1': 1.0, 'SSIM': 0.9}), NAMES)
+    weights = record.record_decision(
+        Decision({'L1': 1.0, 'SSIM': 0.2}, 'llm', decided_by='human', proposed_weights={'L1': 1.0, 'SSIM': 0.9}), NAMES
+    )
     assert weights == {'L1': 1.0, 'SSIM': 0.2}
     line = json.loads(json.dumps(record.to_dict()))
     assert line['decided_by'] == 'human' and line['proposed_weights'] == {'L1': 1.0, 'SSIM': 0.9}
@@ -66,15 +75,25 @@ def test_the_wait_is_announced_with_its_deadline_and_withdrawn(tmp_path):
             time.sleep(0.02)
         seen.update(read_json(waiting) or {})
         text.write_text('sharper please')
+
     threading.Thread(target=person).start()
     start = time.time()
-    given = wait_for_human_feedback([text], tmp_path / 'ratings.json', timeout_s=30, poll_s=0.05,
-                                    waiting_path=waiting, notice={'expert': 'Human', 'stage': 3})
+    given = wait_for_human_feedback(
+        [text],
+        tmp_path / 'ratings.json',
+        timeout_s=30,
+        poll_s=0.05,
+        waiting_path=waiting,
+        notice={'expert': 'Human', 'stage': 3},
+    )
     assert given.text == 'sharper please' and not waiting.exists()
     assert seen['expert'] == 'Human' and seen['stage'] == 3 and seen['timeout_s'] == 30
     assert start <= seen['since'] and seen['deadline'] == pytest.approx(seen['since'] + 30)
-    assert wait_for_human_feedback([tmp_path / 'none.txt'], tmp_path / 'none.json', timeout_s=0,
-                                   waiting_path=waiting) is None and not waiting.exists()  # 0: no notice at all
+    assert (
+        wait_for_human_feedback([tmp_path / 'none.txt'], tmp_path / 'none.json', timeout_s=0, waiting_path=waiting)
+        is None
+        and not waiting.exists()
+    )  # 0: no notice at all
 
 
 def review(tmp_path, decision, answer=None, timeout_s=5.0, enabled=True):
@@ -90,6 +109,7 @@ def review(tmp_path, decision, answer=None, timeout_s=5.0, enabled=True):
         seen['proposal'] = read_json(folder / PROPOSAL)
         if answer is not None:
             write_json(folder / APPROVAL, answer)
+
     thread = threading.Thread(target=person)
     thread.start()
     decision = review_decision(decision, pending_record(), options, tmp_path)
@@ -99,8 +119,11 @@ def review(tmp_path, decision, answer=None, timeout_s=5.0, enabled=True):
 
 
 def test_approval_edit_approve_and_timeout(tmp_path):
-    edited, proposal = review(tmp_path, Decision({'L1': 1.0, 'SSIM': 0.9}, 'llm', answers=['<b>raw</b>']),
-                              {'action': 'edit', 'weights': {'L1': 1.0, 'SSIM': 0.125}})
+    edited, proposal = review(
+        tmp_path,
+        Decision({'L1': 1.0, 'SSIM': 0.9}, 'llm', answers=['<b>raw</b>']),
+        {'action': 'edit', 'weights': {'L1': 1.0, 'SSIM': 0.125}},
+    )
     assert edited.weights == {'L1': 1.0, 'SSIM': 0.125} and edited.decided_by == 'human'
     assert edited.proposed_weights == {'L1': 1.0, 'SSIM': 0.9}
     preview = StageRecord.from_dict(proposal['record'])  # the record as it would be logged
@@ -119,8 +142,12 @@ def test_approval_edit_approve_and_timeout(tmp_path):
 
 def test_no_approval_asked_for_fallbacks_or_without_the_option(tmp_path):
     fallback = Decision({}, 'llm', fallback='server down')
-    assert review_decision(fallback, pending_record(), SimpleNamespace(human_approval=True, approval_timeout_s=9),
-                           tmp_path).decided_by == 'policy'
+    assert (
+        review_decision(
+            fallback, pending_record(), SimpleNamespace(human_approval=True, approval_timeout_s=9), tmp_path
+        ).decided_by
+        == 'policy'
+    )
     plain = Decision({'L1': 1.0, 'SSIM': 0.9}, 'llm')
     assert review_decision(plain, pending_record(), SimpleNamespace(human_approval=False), tmp_path) is plain
     assert not stage_dir(tmp_path, 1).exists()
@@ -128,16 +155,21 @@ def test_no_approval_asked_for_fallbacks_or_without_the_option(tmp_path):
 
 def test_stage_images_lq_gt_once_outputs_every_stage(tmp_path):
     names = ['set/chelsea 00.png', 'set/coffee_01']
-    val_set = SimpleNamespace(names=names, lqs=[torch.rand(3, 48, 48) for _ in names],
-                              gts=[torch.rand(3, 96, 96) for _ in names])
+    val_set = SimpleNamespace(
+        names=names, lqs=[torch.rand(3, 48, 48) for _ in names], gts=[torch.rand(3, 96, 96) for _ in names]
+    )
     outputs = [torch.rand(3, 96, 96) for _ in names]
     started = time.perf_counter()
     write_stage_images(tmp_path, 0, val_set, outputs)
     first = time.perf_counter() - started
     assert [image_file(i, n) for i, n in enumerate(names)] == ['00_chelsea_00.png', '01_coffee_01.png']
     manifest = read_json(tmp_path / 'validation' / 'images.json')
-    assert manifest['images'][0] == {'name': names[0], 'file': '00_chelsea_00.png',
-                                     'lq': 'validation/lq_00_chelsea_00.png', 'gt': 'validation/gt_00_chelsea_00.png'}
+    assert manifest['images'][0] == {
+        'name': names[0],
+        'file': '00_chelsea_00.png',
+        'lq': 'validation/lq_00_chelsea_00.png',
+        'gt': 'validation/gt_00_chelsea_00.png',
+    }
     lq_written = (tmp_path / 'validation' / 'lq_00_chelsea_00.png').stat().st_mtime_ns
     write_stage_images(tmp_path, 1, val_set, outputs)
     assert (tmp_path / 'validation' / 'lq_00_chelsea_00.png').stat().st_mtime_ns == lq_written  # once
@@ -153,13 +185,18 @@ def test_the_new_agent_options_are_strict():
     assert options.stage_images is True and options.human_approval is False and options.board is None
     opt['agent'].update(human_approval=True, approval_timeout_s=30, board=True)
     options = AgentOptions.from_opt(opt)
-    assert options.approval_timeout_s == 30 and options.board == {'port': 8080, 'host': '127.0.0.1',
-                                                                   'token_env': 'LOSSAGENT_BOARD_TOKEN'}
-    for change, message in [({'stage_images': 'yes'}, r'agent\.stage_images: got'),
-                            ({'human_approvel': True}, r'did you mean `human_approval`'),
-                            ({'approval_timeout_s': 7200}, r'agent\.approval_timeout_s: 7200 s is not shorter'),
-                            ({'board': {'prot': 1}}, r'agent\.board\.prot: unknown option \(did you mean `port`'),
-                            ({'board': {'port': 70000}}, r'agent\.board\.port: got 70000')]:
+    assert options.approval_timeout_s == 30 and options.board == {
+        'port': 8080,
+        'host': '127.0.0.1',
+        'token_env': 'LOSSAGENT_BOARD_TOKEN',
+    }
+    for change, message in [
+        ({'stage_images': 'yes'}, r'agent\.stage_images: got'),
+        ({'human_approvel': True}, r'did you mean `human_approval`'),
+        ({'approval_timeout_s': 7200}, r'agent\.approval_timeout_s: 7200 s is not shorter'),
+        ({'board': {'prot': 1}}, r'agent\.board\.prot: unknown option \(did you mean `port`'),
+        ({'board': {'port': 70000}}, r'agent\.board\.port: got 70000'),
+    ]:
         bad = tiny_options('x')
         bad['agent'].update(human_approval=True, **change)
         with pytest.raises(OptionError, match=message):

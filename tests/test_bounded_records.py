@@ -1,6 +1,7 @@
 """Whatever a server answers, what a run keeps of it is bounded: in the record, the log, the history in
 memory, and the re-prompt sent back. 300 boundaries against a misbehaving server (garbage, 500s,
 stalls, a 2 MB answer, truncated JSON) keep the log small and memory flat."""
+
 import json
 import subprocess
 import sys
@@ -27,10 +28,13 @@ def test_record_and_history_keep_bounded_prompts_and_answers():
     for stage in range(1, 4):
         record = StageRecord(stage, stage * 4, {'L1': 1.0}, {'PSNR': [20.0]})
         history.append(record)
-        decision = Decision(weights={'L1': 2.0}, policy='llm',
-                            prompts=[{'image': 0, 'messages': [{'role': 'user', 'content': 'p' * HUGE}]}],
-                            answers=[{'image': 0, 'text': 'a' * HUGE, 'error': 'e' * HUGE}],
-                            info={'thoughts': ['t' * HUGE]})
+        decision = Decision(
+            weights={'L1': 2.0},
+            policy='llm',
+            prompts=[{'image': 0, 'messages': [{'role': 'user', 'content': 'p' * HUGE}]}],
+            answers=[{'image': 0, 'text': 'a' * HUGE, 'error': 'e' * HUGE}],
+            info={'thoughts': ['t' * HUGE]},
+        )
         record.record_decision(decision, ['L1'], traceback='T' * HUGE)
         line = json.dumps(record.to_dict())
         assert len(line) < 6 * TEXT_LIMIT, len(line)
@@ -42,8 +46,9 @@ def test_record_and_history_keep_bounded_prompts_and_answers():
 def test_a_record_keeps_a_reprompt_once_and_its_prompts_within_the_budget():
     first = [{'role': 'system', 'content': 's' * 500}, {'role': 'user', 'content': 'u' * 40_000}]
     again = first + [{'role': 'assistant', 'content': 'a' * HUGE}, {'role': 'user', 'content': 'fix it'}]
-    kept = bounded_prompts([{'image': i, 'attempt': k, 'messages': m} for i in range(3)
-                            for k, m in enumerate([first, again])])
+    kept = bounded_prompts(
+        [{'image': i, 'attempt': k, 'messages': m} for i in range(3) for k, m in enumerate([first, again])]
+    )
     assert [p.get('earlier_messages') for p in kept] == [None, 2] * 3
     assert [m['role'] for m in kept[1]['messages']] == ['assistant', 'user']
     assert kept[1]['messages'][1]['content'] == 'fix it'
@@ -55,6 +60,7 @@ def test_the_reprompt_sends_back_a_clipped_answer():
 
     def responder(body, i):
         return 'W' * HUGE if len(body['messages']) == 2 else deterministic_responder(body, i)
+
     with OpenAIStubServer(responder) as srv:
         decision = policy(srv.base_url, per_image=False).decide(history())
         again = [b for b in srv.requests if len(b['messages']) == 4]
@@ -97,22 +103,49 @@ def slope(points: list[tuple[int, float]]) -> float:
 def test_300_hostile_boundaries_keep_the_log_small_and_memory_flat(make_run):
     boundaries = 300
     with OpenAIStubServer(hostile) as server:
-        opt = tiny_options('hostile', stage_iters=1, total_iter=boundaries, experts={'PSNR': {'metric': 'psnr'}},
-                           policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub', 'per_image': False,
-                                   'timeout_s': 0.3, 'retries': 0, 'backoff_s': 0.0})
+        opt = tiny_options(
+            'hostile',
+            stage_iters=1,
+            total_iter=boundaries,
+            experts={'PSNR': {'metric': 'psnr'}},
+            policy={
+                'type': 'llm',
+                'base_url': server.base_url,
+                'model': 'stub',
+                'per_image': False,
+                'timeout_s': 0.3,
+                'retries': 0,
+                'backoff_s': 0.0,
+            },
+        )
         opt['datasets']['train']['gt_size'] = 32
         opt['network_g']['img_size'] = 16
-        opt['agent'].update({'async': True, 'num_images': 1, 'stage_images': False,
-                             'dataset': {'name': 'v', 'type': 'SkimagePhotoDataset', 'images': ['chelsea'],
-                                         'crop_size': 32, 'crops_per_side': 1}})
+        opt['agent'].update(
+            {
+                'async': True,
+                'num_images': 1,
+                'stage_images': False,
+                'dataset': {
+                    'name': 'v',
+                    'type': 'SkimagePhotoDataset',
+                    'images': ['chelsea'],
+                    'crop_size': 32,
+                    'crops_per_side': 1,
+                },
+            }
+        )
         opt['logger']['print_freq'] = 50
         run = make_run(opt)
         log = run.root / 'agent' / 'decisions.jsonl'
         started = time.time()
         err_path = run.yml.with_suffix('.stderr')  # a file: a pipe nobody reads would fill up and block
         with open(err_path, 'w') as err_file:
-            proc = subprocess.Popen([sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)], cwd=ROOT,
-                                    stdout=subprocess.DEVNULL, stderr=err_file)
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=err_file,
+            )
             samples = []  # (records logged, resident MB)
             while proc.poll() is None and time.time() - started < 550:
                 rss = rss_mb(proc.pid)
@@ -126,13 +159,15 @@ def test_300_hostile_boundaries_keep_the_log_small_and_memory_flat(make_run):
     assert proc.returncode == 0, stderr[-3000:]
     records = run.records()
     assert len(records) == boundaries + 1
-    size_mb = log.stat().st_size / 2 ** 20
+    size_mb = log.stat().st_size / 2**20
     # while it trains: the end of the run plots the experiment (matplotlib, tens of MB once)
     second_half = [(n, rss) for n, rss in samples if boundaries // 2 <= n <= boundaries - 10]
     per_boundary = slope(second_half)
-    print(f'\n{boundaries} hostile boundaries in {time.time() - started:.0f} s: decisions.jsonl {size_mb:.2f} MB, '
-          f'RSS {second_half[0][1]:.0f} -> {second_half[-1][1]:.0f} MB, slope {per_boundary * 1024:.1f} KB/boundary '
-          f'over the second half ({len(second_half)} samples)')
+    print(
+        f'\n{boundaries} hostile boundaries in {time.time() - started:.0f} s: decisions.jsonl {size_mb:.2f} MB, '
+        f'RSS {second_half[0][1]:.0f} -> {second_half[-1][1]:.0f} MB, slope {per_boundary * 1024:.1f} KB/boundary '
+        f'over the second half ({len(second_half)} samples)'
+    )
     assert size_mb <= 5
     assert per_boundary <= 0.1
     assert max(len(json.dumps(r)) for r in records) < 8 * 16_384

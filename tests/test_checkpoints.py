@@ -1,6 +1,7 @@
 """Checkpoints that are whole or skipped: a damaged newest state or network file is passed over with
 one line, none good is one line, and a write that fails (a full disk, simulated with RLIMIT_FSIZE)
 stops the run with one line and damages neither the previous state nor the decision log."""
+
 import hashlib
 import json
 import resource
@@ -17,11 +18,14 @@ from training import ROOT, tiny_options
 # ---- unit: the files ------------------------------------------------------------------------------
 def test_saved_files_are_verified_and_damage_is_named(tmp_path):
     from lossagent_models.checkpoint_files import check_checkpoint, save_verified, write_manifest
+
     (tmp_path / 'models').mkdir()
     (tmp_path / 'training_states').mkdir()
     net, state = tmp_path / 'models' / 'net_g_4.pth', tmp_path / 'training_states' / '4.state'
-    files = {str(net): save_verified({'params': {'w': torch.arange(1000.)}}, str(net)),
-             str(state): save_verified({'iter': 4, 'rng': [1, 2]}, str(state))}
+    files = {
+        str(net): save_verified({'params': {'w': torch.arange(1000.0)}}, str(net)),
+        str(state): save_verified({'iter': 4, 'rng': [1, 2]}, str(state)),
+    }
     assert check_checkpoint(str(state), [str(net)]) is None  # no manifest yet: both are complete zips
     write_manifest(str(state), files, 4)
     manifest = json.loads((tmp_path / 'training_states' / '4.state.json').read_text())
@@ -43,13 +47,15 @@ def test_saved_files_are_verified_and_damage_is_named(tmp_path):
 
 def write_limited(limit: int):
     """In the child: a file-size limit, as a full disk (Python ignores SIGXFSZ, so writes fail with EFBIG)."""
+
     def apply():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
 def test_a_failed_write_removes_its_files_and_raises(tmp_path):
-    script = f'''
+    script = f"""
 import torch, sys
 sys.path.insert(0, {str(ROOT)!r})
 from lossagent_models.checkpoint_files import save_verified
@@ -58,15 +64,16 @@ try:
     save_verified({{'w': torch.zeros(100000)}}, {str(tmp_path / 'big.pth')!r})
 except WriteError as err:
     print(err)
-'''
-    out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120,
-                         preexec_fn=write_limited(64 * 1024))
+"""
+    out = subprocess.run(
+        [sys.executable, '-c', script], capture_output=True, text=True, timeout=120, preexec_fn=write_limited(64 * 1024)
+    )
     assert out.stdout.startswith(f'could not write {tmp_path / "big.pth"}: '), out.stdout + out.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_log_append_leaves_the_log_as_it_was(tmp_path):
-    script = f'''
+    script = f"""
 import sys
 sys.path.insert(0, {str(ROOT)!r})
 from agent.decision_log import DecisionLog
@@ -77,9 +84,10 @@ try:
     log.append({{'stage': 1, 'iteration': 4, 'weights_before': {{'L1': 1.0}}, 'scores': {{}}, 'x': 'y' * 5000}})
 except WriteError as err:
     print(err)
-'''
-    out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60,
-                         preexec_fn=write_limited(4096))
+"""
+    out = subprocess.run(
+        [sys.executable, '-c', script], capture_output=True, text=True, timeout=60, preexec_fn=write_limited(4096)
+    )
     assert 'could not append to' in out.stdout and 'the log is as it was before' in out.stdout, out.stderr
     lines = (tmp_path / 'decisions.jsonl').read_text().splitlines()
     assert [json.loads(line)['stage'] for line in lines] == [0]
@@ -108,7 +116,8 @@ def test_auto_resume_skips_a_damaged_newest_checkpoint(make_run):
         f'train.py: --auto_resume: skipping the checkpoint of iteration 12: {newest}: 2000 bytes, the manifest says '
         f'{size} bytes (incomplete)',
         f'train.py: --auto_resume: skipping the checkpoint of iteration 8: {net}: SHA-256 differs from the manifest '
-        f'(damaged)']
+        f'(damaged)',
+    ]
     assert 'Traceback' not in proc.stderr
     assert any('Resuming training from epoch: 0, iter: 4.' in p.read_text() for p in run.root.glob('train_*.log'))
     assert trajectory(run.records()) == expected
@@ -134,13 +143,20 @@ def test_a_full_disk_stops_with_one_line_and_damages_nothing(make_run):
     good = {p.name: p.read_bytes() for p in states.iterdir()}
     net_size = (run.root / 'models' / 'net_g_6.pth').stat().st_size
     limit = net_size // 2  # the next network file cannot be written; logs and the decision log can
-    proc = subprocess.run([sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml), '--auto_resume'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, preexec_fn=write_limited(limit))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml), '--auto_resume'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=write_limited(limit),
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f'train.py: error: could not write {run.root / "models" / "net_g_12.pth"}: ')
-    assert last.endswith(f'the newest good training state is {states / "6.state"}: free space and continue with '
-                         f'--auto_resume')
+    assert last.endswith(
+        f'the newest good training state is {states / "6.state"}: free space and continue with --auto_resume'
+    )
     assert 'Traceback' not in proc.stderr
     assert {p.name: p.read_bytes() for p in states.iterdir()} == good  # nothing of iteration 12, 6 untouched
     assert not list((run.root / 'models').glob('*12*'))

@@ -12,6 +12,7 @@ through a stage boundary.
 Test configs: the schema, metric names, datasets on generated folders, published networks, and
 checkpoints that are either a release under experiments/pretrained_models/ or a train config's run.
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,15 +58,52 @@ TASKS = {  # paper Table 2 and Appendix A.1
 }
 M5_WEIGHTS = {'L1': 1.0, 'MSE': 1.0, 'Perceptual': 0.1, 'GAN': 0.01, 'LPIPS': 1.0}
 PUBLISHED = {  # published sizes (SPEC.md; the authors' option files)
-    'SwinIR': dict(embed_dim=180, depths=[6] * 6, num_heads=[6] * 6, window_size=8, img_size=64, mlp_ratio=2,
-                   upscale=4, resi_connection='1conv'),
-    'HAT': dict(embed_dim=144, depths=[6] * 6, num_heads=[6] * 6, window_size=16, compress_ratio=24,
-                squeeze_factor=24, conv_scale=0.01, overlap_ratio=0.5, mlp_ratio=2, upscale=4,
-                upsampler='pixelshuffle'),
-    'MambaIRv2': dict(embed_dim=48, depths=[5] * 4, num_heads=[4] * 4, window_size=16, d_state=8, inner_rank=32,
-                      num_tokens=64, convffn_kernel_size=5, mlp_ratio=1.0, upscale=4, upsampler='pixelshuffledirect'),
-    'PromptIR': dict(dim=48, num_blocks=[4, 6, 6, 8], num_refinement_blocks=4, heads=[1, 2, 4, 8],
-                     ffn_expansion_factor=2.66, bias=False, LayerNorm_type='WithBias', decoder=True),
+    'SwinIR': dict(
+        embed_dim=180,
+        depths=[6] * 6,
+        num_heads=[6] * 6,
+        window_size=8,
+        img_size=64,
+        mlp_ratio=2,
+        upscale=4,
+        resi_connection='1conv',
+    ),
+    'HAT': dict(
+        embed_dim=144,
+        depths=[6] * 6,
+        num_heads=[6] * 6,
+        window_size=16,
+        compress_ratio=24,
+        squeeze_factor=24,
+        conv_scale=0.01,
+        overlap_ratio=0.5,
+        mlp_ratio=2,
+        upscale=4,
+        upsampler='pixelshuffle',
+    ),
+    'MambaIRv2': dict(
+        embed_dim=48,
+        depths=[5] * 4,
+        num_heads=[4] * 4,
+        window_size=16,
+        d_state=8,
+        inner_rank=32,
+        num_tokens=64,
+        convffn_kernel_size=5,
+        mlp_ratio=1.0,
+        upscale=4,
+        upsampler='pixelshuffledirect',
+    ),
+    'PromptIR': dict(
+        dim=48,
+        num_blocks=[4, 6, 6, 8],
+        num_refinement_blocks=4,
+        heads=[1, 2, 4, 8],
+        ffn_expansion_factor=2.66,
+        bias=False,
+        LayerNorm_type='WithBias',
+        decoder=True,
+    ),
 }
 PRETRAINED = {
     'CISR': 'experiments/pretrained_models/001_classicalSR_DF2K_s64w8_SwinIR-M_x4.pth',
@@ -107,24 +145,31 @@ def describe(path: Path) -> dict:
     stage length (Table 8), the agent's image set (Table 11), the objective as a loss (Table 9)."""
     stem = path.stem
     task, rest = stem.split('_', 1)
-    info = {'task': task, 'backbone': 'SwinIR' if task != 'AIR' else 'PromptIR', 'm5': False, 'ablation': None,
-            'stage': TASKS[task]['stage'], 'agent_images': None, 'as_loss': False}
+    info = {
+        'task': task,
+        'backbone': 'SwinIR' if task != 'AIR' else 'PromptIR',
+        'm5': False,
+        'ablation': None,
+        'stage': TASKS[task]['stage'],
+        'agent_images': None,
+        'as_loss': False,
+    }
     for bb, arch in (('HAT-S_', 'HAT'), ('MambaIRv2-light_', 'MambaIRv2')):
         if rest.startswith(bb):
             info['backbone'], info['pretrained'] = arch, f'{task}_{bb[:-1]}'
-            rest = rest[len(bb):]
+            rest = rest[len(bb) :]
     if rest.startswith('M5_'):
         info['m5'], rest = True, rest[3:]
     for suffix in ABLATIONS:
         if rest.endswith('_' + suffix):
-            info['ablation'], rest = suffix, rest[:-len(suffix) - 1]
+            info['ablation'], rest = suffix, rest[: -len(suffix) - 1]
     stage = re.fullmatch(r'(.+)_stage(\d+)', rest)
     if stage:
         rest, info['stage'] = stage.group(1), int(stage.group(2))
     if rest.endswith('_agent_DIV2K'):
-        rest, info['agent_images'] = rest[:-len('_agent_DIV2K')], 'DIV2K'
+        rest, info['agent_images'] = rest[: -len('_agent_DIV2K')], 'DIV2K'
     if rest.endswith('_as_loss'):
-        rest, info['as_loss'] = rest[:-len('_as_loss')], True
+        rest, info['as_loss'] = rest[: -len('_as_loss')], True
     info['objective'] = rest  # niqe ... critique, or fixed / random
     info.setdefault('pretrained', task)
     return info
@@ -155,9 +200,11 @@ def test_parses_with_basicsr_loader_and_numbers_are_numbers(path):
 
 def test_every_paper_config_is_present():
     names = {p.stem for p in PAPER_TRAIN}
-    for task, objectives in (('CISR', ['niqe', 'maniqa', 'clipiqa', 'qalign', 'psnr_qalign']),
-                             ('RISR', ['niqe', 'maniqa', 'clipiqa', 'qalign']),
-                             ('AIR', ['niqe', 'maniqa', 'clipiqa', 'qalign'])):
+    for task, objectives in (
+        ('CISR', ['niqe', 'maniqa', 'clipiqa', 'qalign', 'psnr_qalign']),
+        ('RISR', ['niqe', 'maniqa', 'clipiqa', 'qalign']),
+        ('AIR', ['niqe', 'maniqa', 'clipiqa', 'qalign']),
+    ):
         for suffix in objectives + ['fixed', 'random']:
             assert f'{task}_{suffix}' in names
     for obj in ('niqe', 'maniqa', 'clipiqa', 'qalign'):
@@ -165,11 +212,17 @@ def test_every_paper_config_is_present():
     for backbone in ('HAT-S', 'MambaIRv2-light'):  # Tables 13, 14
         for suffix in ('niqe', 'maniqa', 'clipiqa', 'qalign', 'fixed'):
             assert f'CISR_{backbone}_{suffix}' in names
-    assert {'CISR_niqe_no_directions', 'CISR_maniqa_history_last2',  # Tables 5, 6
-            'CISR_qalign_stage2500', 'CISR_qalign_stage10000',  # Table 8
-            'RISR_clipiqa_as_loss', 'RISR_niqe_as_loss',  # Table 9
-            'CISR_clipiqa_agent_DIV2K',  # Table 11
-            'CISR_critique', 'AIR_critique'} <= names  # textual feedback (first arXiv version: AIR)
+    assert {
+        'CISR_niqe_no_directions',
+        'CISR_maniqa_history_last2',  # Tables 5, 6
+        'CISR_qalign_stage2500',
+        'CISR_qalign_stage10000',  # Table 8
+        'RISR_clipiqa_as_loss',
+        'RISR_niqe_as_loss',  # Table 9
+        'CISR_clipiqa_agent_DIV2K',  # Table 11
+        'CISR_critique',
+        'AIR_critique',
+    } <= names  # textual feedback (first arXiv version: AIR)
 
 
 @pytest.mark.parametrize('path', TRAIN, ids=lambda p: p.stem)
@@ -189,8 +242,9 @@ def test_every_train_config_validates_with_basicsr(path):
     else:
         assert metrics == {'psnr': 'calculate_psnr', 'ssim': 'calculate_ssim'}
     if path.stem.startswith('demo'):  # offline photos used neither for training nor by the agent
-        used = set(opt['datasets']['train']['images']) | set((opt.get('agent') or {}).get('dataset', {}).get(
-            'images', []))
+        used = set(opt['datasets']['train']['images']) | set(
+            (opt.get('agent') or {}).get('dataset', {}).get('images', [])
+        )
         assert val_set['type'] == 'SkimagePhotoDataset' and not used & set(val_set['images'])
     if path.stem.startswith('CISR'):
         assert val_set['dataroot_gt'] == 'datasets/Set5/GTmod4'
@@ -208,8 +262,10 @@ def test_pre_trained_rows_are_the_fine_tuning_starts():
         row = (opt.get('methods') or {}).get('Pre-trained')
         if row is None:
             continue
-        runs = [re.fullmatch(r'experiments/([^/]+)/models/net_g_latest\.pth', m['pretrain_network_g'])
-                for m in opt['methods'].values()]
+        runs = [
+            re.fullmatch(r'experiments/([^/]+)/models/net_g_latest\.pth', m['pretrain_network_g'])
+            for m in opt['methods'].values()
+        ]
         run_starts = {starts[r.group(1)] for r in runs if r}
         assert run_starts == {row['pretrain_network_g']}, f'{path.name}: Pre-trained row vs the runs it compares'
         checked += 1
@@ -242,6 +298,7 @@ def test_table_6_averages_its_three_sets():
 @pytest.mark.parametrize('path', PAPER_TRAIN, ids=lambda p: p.stem)
 def test_train_config_says_what_the_paper_says(path):
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
     opt = load_basicsr(path)
     info = describe(path)
     task = TASKS[info['task']]
@@ -314,8 +371,11 @@ def test_train_config_says_what_the_paper_says(path):
         assert opt['queue_size'] % task['batch'] == 0  # also on one GPU with the whole batch
     else:
         assert val['type'] == 'AllInOneTestDataset'
-        assert sorted(val['tasks']) == sorted(opt['datasets']['train']['tasks']) == sorted(
-            ['denoise_15', 'denoise_25', 'denoise_50', 'derain', 'dehaze'])
+        assert (
+            sorted(val['tasks'])
+            == sorted(opt['datasets']['train']['tasks'])
+            == sorted(['denoise_15', 'denoise_25', 'denoise_50', 'derain', 'dehaze'])
+        )
 
     # experts: valid pyiqa names with pyiqa's direction; no full-reference expert without GT
     experts = agent['experts']
@@ -335,8 +395,10 @@ def test_train_config_says_what_the_paper_says(path):
         assert {n: e['metric'] for n, e in experts.items()} == {AS_LOSS[info['objective']]: info['objective']}
     elif info['objective'] == 'critique':
         assert [e.get('type') for e in experts.values()] == ['critique']
-        assert policy['type'] == 'llm' and {k: v for k, v in policy.items() if k not in (
-            'type', 'base_url', 'model')} == PAPER_PROMPT
+        assert (
+            policy['type'] == 'llm'
+            and {k: v for k, v in policy.items() if k not in ('type', 'base_url', 'model')} == PAPER_PROMPT
+        )
     else:
         want = OBJECTIVES[info['objective']]
         assert {n: e['metric'] for n, e in experts.items()} == {n: m for n, (m, _) in want.items()}
@@ -359,12 +421,13 @@ def _without(opt, *keys):
     return opt
 
 
-@pytest.mark.parametrize('path', [p for p in PAPER_TRAIN if p.stem not in ('CISR_niqe', 'RISR_niqe', 'AIR_niqe')],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    'path', [p for p in PAPER_TRAIN if p.stem not in ('CISR_niqe', 'RISR_niqe', 'AIR_niqe')], ids=lambda p: p.stem
+)
 def test_variants_differ_from_their_base_only_where_they_should(path):
     """Keeps the complete files honest: each is its task's base (X_niqe.yml) plus the documented change."""
     info = describe(path)
-    base = load_basicsr(path.parent / f"{info['task']}_niqe.yml")
+    base = load_basicsr(path.parent / f'{info["task"]}_niqe.yml')
     opt = load_basicsr(path)
     allowed = ['name', 'agent.experts', 'agent.policy']
     if info['m5'] or info['as_loss']:
@@ -383,28 +446,39 @@ def test_every_agent_policy_builds_and_prompts_as_configured(path):
     """The policy each file names builds from its options; the llm prompt shows the ablation."""
     from agent import ExpertInfo, History, StageRecord, build_policy
     from lossagent_iqa import lower_is_better
+
     agent = load_basicsr(path)['agent']
     losses = load_basicsr(path)['train']['losses']
     weights = {n: float(o.get('perceptual_weight', o.get('loss_weight'))) for n, o in losses.items()}
-    experts = [ExpertInfo(n, kind='text') if e.get('type') == 'critique' else
-               ExpertInfo(n, lower_is_better(e['metric'])) for n, e in agent['experts'].items()]
+    experts = [
+        ExpertInfo(n, kind='text') if e.get('type') == 'critique' else ExpertInfo(n, lower_is_better(e['metric']))
+        for n, e in agent['experts'].items()
+    ]
     policy = build_policy(agent['policy'], list(weights), list(weights.values()), experts, seed=0, task=agent['task'])
     assert policy.name == agent['policy']['type']
     if policy.name != 'llm':
         return
-    history = History([StageRecord(stage=0, iteration=0, weights_before=weights,
-                                   scores={e.name: ['sharp' if e.kind == 'text' else 1.0] for e in experts})])
+    history = History(
+        [
+            StageRecord(
+                stage=0,
+                iteration=0,
+                weights_before=weights,
+                scores={e.name: ['sharp' if e.kind == 'text' else 1.0] for e in experts},
+            )
+        ]
+    )
     text = '\n'.join(m['content'] for m in policy.prompts.messages(history, 0))
     policy.close()
     info = describe(path)
     assert ('You should follow these rules' in text) == (info['ablation'] != 'no_needs')
     if info['ablation'] != 'no_needs':
-        assert f"Weights: {':'.join(weights)}=" in text
+        assert f'Weights: {":".join(weights)}=' in text
         assert ('(for example:' in text) == (info['ablation'] != 'no_format_example')
     scores = [e for e in experts if e.kind != 'text']
     for e in scores:  # Figure 6: one score is "the score"; several are named to tell them apart
         noun = f'{e.name} score' if len(scores) > 1 else 'score'
-        said = f"The {'lower' if e.lower_better else 'higher'} {noun} stands for better quality." in text
+        said = f'The {"lower" if e.lower_better else "higher"} {noun} stands for better quality.' in text
         assert said == (info['ablation'] != 'no_directions'), e.name
         assert (e.name in text) == (len(scores) > 1), e.name  # Table 5 "w/o": neither direction nor name
 
@@ -415,10 +489,11 @@ def test_every_agent_policy_builds_and_prompts_as_configured(path):
 def _photo(h, w, seed):
     """A textured uint8 BGR image (NIQE needs structure, not flat noise)."""
     from skimage import data as skdata
+
     src = skdata.astronaut()[:, :, ::-1]
     rng = np.random.default_rng(seed)
     y, x = rng.integers(0, src.shape[0] - h), rng.integers(0, src.shape[1] - w)
-    return np.ascontiguousarray(src[y:y + h, x:x + w])
+    return np.ascontiguousarray(src[y : y + h, x : x + w])
 
 
 def _write(path: Path, img):
@@ -474,6 +549,7 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope='session')
 def llm_server():
     from openai_stub_server import OpenAIStubServer
+
     with OpenAIStubServer() as server:
         yield server
 
@@ -485,8 +561,14 @@ TINY_NETS = {
     'SwinIR': dict(embed_dim=12, depths=[1], num_heads=[2], img_size=32),
     'HAT': dict(embed_dim=12, depths=[1], num_heads=[2], window_size=8, compress_ratio=3, squeeze_factor=4),
     'MambaIRv2': dict(embed_dim=12, depths=[1], num_heads=[2], window_size=8, d_state=4, inner_rank=8, num_tokens=8),
-    'PromptIR': dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 2, 2, 4],
-                     prompt_dims=[8, 8, 16], prompt_sizes=[8, 4, 2]),
+    'PromptIR': dict(
+        dim=8,
+        num_blocks=[1, 1, 1, 1],
+        num_refinement_blocks=1,
+        heads=[1, 2, 2, 4],
+        prompt_dims=[8, 8, 16],
+        prompt_sizes=[8, 4, 2],
+    ),
 }
 OFFLINE_METRICS = {'niqe', 'psnr'}
 
@@ -534,16 +616,28 @@ def shrink(opt: dict, data_root: Path, llm_url: str, tmp: Path) -> dict:
         dataset['phase'] = phase.split('_')[0]
         dataset['scale'] = opt['scale']
     root = tmp / 'experiments' / opt['name']
-    opt['path'].update(experiments_root=str(root), models=str(root / 'models'),
-                       training_states=str(root / 'training_states'), log=str(root),
-                       visualization=str(root / 'visualization'))
+    opt['path'].update(
+        experiments_root=str(root),
+        models=str(root / 'models'),
+        training_states=str(root / 'training_states'),
+        log=str(root),
+        visualization=str(root / 'visualization'),
+    )
     return opt
 
 
 # One full build + iteration per distinct kind of config; the other files differ from these only in
 # keys checked above (experts/policy/ablation switches), whose building is covered by these runs.
-BUILD = ['CISR_psnr_qalign', 'CISR_M5_niqe', 'CISR_HAT-S_niqe', 'CISR_MambaIRv2-light_fixed', 'RISR_clipiqa',
-         'AIR_random', 'RISR_niqe_as_loss', 'CISR_critique']
+BUILD = [
+    'CISR_psnr_qalign',
+    'CISR_M5_niqe',
+    'CISR_HAT-S_niqe',
+    'CISR_MambaIRv2-light_fixed',
+    'RISR_clipiqa',
+    'AIR_random',
+    'RISR_niqe_as_loss',
+    'CISR_critique',
+]
 
 
 @pytest.mark.parametrize('name', BUILD)
@@ -552,6 +646,7 @@ def test_train_config_builds_and_trains_one_stage(name, data_root, llm_server, t
     from torch.utils.data.dataloader import default_collate
     from basicsr.data import build_dataset
     from basicsr.models import build_model
+
     torch.manual_seed(0)
     original = load_basicsr(ROOT / 'options' / 'train' / f'{name}.yml')
     opt = shrink(original, data_root, llm_server.base_url, tmp_path)
@@ -573,14 +668,26 @@ def test_train_config_builds_and_trains_one_stage(name, data_root, llm_server, t
         if loss['type'] == 'PyIQALoss':  # the objective as a loss took part in the generator's step
             assert f'l_g_{loss_name}' in model.log_dict and float(model.log_dict[f'l_g_{loss_name}']) > 0
 
-    records = [json.loads(line) for line in (Path(opt['path']['experiments_root']) / 'agent' / 'decisions.jsonl')
-               .read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (Path(opt['path']['experiments_root']) / 'agent' / 'decisions.jsonl').read_text().splitlines()
+    ]
     assert [r['stage'] for r in records] == [0, 1]
     last = records[-1]
     assert last['valid'], last['expert_errors']
     assert sorted(last['scores']) == sorted(original['agent']['experts'])
-    assert len(last['images']) == len(model.agent.val_set) == min(10, len(build_dataset(
-        {**opt['agent']['dataset'], 'phase': 'val', 'scale': scale, 'io_backend': {'type': 'disk'}})))
+    assert (
+        len(last['images'])
+        == len(model.agent.val_set)
+        == min(
+            10,
+            len(
+                build_dataset(
+                    {**opt['agent']['dataset'], 'phase': 'val', 'scale': scale, 'io_backend': {'type': 'disk'}}
+                )
+            ),
+        )
+    )
     policy = original['agent']['policy']['type']
     assert last['policy'] == policy and not last.get('fallback'), last.get('fallback')
     after = model.losses.get_weights()
@@ -590,6 +697,7 @@ def test_train_config_builds_and_trains_one_stage(name, data_root, llm_server, t
         assert after != before and list(after) == list(before)
     if 'val' in opt['datasets']:  # BasicSR's validation on whole images (LR sides not multiples of the window)
         from basicsr.data import build_dataloader
+
         val_set = build_dataset(opt['datasets']['val'])
         loader = build_dataloader(val_set, opt['datasets']['val'], num_gpu=0, dist=False, sampler=None, seed=0)
         model.validation(loader, 1, None, False)
@@ -601,6 +709,7 @@ def test_train_config_builds_and_trains_one_stage(name, data_root, llm_server, t
 def test_full_reference_expert_without_ground_truth_fails_at_start(data_root, llm_server, tmp_path):
     from lossagent_errors import OptionError
     from basicsr.models import build_model
+
     opt = shrink(load_basicsr(ROOT / 'options' / 'train' / 'RISR_niqe.yml'), data_root, llm_server.base_url, tmp_path)
     opt['agent']['experts']['PSNR'] = {'metric': 'psnr'}
     with pytest.raises(OptionError, match=r'agent\.experts\.PSNR: a full-reference metric needs ground truth'):
@@ -623,6 +732,7 @@ def test_test_config_is_complete(path, data_root):
     from basicsr.data import build_dataset
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
     from lossagent_eval.benchmark import _dataset_opts, load_options
+
     opt = load_options(str(path))
     assert opt['name'] == path.stem
     for key, m in opt['metrics'].items():
@@ -634,18 +744,21 @@ def test_test_config_is_complete(path, data_root):
             assert Path(ckpt).name in REPRODUCE, f'{path.name}: methods.{method}: {ckpt} not in docs/reproduce.md'
         else:
             run = re.fullmatch(r'experiments/([^/]+)/models/net_g_latest\.pth', ckpt)
-            assert run and run.group(1) in runs, \
+            assert run and run.group(1) in runs, (
                 f'{path.name}: methods.{method} reads {ckpt}: no train config has that name'
+            )
     nets = {m.get('network_g', {}).get('type', opt['network_g']['type']) for m in opt['methods'].values()}
     for net in [opt['network_g']] + [m['network_g'] for m in opt['methods'].values() if 'network_g' in m]:
-        assert {k: net[k] for k in PUBLISHED[net['type']] if k in net} == \
-            {k: v for k, v in PUBLISHED[net['type']].items() if k in net}
+        assert {k: net[k] for k in PUBLISHED[net['type']] if k in net} == {
+            k: v for k, v in PUBLISHED[net['type']].items() if k in net
+        }
         tiny = {**net, **TINY_NETS[net['type']]}
         build_network(tiny)  # the published keys are accepted by the registered class
     assert nets
     for name, dopt in _dataset_opts(opt).items():
-        dopt = {k: (str(data_root / v) if isinstance(v, str) and v.startswith('datasets/') else v)
-                for k, v in dopt.items()}
+        dopt = {
+            k: (str(data_root / v) if isinstance(v, str) and v.startswith('datasets/') else v) for k, v in dopt.items()
+        }
         assert len(build_dataset(dopt)) > 0, f'{path.name}: datasets.{name}'
 
 
@@ -658,6 +771,7 @@ def test_real_lossagent_model_runs_basicsr_synthesis_on_cpu(data_root, llm_serve
     from torch.utils.data.dataloader import default_collate
     from basicsr.data import build_dataset
     from basicsr.models import build_model
+
     torch.manual_seed(0)
     opt = shrink(load_basicsr(ROOT / 'options' / 'train' / 'RISR_fixed.yml'), data_root, llm_server.base_url, tmp_path)
     model = build_model(opt)
@@ -684,6 +798,7 @@ def test_real_lossagent_model_runs_basicsr_synthesis_on_cpu(data_root, llm_serve
 def test_real_lossagent_model_names_missing_degradation_option(data_root, llm_server, tmp_path):
     from lossagent_errors import OptionError
     from basicsr.models import build_model
+
     opt = shrink(load_basicsr(ROOT / 'options' / 'train' / 'RISR_fixed.yml'), data_root, llm_server.base_url, tmp_path)
     del opt['jpeg_range2']
     with pytest.raises(OptionError, match=r'^jpeg_range2: required top-level option of RealLossAgentModel'):

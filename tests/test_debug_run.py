@@ -1,4 +1,5 @@
 """`train.py --debug` (BasicSR's quick sanity run) reaches the agent: the stage shrinks to 8 iterations."""
+
 import json
 import shutil
 
@@ -9,14 +10,31 @@ from training import ROOT, Run, tiny_options
 def test_only_debug_runs_shrink_and_every_change_is_named():
     opt = {'name': 'CISR_niqe', 'agent': {'stage_iters': 5000, 'num_images': 10}}
     assert shrink_agent_for_debug(opt) == [] and opt['agent']['stage_iters'] == 5000
-    opt = {'name': 'debug_CISR_niqe',
-           'agent': {'stage_iters': 5000, 'num_images': 10, 'snapshots': 3, 'snapshot_every': 100,
-                     'policy': {'type': 'lookahead'}}}
+    opt = {
+        'name': 'debug_CISR_niqe',
+        'agent': {
+            'stage_iters': 5000,
+            'num_images': 10,
+            'snapshots': 3,
+            'snapshot_every': 100,
+            'policy': {'type': 'lookahead'},
+        },
+    }
     changes = shrink_agent_for_debug(opt)
-    assert opt['agent'] == {'stage_iters': DEBUG_STAGE_ITERS, 'num_images': 2, 'snapshots': 2, 'snapshot_every': 7,
-                            'policy': {'type': 'lookahead', 'probe_iters': 4}}
-    assert changes == ['agent.stage_iters 5000 -> 8', 'agent.num_images 10 -> 2', 'agent.snapshots 3 -> 2',
-                       'agent.snapshot_every 100 -> 7', 'agent.policy.probe_iters 10 -> 4']
+    assert opt['agent'] == {
+        'stage_iters': DEBUG_STAGE_ITERS,
+        'num_images': 2,
+        'snapshots': 2,
+        'snapshot_every': 7,
+        'policy': {'type': 'lookahead', 'probe_iters': 4},
+    }
+    assert changes == [
+        'agent.stage_iters 5000 -> 8',
+        'agent.num_images 10 -> 2',
+        'agent.snapshots 3 -> 2',
+        'agent.snapshot_every 100 -> 7',
+        'agent.policy.probe_iters 10 -> 4',
+    ]
     small = {'name': 'debug_x', 'agent': {'stage_iters': 3, 'num_images': 1}}
     assert shrink_agent_for_debug(small) == [] and small['agent'] == {'stage_iters': 3, 'num_images': 1}
     bad = {'name': 'debug_x', 'agent': {'stage_iters': 'often'}}
@@ -27,6 +45,7 @@ def test_every_paper_file_in_debug_mode_passes_the_agent_checks():
     import lossagent_compat  # noqa: F401
     from lossagent_hook.agent_options import AgentOptions
     from lossagent_runtime.option_file import load_yaml
+
     for path in sorted((ROOT / 'options' / 'train').glob('*.yml')):
         opt = load_yaml(str(path))
         if not opt.get('agent'):

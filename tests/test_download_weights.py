@@ -1,5 +1,6 @@
 """scripts/download_pretrained_models.py against a real HTTP server on 127.0.0.1 (Range requests, a
 connection dropped mid-file, wrong checksums, truncated archives)."""
+
 import hashlib
 import http.server
 import sys
@@ -57,7 +58,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if name in self.server.drop_once:
             self.server.drop_once.discard(name)
-            self.wfile.write(body[:len(body) // 2])
+            self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
             self.connection.shutdown(2)  # mid-file: the client sees fewer bytes than announced
             self.close_connection = True
@@ -74,8 +75,11 @@ def checkpoint_bytes(tmp_path, seed=0, size=50_000):
 
 @pytest.fixture
 def server(tmp_path):
-    files = {'a.pth': checkpoint_bytes(tmp_path, 0), 'b.pth': checkpoint_bytes(tmp_path, 1),
-             'params.mat': b'MATLAB 5.0 MAT-file' + bytes(range(256)) * 40}
+    files = {
+        'a.pth': checkpoint_bytes(tmp_path, 0),
+        'b.pth': checkpoint_bytes(tmp_path, 1),
+        'params.mat': b'MATLAB 5.0 MAT-file' + bytes(range(256)) * 40,
+    }
     srv = WeightServer(files)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -92,10 +96,13 @@ def repo(tmp_path, monkeypatch, server):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
     monkeypatch.delenv('LOSSAGENT_WEIGHTS_BASE_URL', raising=False)
     sha_b = hashlib.sha256(server.files['b.pth']).hexdigest()
-    files = [dl.WeightFile('Nets', 'https://example.invalid/releases/a.pth', 'experiments/pretrained_models', 'x'),
-             dl.WeightFile('Nets', 'https://example.invalid/releases/b.pth', 'experiments/pretrained_models', 'y',
-                           sha256=sha_b),
-             dl.WeightFile('IQA', 'https://example.invalid/params.mat', '{hub}/pyiqa', 'z', sha256_prefix=sha_b[:8])]
+    files = [
+        dl.WeightFile('Nets', 'https://example.invalid/releases/a.pth', 'experiments/pretrained_models', 'x'),
+        dl.WeightFile(
+            'Nets', 'https://example.invalid/releases/b.pth', 'experiments/pretrained_models', 'y', sha256=sha_b
+        ),
+        dl.WeightFile('IQA', 'https://example.invalid/params.mat', '{hub}/pyiqa', 'z', sha256_prefix=sha_b[:8]),
+    ]
     monkeypatch.setattr(dl, 'FILES', files)
     return root
 
@@ -143,7 +150,7 @@ def test_a_part_file_left_by_an_earlier_run_is_continued(repo, server, capsys):
 
 def test_wrong_checksum_truncated_archive_and_missing_file_fail_one_line_each(repo, server, capsys, tmp_path):
     server.files['b.pth'] = checkpoint_bytes(tmp_path, 2)  # not the file whose sha256 the manifest holds
-    server.files['a.pth'] = server.files['a.pth'][:-300]    # a zip without its central directory
+    server.files['a.pth'] = server.files['a.pth'][:-300]  # a zip without its central directory
     code, out = run(capsys, '--base_url', server.base_url, '--retries', '1')
     lines = out.splitlines()
     assert code == 1 and len(lines) == 3
@@ -181,6 +188,7 @@ def test_list_names_every_file_of_the_real_manifest_and_fetches_nothing(capsys, 
         assert entry.url in out and entry.name in out
     # every checkpoint the paper's option files start from is in the manifest (or converted from it)
     import yaml
+
     names = {e.name for e in dl.FILES} | {dl.PROMPTIR_CONVERTED}
     for path in (ROOT / 'options' / 'train').glob('[CRA]*.yml'):
         start = yaml.safe_load(path.read_text())['path']['pretrain_network_g']
@@ -196,12 +204,23 @@ def test_unknown_group_is_one_line(capsys):
 
 def test_promptir_release_is_converted_for_the_air_files(repo, server, capsys, monkeypatch, tmp_path):
     from lossagent_arch.promptir_arch import PromptIR  # noqa: F401  (registers)
+
     lightning = tmp_path / 'model.ckpt'
     torch.save({'state_dict': {'net.conv.weight': torch.ones(2, 2)}, 'epoch': 3}, lightning)
     server.files['promptir_model.ckpt'] = lightning.read_bytes()
-    monkeypatch.setattr(dl, 'FILES', [dl.WeightFile(
-        'PromptIR', 'https://example.invalid/v1.0/model.ckpt', 'experiments/pretrained_models', 'AIR',
-        filename='promptir_model.ckpt')])
+    monkeypatch.setattr(
+        dl,
+        'FILES',
+        [
+            dl.WeightFile(
+                'PromptIR',
+                'https://example.invalid/v1.0/model.ckpt',
+                'experiments/pretrained_models',
+                'AIR',
+                filename='promptir_model.ckpt',
+            )
+        ],
+    )
     code, out = run(capsys, '--base_url', server.base_url)
     assert code == 0 and 'converted to experiments/pretrained_models/PromptIR_allinone.pth' in out
     converted = torch.load(repo / 'experiments/pretrained_models/PromptIR_allinone.pth', weights_only=True)

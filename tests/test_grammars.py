@@ -8,6 +8,7 @@ strings generated from the regex (hypothesis) that each engine must accept, and 
 decoding walks -- a random token among those the engine allows, step after step -- which is what a
 model under the grammar produces.
 """
+
 import json
 import re
 import warnings
@@ -38,15 +39,18 @@ class Engines:
         self.vocab = llama_cpp.Llama(model_path=str(vocab_path()), vocab_only=True, verbose=False)
         self.size = self.vocab.n_vocab()
         pieces = [self.vocab.detokenize([i], special=False) for i in range(self.size)]  # control tokens: b''
-        self.xgr = xgr.GrammarCompiler(xgr.TokenizerInfo(pieces, xgr.VocabType.RAW, stop_token_ids=[EOT_ID]),
-                                       max_threads=1)
+        self.xgr = xgr.GrammarCompiler(
+            xgr.TokenizerInfo(pieces, xgr.VocabType.RAW, stop_token_ids=[EOT_ID]), max_threads=1
+        )
         with warnings.catch_warnings():  # llguidance asks llama.cpp with a deprecated name, once per token
             warnings.simplefilter('ignore', DeprecationWarning)
-            self.ll = llguidance.llamacpp.lltokenizer_from_vocab(llama_cpp.llama_model_get_vocab(self.vocab.model),
-                                                                 eos_token=EOT_ID)
+            self.ll = llguidance.llamacpp.lltokenizer_from_vocab(
+                llama_cpp.llama_model_get_vocab(self.vocab.model), eos_token=EOT_ID
+            )
         self.blank = np.array([not p.strip() for p in pieces])  # whitespace-only pieces
-        self.closing = [t[0] for t in (self.vocab.tokenize(p.encode(), add_bos=False) for p in ('"}', '"', '}'))
-                        if len(t) == 1]
+        self.closing = [
+            t[0] for t in (self.vocab.tokenize(p.encode(), add_bos=False) for p in ('"}', '"', '}')) if len(t) == 1
+        ]
 
     def text(self, tokens) -> str:
         return self.vocab.detokenize(tokens).decode('utf-8', errors='replace')
@@ -63,8 +67,9 @@ class Engines:
         if kind == 'regex':
             return llguidance.LLMatcher.grammar_from_regex(weights_regex(N, bounds))
         if kind == 'schema':
-            return llguidance.LLMatcher.grammar_from_json_schema(weights_schema(N, bounds),
-                                                                 {'whitespace_flexible': True})
+            return llguidance.LLMatcher.grammar_from_json_schema(
+                weights_schema(N, bounds), {'whitespace_flexible': True}
+            )
         return llguidance.grammar_from('gbnf', weights_gbnf(N, bounds, form=kind))
 
     # ---- acceptance of a whole string
@@ -78,7 +83,7 @@ class Engines:
 
     # ---- constrained decoding with a random "model"
     def allowed(self, words: bytes) -> np.ndarray:
-        return np.flatnonzero(np.unpackbits(np.frombuffer(words, dtype=np.uint8), bitorder='little')[:self.size])
+        return np.flatnonzero(np.unpackbits(np.frombuffer(words, dtype=np.uint8), bitorder='little')[: self.size])
 
     def choose(self, allowed: np.ndarray, rng, finishing: bool) -> int:
         if EOT_ID in allowed and (finishing or rng.random() < 0.1):
@@ -139,8 +144,21 @@ def assert_parses_back(text: str, bounds, zero_allowed: bool = False):
     assert all(bounds[0] <= v <= bounds[1] for v in result.weights.values()) and any(result.weights.values())
 
 
-@pytest.mark.parametrize('low, high', [(0, 100), (0, 1), (0.5, 2.25), (0.001, 5), (3, 3), (0, 0.3), (1.25, 1.75),
-                                       (7.5, 12), (0, 1000), (2.000001, 2.000009)])
+@pytest.mark.parametrize(
+    'low, high',
+    [
+        (0, 100),
+        (0, 1),
+        (0.5, 2.25),
+        (0.001, 5),
+        (3, 3),
+        (0, 0.3),
+        (1.25, 1.75),
+        (7.5, 12),
+        (0, 1000),
+        (2.000001, 2.000009),
+    ],
+)
 def test_number_pattern_is_exactly_the_interval(low, high):
     rng = np.random.default_rng(0)
     candidates = {'00', '01', '.5', '1.', '-1', '1e2', '0.0000001', '+1', ' 1'}
@@ -179,6 +197,7 @@ def test_regex_answers_are_accepted_by_the_engines_and_parse_back(engines, bound
             assert engines.xgr_accepts(compiled[kind], text), (kind, text)
             assert engines.ll_accepts(grammars[kind], text), (kind, text)
         assert_parses_back(text, bounds)
+
     check()
 
 
@@ -198,8 +217,19 @@ def test_the_engines_refuse_what_the_parser_would_reject(engines):
     compiled = {kind: engines.compile_xgr(kind, bounds) for kind in ('regex', 'line', 'json', 'schema')}
     grammars = {kind: engines.grammar_ll(kind, bounds) for kind in ('regex', 'line', 'json', 'schema')}
     line = 'Weights: L1:Perceptual:GAN={}\nThoughts: why'
-    for values in ('100.5:1:1', '0:0:0', '0.0:0:0.000000', '1e2:1:1', '-1:1:1', '1:1', '1:1:1:1', '.5:1:1',
-                   '1.0000001:1:1', '01:1:1', 'nan:1:1'):
+    for values in (
+        '100.5:1:1',
+        '0:0:0',
+        '0.0:0:0.000000',
+        '1e2:1:1',
+        '-1:1:1',
+        '1:1',
+        '1:1:1:1',
+        '.5:1:1',
+        '1.0000001:1:1',
+        '01:1:1',
+        'nan:1:1',
+    ):
         for kind in ('regex', 'line'):
             assert not engines.xgr_accepts(compiled[kind], line.format(values)), (kind, values)
             assert not engines.ll_accepts(grammars[kind], line.format(values)), (kind, values)

@@ -1,4 +1,5 @@
 """inference.py: a folder restored with a trained checkpoint, whole or in tiles, on the demo's shipped network."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -59,9 +60,28 @@ def test_folder_end_to_end_on_the_demo_checkpoint(tmp_path):
     for name in ('chelsea', 'camera'):
         cv2.imwrite(str(src / f'{name}.png'), lr_photo(name)[:60, :90])
     (src / 'notes.txt').write_text('not an image')
-    proc = subprocess.run([sys.executable, str(ROOT / 'inference.py'), '-opt', str(DEMO_OPT), '--input', str(src),
-                           '--output', str(out), '--model', str(DEMO_CKPT), '--tile', '32', '--suffix', '_x4'],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / 'inference.py'),
+            '-opt',
+            str(DEMO_OPT),
+            '--input',
+            str(src),
+            '--output',
+            str(out),
+            '--model',
+            str(DEMO_CKPT),
+            '--tile',
+            '32',
+            '--suffix',
+            '_x4',
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ['camera_x4.png', 'chelsea_x4.png']
     assert cv2.imread(str(out / 'chelsea_x4.png')).shape == (240, 360, 3)
@@ -73,10 +93,13 @@ def test_folder_end_to_end_on_the_demo_checkpoint(tmp_path):
     assert np.mean((sr - gt) ** 2) < np.mean((bicubic - gt) ** 2)
 
 
-@pytest.mark.parametrize('args, message', [
-    (['--input', 'no/such/folder'], '--input: no/such/folder is not a folder'),
-    (['--model', 'missing.pth'], "--model: checkpoint 'missing.pth' not found"),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['--input', 'no/such/folder'], '--input: no/such/folder is not a folder'),
+        (['--model', 'missing.pth'], "--model: checkpoint 'missing.pth' not found"),
+    ],
+)
 def test_mistakes_are_one_line(tmp_path, args, message):
     src = tmp_path / 'in'
     src.mkdir()

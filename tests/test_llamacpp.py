@@ -6,6 +6,7 @@ are applied), without one it babbles (and the boundary falls back, saying why). 
 checked as the engine sees it: the Llama-3 template's turns and end-of-turn token, and its length
 in Llama-3 tokens after a paper-length run.
 """
+
 import logging
 import random
 import re
@@ -38,17 +39,19 @@ def tokens(tokenizer, prompt: str) -> list[int]:
 def run_history(names, experts, stages, images=10, seed=0):
     """A run's records: scores 2..8 per image, weights drifting by up to 30 % per stage."""
     rng = random.Random(seed)
-    weights, records = dict(zip(names, [1.0, 0.1, 0.01, 1.0, 0.5][:len(names)])), []
+    weights, records = dict(zip(names, [1.0, 0.1, 0.01, 1.0, 0.5][: len(names)])), []
     for k in range(stages + 1):
-        records.append(StageRecord(k, 5000 * k, dict(weights),
-                                   {e.name: [rng.uniform(2, 8) for _ in range(images)] for e in experts}))
+        records.append(
+            StageRecord(
+                k, 5000 * k, dict(weights), {e.name: [rng.uniform(2, 8) for _ in range(images)] for e in experts}
+            )
+        )
         weights = {n: round(v * rng.uniform(0.7, 1.3), 5) for n, v in weights.items()}
     return History(records)
 
 
 def builder(names, experts, **opts):
-    return PromptBuilder(names, {n: 1.0 for n in names}, experts, 'image super-resolution',
-                         {**LLM_DEFAULTS, **opts})
+    return PromptBuilder(names, {n: 1.0 for n in names}, experts, 'image super-resolution', {**LLM_DEFAULTS, **opts})
 
 
 def test_the_tiny_model_is_shaped_like_llama3_instruct(tiny_gguf):
@@ -69,15 +72,18 @@ def test_the_prompt_as_the_engine_sees_it(tiny_gguf, tokenizer):
     messages = prompts.messages(run_history(names, experts, 3), 0)
     template = read_metadata(tiny_gguf)['tokenizer.chat_template'][1]
     rendered = Jinja2ChatFormatter(template, eos_token='<|eot_id|>', bos_token='<|begin_of_text|>')(
-        messages=messages).prompt
+        messages=messages
+    ).prompt
     assert rendered == '<|begin_of_text|>' + format_llama3(messages).prompt  # the engine's handler, + its BOS
     system, user = messages[0]['content'].strip(), messages[1]['content'].strip()
-    assert rendered == ('<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n' + system + '<|eot_id|>'
-                        '<|start_header_id|>user<|end_header_id|>\n\n' + user + '<|eot_id|>'
-                        '<|start_header_id|>assistant<|end_header_id|>\n\n')
+    assert rendered == (
+        '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n' + system + '<|eot_id|>'
+        '<|start_header_id|>user<|end_header_id|>\n\n' + user + '<|eot_id|>'
+        '<|start_header_id|>assistant<|end_header_id|>\n\n'
+    )
     ids = tokens(tokenizer, rendered)
     assert ids[:2] == [BOS, HEADER_START] and ids.count(EOT_ID) == 2 and ids.count(HEADER_START) == 3
-    assert tokenizer.detokenize(ids[ids.index(HEADER_START) + 1:ids.index(HEADER_END)]) == b'system'
+    assert tokenizer.detokenize(ids[ids.index(HEADER_START) + 1 : ids.index(HEADER_END)]) == b'system'
     assert ids[-3:] == tokens(tokenizer, '<|start_header_id|>assistant<|end_header_id|>\n\n')[-3:]
     assert 'Weights: L1:Perceptual:GAN=' in user and 'lower NIQE score' in system
     again = prompts.reprompt(messages, 'Weights: L1:Perceptual:GAN=1:2', '3 names but 2 values')
@@ -88,16 +94,22 @@ def test_the_prompt_as_the_engine_sees_it(tiny_gguf, tokenizer):
 def test_prompt_tokens_after_a_paper_length_run(tokenizer, capsys):
     """The paper's RISR run: 200k iterations, a stage every 5000 = 40 boundaries, Llama-3-8B's 8192 tokens."""
     lines, o = [], {**LLM_DEFAULTS, 'reprompt': True}
-    for names, experts, image in [(['L1', 'Perceptual', 'GAN'], [ExpertInfo('CLIPIQA')], 0),
-                                  (['L1', 'MSE', 'Perceptual', 'GAN', 'LPIPS'],
-                                   [ExpertInfo('NIQE', True), ExpertInfo('MANIQA'), ExpertInfo('CLIPIQA')], None)]:
+    for names, experts, image in [
+        (['L1', 'Perceptual', 'GAN'], [ExpertInfo('CLIPIQA')], 0),
+        (
+            ['L1', 'MSE', 'Perceptual', 'GAN', 'LPIPS'],
+            [ExpertInfo('NIQE', True), ExpertInfo('MANIQA'), ExpertInfo('CLIPIQA')],
+            None,
+        ),
+    ]:
         for stages in (40, 100):
             messages = builder(names, experts).messages(run_history(names, experts, stages), image)
             real = len(tokens(tokenizer, format_llama3(messages).prompt))
             estimate = estimate_tokens(messages)
             assert real <= estimate <= 1.35 * real, (names, stages, real, estimate)  # never under-estimated
-            lines.append(f'{len(names)} losses, {len(experts)} experts, {stages} stages: {real} tokens '
-                         f'(estimate {estimate})')
+            lines.append(
+                f'{len(names)} losses, {len(experts)} experts, {stages} stages: {real} tokens (estimate {estimate})'
+            )
             if stages == 40:
                 assert real + 2 * o['max_tokens'] < 8192  # the paper's run fits, re-prompt included
     with capsys.disabled():
@@ -106,8 +118,15 @@ def test_prompt_tokens_after_a_paper_length_run(tokenizer, capsys):
 
 def test_a_full_history_that_outgrows_n_ctx_shows_the_latest_stages(tiny_gguf, tokenizer, caplog):
     names, experts = ['L1', 'Perceptual', 'GAN'], [ExpertInfo('NIQE', lower_better=True)]
-    opt = {'type': 'llm', 'backend': 'llamacpp', 'model_path': str(tiny_gguf), 'n_ctx': 1536, 'max_tokens': 40,
-           'structured_output': 'grammar', 'per_image': False}
+    opt = {
+        'type': 'llm',
+        'backend': 'llamacpp',
+        'model_path': str(tiny_gguf),
+        'n_ctx': 1536,
+        'max_tokens': 40,
+        'structured_output': 'grammar',
+        'per_image': False,
+    }
     with caplog.at_level(logging.INFO, logger='basicsr'):
         policy = build_policy(opt, names, [1.0, 0.1, 0.01], experts, seed=0)
         decision = policy.decide(run_history(names, experts, 30))
@@ -124,8 +143,14 @@ def test_a_full_history_that_outgrows_n_ctx_shows_the_latest_stages(tiny_gguf, t
 
 def test_json_mode_in_process(tiny_gguf):
     names, experts = ['L1', 'Perceptual', 'GAN'], [ExpertInfo('NIQE', lower_better=True)]
-    opt = {'type': 'llm', 'backend': 'llamacpp', 'model_path': str(tiny_gguf), 'n_ctx': 2048, 'max_tokens': 64,
-           'structured_output': 'json'}
+    opt = {
+        'type': 'llm',
+        'backend': 'llamacpp',
+        'model_path': str(tiny_gguf),
+        'n_ctx': 2048,
+        'max_tokens': 64,
+        'structured_output': 'json',
+    }
     policy = build_policy(opt, names, [1.0, 0.1, 0.01], experts, seed=0)
     decision = policy.decide(run_history(names, experts, 2, images=2))
     policy.close()
@@ -138,13 +163,24 @@ def test_json_mode_in_process(tiny_gguf):
 
 
 def llamacpp_policy(tiny_gguf, mode):
-    return {'type': 'llm', 'backend': 'llamacpp', 'model_path': str(tiny_gguf), 'n_ctx': 4096, 'max_tokens': 32,
-            'structured_output': mode}
+    return {
+        'type': 'llm',
+        'backend': 'llamacpp',
+        'model_path': str(tiny_gguf),
+        'n_ctx': 4096,
+        'max_tokens': 32,
+        'structured_output': mode,
+    }
 
 
 def summary(run) -> str:
-    return subprocess.run([sys.executable, '-m', 'agent.runs.summary', str(run.root)], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        [sys.executable, '-m', 'agent.runs.summary', str(run.root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def test_train_py_with_a_grammar_applies_weights_from_generated_text(make_run, tiny_gguf):

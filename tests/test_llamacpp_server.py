@@ -6,6 +6,7 @@ What the server does with each structured-output mode is checked first, raw (so 
 in agent/llm/structured.py is a measurement, and this fails when llama-cpp-python changes); then that
 the policy either works in a mode or refuses it once, in one line, at start-up or first contact.
 """
+
 import re
 import signal
 import subprocess
@@ -28,8 +29,12 @@ LINE = re.compile(r'Weights: L1:Perceptual:GAN=[0-9.]+:[0-9.]+:[0-9.]+\nThoughts
 
 
 def history(images=3):
-    return History([StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [4.0 + i / 10 for i in range(images)]}),
-                    StageRecord(1, 100, dict(zip(N, INIT)), {'NIQE': [3.0 + i / 10 for i in range(images)]})])
+    return History(
+        [
+            StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [4.0 + i / 10 for i in range(images)]}),
+            StageRecord(1, 100, dict(zip(N, INIT)), {'NIQE': [3.0 + i / 10 for i in range(images)]}),
+        ]
+    )
 
 
 def serve_options(model, port=0):
@@ -75,28 +80,38 @@ def test_every_structured_output_mode_works_or_is_refused_at_start_up(server):
     decision = policy(url, structured_output='none').decide(history())  # a random model's free text
     assert re.match(r'0 of 3 answers usable, need 2; e\.g\. rejected: ', decision.fallback), decision.fallback
     assert decision.info['compliance']['reprompted'] == 3
-    for mode, why in [('regex', "it ignores vLLM's structured_outputs field"),
-                      ('json', "it ignores vLLM's structured_outputs field"),
-                      ('response_format', 'it answers response_format json_schema with HTTP 500')]:
+    for mode, why in [
+        ('regex', "it ignores vLLM's structured_outputs field"),
+        ('json', "it ignores vLLM's structured_outputs field"),
+        ('response_format', 'it answers response_format json_schema with HTTP 500'),
+    ]:
         with pytest.raises(OptionError) as err:
             policy(url, structured_output=mode)
-        assert str(err.value) == (f"agent.policy.structured_output: {mode!r} does not work with the "
-                                  f'llama-cpp-python server (python -m llama_cpp.server) at {url} ({why}); '
-                                  'this server supports structured_output: none or grammar')
+        assert str(err.value) == (
+            f'agent.policy.structured_output: {mode!r} does not work with the '
+            f'llama-cpp-python server (python -m llama_cpp.server) at {url} ({why}); '
+            'this server supports structured_output: none or grammar'
+        )
 
 
 def test_first_contact_concurrency_and_a_restart(tiny_gguf, capsys):
     """The server is down when the run starts, comes up, goes away and comes back."""
     port = free_port('127.0.0.1')
     url = f'http://127.0.0.1:{port}/v1'
-    refused, working = policy(url, structured_output='regex'), policy(url, structured_output='grammar',
-                                                                       max_concurrency=16)
+    refused, working = (
+        policy(url, structured_output='regex'),
+        policy(url, structured_output='grammar', max_concurrency=16),
+    )
     srv = start_server(tiny_gguf, port)
     try:
         for _ in range(2):  # refused at first contact, and every boundary after: nothing is sent
             decision = refused.decide(history())
-            assert decision.fallback.startswith("agent.policy.structured_output: 'regex' does not work with the "
-                                                'llama-cpp-python server') and not decision.prompts
+            assert (
+                decision.fallback.startswith(
+                    "agent.policy.structured_output: 'regex' does not work with the llama-cpp-python server"
+                )
+                and not decision.prompts
+            )
         assert 'POST /v1/chat/completions' not in srv.log_path.read_text()
         decision = working.decide(history(images=4))  # 4 prompts at once; this server answers one at a time
         assert decision.fallback is None and decision.info['compliance']['valid'] == 4
@@ -122,32 +137,70 @@ def test_vllm_command_and_serve_options(tmp_path, monkeypatch):
     program = tmp_path / 'vllm'
     program.write_text('#!/bin/sh\n')
     program.chmod(0o755)
-    s = check_serve_options({'engine': 'vllm', 'executable': str(program), 'gpu': 1, 'port': 8123,
-                             'args': ['--gpu-memory-utilization', 0.85]},
-                            {'model': 'meta-llama/Meta-Llama-3-8B-Instruct'})
+    s = check_serve_options(
+        {
+            'engine': 'vllm',
+            'executable': str(program),
+            'gpu': 1,
+            'port': 8123,
+            'args': ['--gpu-memory-utilization', 0.85],
+        },
+        {'model': 'meta-llama/Meta-Llama-3-8B-Instruct'},
+    )
     assert server_command(s, 8123, 'llama3', 8192) == [
-        str(program), 'serve', 'meta-llama/Meta-Llama-3-8B-Instruct', '--host', '127.0.0.1', '--port', '8123',
-        '--served-model-name', 'llama3', '--max-model-len', '8192', '--gpu-memory-utilization', '0.85']
+        str(program),
+        'serve',
+        'meta-llama/Meta-Llama-3-8B-Instruct',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '8123',
+        '--served-model-name',
+        'llama3',
+        '--max-model-len',
+        '8192',
+        '--gpu-memory-utilization',
+        '0.85',
+    ]
     assert server_env(s)['CUDA_VISIBLE_DEVICES'] == '1'
     s = serve_options(program, 9000)
     assert server_command(s, 9000, 'm', 4096)[:4] == [sys.executable, '-m', 'llama_cpp.server', '--model']
     monkeypatch.setenv('PATH', str(tmp_path / 'empty'))
     for opt, policy_opt, message in [
-            ({'engine': 'vllm'}, {}, r"agent\.policy\.serve\.executable: 'vllm' is not an executable program; "
-                                     r'install vLLM in its own environment'),
-            ({'model': 'x'}, {}, r'agent\.policy\.serve\.engine: missing'),
-            ({'engine': 'llama_cpp', 'modle': 'x'}, {}, r'agent\.policy\.serve\.modle: unknown option'),
-            ({'engine': 'llama_cpp', 'model': str(tmp_path / 'no.gguf')}, {}, r'serve\.model: the llama_cpp engine '
-                                                                              r'needs an existing GGUF file'),
-            ({'engine': 'llama_cpp', 'model': str(program)}, {'base_url': 'http://x/v1'},
-             r'agent\.policy\.base_url: give either base_url .* or serve'),
-            ({'engine': 'llama_cpp', 'model': str(program)}, {'backend': 'llamacpp'}, r'leave agent\.policy\.backend')]:
+        (
+            {'engine': 'vllm'},
+            {},
+            r"agent\.policy\.serve\.executable: 'vllm' is not an executable program; "
+            r'install vLLM in its own environment',
+        ),
+        ({'model': 'x'}, {}, r'agent\.policy\.serve\.engine: missing'),
+        ({'engine': 'llama_cpp', 'modle': 'x'}, {}, r'agent\.policy\.serve\.modle: unknown option'),
+        (
+            {'engine': 'llama_cpp', 'model': str(tmp_path / 'no.gguf')},
+            {},
+            r'serve\.model: the llama_cpp engine '
+            r'needs an existing GGUF file',
+        ),
+        (
+            {'engine': 'llama_cpp', 'model': str(program)},
+            {'base_url': 'http://x/v1'},
+            r'agent\.policy\.base_url: give either base_url .* or serve',
+        ),
+        ({'engine': 'llama_cpp', 'model': str(program)}, {'backend': 'llamacpp'}, r'leave agent\.policy\.backend'),
+    ]:
         with pytest.raises(OptionError, match=message):
             check_serve_options(opt, {'backend': 'openai', **policy_opt})
-    with pytest.raises(OptionError, match=r"'regex' does not work with the llama-cpp-python server .* at the "
-                                          r'managed server'):  # at the option check, before anything starts
-        check_policy({'type': 'llm', 'structured_output': 'regex', 'serve': {'engine': 'llama_cpp',
-                                                                            'model': str(program)}}, N, INIT, EXPERTS)
+    with pytest.raises(
+        OptionError,
+        match=r"'regex' does not work with the llama-cpp-python server .* at the "
+        r'managed server',
+    ):  # at the option check, before anything starts
+        check_policy(
+            {'type': 'llm', 'structured_output': 'regex', 'serve': {'engine': 'llama_cpp', 'model': str(program)}},
+            N,
+            INIT,
+            EXPERTS,
+        )
 
 
 def alive(pid: int) -> bool:
@@ -164,27 +217,48 @@ def served_pid(text: str) -> int:
 
 
 def test_one_train_py_command_runs_the_server_too(make_run, tiny_gguf):
-    opt = tiny_options('managed_server',
-                       policy={'type': 'llm', 'serve': {'engine': 'llama_cpp', 'model': str(tiny_gguf)},
-                               'structured_output': 'grammar', 'max_tokens': 32, 'n_ctx': 4096})
+    opt = tiny_options(
+        'managed_server',
+        policy={
+            'type': 'llm',
+            'serve': {'engine': 'llama_cpp', 'model': str(tiny_gguf)},
+            'structured_output': 'grammar',
+            'max_tokens': 32,
+            'n_ctx': 4096,
+        },
+    )
     run = make_run(opt)
     proc = run.train()
     decided = [r for r in run.records() if r['policy'] == 'llm']
-    assert len(decided) == 3 and all(r['fallback'] is None and r['weights_after'] != r['weights_before']
-                                     for r in decided)
+    assert len(decided) == 3 and all(
+        r['fallback'] is None and r['weights_after'] != r['weights_before'] for r in decided
+    )
     pid = served_pid(proc.stderr + proc.stdout)
     assert not alive(pid)  # stopped with the run
 
 
 def test_a_killed_run_takes_its_server_with_it(make_run, tiny_gguf, tmp_path):
-    opt = tiny_options('managed_server_kill', stage_iters=3, total_iter=3000,
-                       policy={'type': 'llm', 'serve': {'engine': 'llama_cpp', 'model': str(tiny_gguf)},
-                               'structured_output': 'grammar', 'max_tokens': 32, 'n_ctx': 4096})
+    opt = tiny_options(
+        'managed_server_kill',
+        stage_iters=3,
+        total_iter=3000,
+        policy={
+            'type': 'llm',
+            'serve': {'engine': 'llama_cpp', 'model': str(tiny_gguf)},
+            'structured_output': 'grammar',
+            'max_tokens': 32,
+            'n_ctx': 4096,
+        },
+    )
     run = make_run(opt)
     log = tmp_path / 'train.err'
     with open(log, 'w') as err:
-        proc = subprocess.Popen([sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         deadline = time.monotonic() + 120
         while 'started the llama_cpp server' not in log.read_text() and time.monotonic() < deadline:

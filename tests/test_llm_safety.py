@@ -4,6 +4,7 @@ and the compliance counts of answers that only repeat the format example or the 
 Units with exact numbers, then the policy against the local OpenAI-compatible server answering like
 the small model did (issue 21: most answers copy the example, one is wild).
 """
+
 import pytest
 
 from agent import ExpertInfo, History, StageRecord, build_policy
@@ -30,7 +31,9 @@ def test_trust_region_limits_each_weight_by_the_factor():
     applied, limited = trust_region({'L1': 1.1, 'SSIM': 0.01, 'GAN': 0.19}, current, 2.0)
     assert applied == {'L1': 1.1, 'SSIM': 0.25, 'GAN': 0.02} and limited == ['SSIM', 'GAN']
     assert trust_region({'L1': 1.1, 'SSIM': 0.01, 'GAN': 0.19}, current, None) == (
-        {'L1': 1.1, 'SSIM': 0.01, 'GAN': 0.19}, [])
+        {'L1': 1.1, 'SSIM': 0.01, 'GAN': 0.19},
+        [],
+    )
     applied, limited = trust_region({'L1': 2.0, 'SSIM': 0.0, 'GAN': 0.5}, {'L1': 1.0, 'SSIM': 0.0, 'GAN': 0.5}, 1.5)
     assert applied == {'L1': 1.5, 'SSIM': 0.0, 'GAN': 0.5} and limited == ['L1']  # zero stays zero
 
@@ -39,16 +42,32 @@ def test_compliance_counts_repeats_of_the_example_and_of_the_current_weights():
     example, current = dict(zip(N, INIT)), {'L1': 1.0, 'SSIM': 0.6, 'GAN': 0.01}
 
     def image(i, weights, thoughts='x'):
-        return {'image': i, 'valid': weights is not None, 'reprompted': False, 'forms': ['ratio' if weights else None],
-                'errors': [None], 'answered': True, 'weights': weights, 'thoughts': thoughts}
-    images = [image(0, {'L1': 1.0, 'SSIM': 0.5, 'GAN': 0.01}, '(The reason you give this weights)'),
-              image(1, {'L1': 1.000001, 'SSIM': 0.5, 'GAN': 0.01}),  # the same as the prompt writes it
-              image(2, {'L1': 1.0, 'SSIM': 0.6, 'GAN': 0.01}),
-              image(3, {'L1': 7.36, 'SSIM': 1.01, 'GAN': 2.75}),
-              image(4, None)]
+        return {
+            'image': i,
+            'valid': weights is not None,
+            'reprompted': False,
+            'forms': ['ratio' if weights else None],
+            'errors': [None],
+            'answered': True,
+            'weights': weights,
+            'thoughts': thoughts,
+        }
+
+    images = [
+        image(0, {'L1': 1.0, 'SSIM': 0.5, 'GAN': 0.01}, '(The reason you give this weights)'),
+        image(1, {'L1': 1.000001, 'SSIM': 0.5, 'GAN': 0.01}),  # the same as the prompt writes it
+        image(2, {'L1': 1.0, 'SSIM': 0.6, 'GAN': 0.01}),
+        image(3, {'L1': 7.36, 'SSIM': 1.01, 'GAN': 2.75}),
+        image(4, None),
+    ]
     c = compliance(images, current, example, N)
-    assert (c['prompts'], c['valid'], c['repeats_example'], c['repeats_current'], c['template_thoughts']) == \
-        (5, 4, 2, 1, 1)
+    assert (c['prompts'], c['valid'], c['repeats_example'], c['repeats_current'], c['template_thoughts']) == (
+        5,
+        4,
+        2,
+        1,
+        1,
+    )
     assert 'weights' not in c['images'][0] and 'thoughts' not in c['images'][0]
 
 
@@ -68,8 +87,12 @@ def weak_model(body, index):
 @pytest.mark.parametrize('how,gan', [('mean', 0.558), ('median', 0.01), ('trimmed', 0.01)])
 def test_a_weak_models_answers_aggregated(how, gan):
     with OpenAIStubServer(weak_model) as srv:
-        p = build_policy({'type': 'llm', 'base_url': srv.base_url, 'aggregate': how, 'max_concurrency': 1,
-                          'timeout_s': 5}, N, INIT, [ExpertInfo('NIQE', lower_better=True)])
+        p = build_policy(
+            {'type': 'llm', 'base_url': srv.base_url, 'aggregate': how, 'max_concurrency': 1, 'timeout_s': 5},
+            N,
+            INIT,
+            [ExpertInfo('NIQE', lower_better=True)],
+        )
         d = p.decide(history(10))
         p.close()
     assert d.fallback is None and d.weights['GAN'] == pytest.approx(gan)  # 2 of 10 answers are wild
@@ -79,8 +102,19 @@ def test_a_weak_models_answers_aggregated(how, gan):
 
 def test_max_change_keeps_the_proposal_and_applies_the_limited_weights():
     with OpenAIStubServer(weak_model) as srv:
-        p = build_policy({'type': 'llm', 'base_url': srv.base_url, 'aggregate': 'mean', 'max_change': 2,
-                          'max_concurrency': 1, 'timeout_s': 5}, N, INIT, [ExpertInfo('NIQE', lower_better=True)])
+        p = build_policy(
+            {
+                'type': 'llm',
+                'base_url': srv.base_url,
+                'aggregate': 'mean',
+                'max_change': 2,
+                'max_concurrency': 1,
+                'timeout_s': 5,
+            },
+            N,
+            INIT,
+            [ExpertInfo('NIQE', lower_better=True)],
+        )
         d = p.decide(history(5))  # the 5th answer is wild: mean GAN = (4 * 0.01 + 2.75) / 5
         p.close()
     assert d.info['proposed']['GAN'] == pytest.approx(0.558) and d.weights['GAN'] == pytest.approx(0.02)
@@ -89,14 +123,21 @@ def test_max_change_keeps_the_proposal_and_applies_the_limited_weights():
     assert d.to_dict()['info']['proposed'] == d.info['proposed']  # the record keeps both
 
 
-@pytest.mark.parametrize('key,value,message', [
-    ('max_change', 0.5, r'agent\.policy\.max_change'),
-    ('aggregate', 'mode', r'agent\.policy\.aggregate'),
-    ('trim', 0.5, r'agent\.policy\.trim'),
-    ('max_thoughts', 0, r'agent\.policy\.max_thoughts'),
-    ('n_threads', 0, r'agent\.policy\.n_threads'),
-])
+@pytest.mark.parametrize(
+    'key,value,message',
+    [
+        ('max_change', 0.5, r'agent\.policy\.max_change'),
+        ('aggregate', 'mode', r'agent\.policy\.aggregate'),
+        ('trim', 0.5, r'agent\.policy\.trim'),
+        ('max_thoughts', 0, r'agent\.policy\.max_thoughts'),
+        ('n_threads', 0, r'agent\.policy\.n_threads'),
+    ],
+)
 def test_bad_safety_options_are_one_line(key, value, message):
     with pytest.raises(OptionError, match=message):
-        build_policy({'type': 'llm', 'base_url': 'http://127.0.0.1:9/v1', key: value}, N, INIT,
-                     [ExpertInfo('NIQE', lower_better=True)])
+        build_policy(
+            {'type': 'llm', 'base_url': 'http://127.0.0.1:9/v1', key: value},
+            N,
+            INIT,
+            [ExpertInfo('NIQE', lower_better=True)],
+        )

@@ -1,5 +1,6 @@
 """The lookahead policy: exact state restore, common random numbers, choosing, NaN candidates,
 a kill inside a probe window, two processes in lockstep, and the EMA network being scored."""
+
 import json
 import math
 import sys
@@ -26,15 +27,20 @@ def tiny_model(tmp_path, **agent_changes):
     import lossagent_models  # noqa: F401
     from basicsr.data import build_dataset
     from basicsr.models import build_model
+
     opt = tiny_options('la_unit', gan=True)
     opt.pop('agent')
     opt['train']['ema_decay'] = 0.5
     opt.update(dist=False, rank=0, world_size=1, is_train=True, auto_resume=False)
     opt['datasets']['train'].update(phase='train', scale=2)
     root = tmp_path / 'experiments' / opt['name']
-    opt['path'].update(experiments_root=str(root), models=str(root / 'models'),
-                       training_states=str(root / 'training_states'), log=str(root),
-                       visualization=str(root / 'visualization'))
+    opt['path'].update(
+        experiments_root=str(root),
+        models=str(root / 'models'),
+        training_states=str(root / 'training_states'),
+        log=str(root),
+        visualization=str(root / 'visualization'),
+    )
     torch.manual_seed(0)
     model = build_model(opt)
     data = build_dataset(opt['datasets']['train'])
@@ -51,6 +57,7 @@ def test_a_replayed_candidate_retraces_the_live_one_exactly(tmp_path):
     """Restoring the copy and replaying the same weights on the kept inputs gives bit-identical
     networks and optimizer states: the differences between candidates are differences of weights."""
     from lossagent_hook.lookahead_loop import replay, start_probe
+
     model, batches = tiny_model(tmp_path)
     model.feed_data(batches[0])
     model.train_step(1)
@@ -80,6 +87,7 @@ def test_a_replayed_candidate_retraces_the_live_one_exactly(tmp_path):
 
 def test_a_candidate_whose_training_goes_non_finite_is_marked(tmp_path):
     from lossagent_hook.lookahead_loop import replay, start_probe
+
     model, batches = tiny_model(tmp_path)
     probe = start_probe(model, boundary=0, probe_iters=2, candidates=[dict(zip(N, INIT))] * 2)
     for it, batch in enumerate(batches[:2], 1):
@@ -92,11 +100,11 @@ def test_a_candidate_whose_training_goes_non_finite_is_marked(tmp_path):
 
 
 def history(stages=1):
-    h = History([StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [6.0, 7.0], 'PSNR': [30.0, 29.0]},
-                             experts=EXPERTS)])
+    h = History([StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [6.0, 7.0], 'PSNR': [30.0, 29.0]}, experts=EXPERTS)])
     for k in range(1, stages + 1):
-        h.append(StageRecord(k, 10 * k, dict(zip(N, INIT)), {'NIQE': [5.0, 6.0], 'PSNR': [31.0, 30.0]},
-                             experts=EXPERTS))
+        h.append(
+            StageRecord(k, 10 * k, dict(zip(N, INIT)), {'NIQE': [5.0, 6.0], 'PSNR': [31.0, 30.0]}, experts=EXPERTS)
+        )
     return h
 
 
@@ -124,15 +132,18 @@ def test_proposals_are_seeded_antithetic_and_anchored():
 def test_choose_takes_the_best_valid_candidate_and_adapts_the_step():
     policy = build_policy({'type': 'lookahead', 'candidates': 3, 'sigma': 0.5}, N, INIT, EXPERTS)
     w = [dict(zip(N, INIT)), {'L1': 1.0, 'SSIM': 0.8, 'GAN': 0.005}, {'L1': 1.0, 'SSIM': 0.3, 'GAN': 0.02}]
-    probes = [probe(w[0], [5.0, 6.0], [31.0, 30.0]), probe(w[1], [4.0, 5.0], [31.5, 30.5]),
-              probe(w[2], [1.0, 1.0], [40.0, 40.0], valid=False)]  # the best scores, but its training broke
+    probes = [
+        probe(w[0], [5.0, 6.0], [31.0, 30.0]),
+        probe(w[1], [4.0, 5.0], [31.5, 30.5]),
+        probe(w[2], [1.0, 1.0], [40.0, 40.0], valid=False),
+    ]  # the best scores, but its training broke
     decision = policy.choose(history(), probes, {'proposer': 'adaptive'})
     assert decision.fallback is None and decision.weights == w[1] and decision.info['winner'] == 1
     assert decision.info['objectives'][2] is None and decision.info['objectives'][1] > decision.info['objectives'][0]
     assert policy.sigma == pytest.approx(0.75)  # a perturbation won: the 1/5th rule grows the step
     probes = [probe(w[0], [4.0, 5.0], [31.5, 30.5]), probe(w[1], [5.0, 6.0], [31.0, 30.0])]
     decision = policy.choose(history(), probes, {})
-    assert decision.info['winner'] == 0 and policy.sigma == pytest.approx(0.75 * 1.5 ** -0.25)
+    assert decision.info['winner'] == 0 and policy.sigma == pytest.approx(0.75 * 1.5**-0.25)
     broken = [probe(w[0], [None, None], [None, None]), probe(w[1], [4.0, 5.0], [31.0, 30.0], valid=False)]
     decision = policy.choose(history(), broken, {})
     assert decision.fallback == 'no candidate gave finite scores' and decision.weights == w[0]
@@ -142,14 +153,19 @@ def test_psnr_counts_in_a_double_objective_on_a_common_scale():
     """zscore: each expert in units of its own stage-to-stage spread, so a consistent PSNR gain is not
     drowned by NIQE's noise (the first study's relative changes let NIQE decide alone)."""
     from agent.objective import stage_objective
-    h = History([StageRecord(k, 10 * k, dict(zip(N, INIT)), {'NIQE': [n], 'PSNR': [p]}, experts=EXPERTS)
-                 for k, (n, p) in enumerate([(6.0, 30.0), (7.5, 30.2), (5.0, 30.4), (6.5, 30.6)])])
+
+    h = History(
+        [
+            StageRecord(k, 10 * k, dict(zip(N, INIT)), {'NIQE': [n], 'PSNR': [p]}, experts=EXPERTS)
+            for k, (n, p) in enumerate([(6.0, 30.0), (7.5, 30.2), (5.0, 30.4), (6.5, 30.6)])
+        ]
+    )
     ref = h.records[-1]
     psnr_better = StageRecord(9, 90, {}, {'NIQE': [6.6], 'PSNR': [31.0]}, experts=EXPERTS)  # +0.4 dB, NIQE +0.1
     niqe_better = StageRecord(9, 90, {}, {'NIQE': [6.3], 'PSNR': [30.5]}, experts=EXPERTS)  # NIQE -0.2, -0.1 dB
     z = [stage_objective(r, ref, EXPERTS, h)[0] for r in (psnr_better, niqe_better)]
     rel = [stage_objective(r, ref, EXPERTS, h, normalize='relative')[0] for r in (psnr_better, niqe_better)]
-    assert z[0] > z[1]      # 0.4 dB is two stage spreads of PSNR; 0.2 NIQE a fifth of NIQE's
+    assert z[0] > z[1]  # 0.4 dB is two stage spreads of PSNR; 0.2 NIQE a fifth of NIQE's
     assert rel[0] < rel[1]  # relative change: NIQE's 3 % beats PSNR's 1.3 %
     weighted = [ExpertInfo('NIQE', True, weight=10.0), ExpertInfo('PSNR', False)]
     assert stage_objective(niqe_better, ref, weighted, h)[0] > stage_objective(psnr_better, ref, weighted, h)[0]
@@ -158,8 +174,9 @@ def test_psnr_counts_in_a_double_objective_on_a_common_scale():
 def test_bad_lookahead_options_are_one_line(make_run):
     run = make_run(tiny_options('la_bad', policy={'type': 'lookahead', 'probe_iters': 3}, stage_iters=3))
     proc = run.train(check=False, timeout=120)
-    assert proc.returncode == 2 and 'agent.policy.probe_iters: 3 must be smaller than agent.stage_iters (3)' \
-        in proc.stderr
+    assert (
+        proc.returncode == 2 and 'agent.policy.probe_iters: 3 must be smaller than agent.stage_iters (3)' in proc.stderr
+    )
     run.opt['agent'].update(stage_iters=6, **{'async': True})
     run.yml.write_text(__import__('yaml').safe_dump(run.opt))
     proc = run.train(check=False, timeout=120)
@@ -167,13 +184,20 @@ def test_bad_lookahead_options_are_one_line(make_run):
 
 
 def test_lookahead_through_train_py_scores_the_ema_and_continues_from_the_winner(make_run):
-    opt = tiny_options('la_e2e', gan=True, stage_iters=4, total_iter=12,
-                       policy={'type': 'lookahead', 'probe_iters': 2, 'candidates': 3})
+    opt = tiny_options(
+        'la_e2e',
+        gan=True,
+        stage_iters=4,
+        total_iter=12,
+        policy={'type': 'lookahead', 'probe_iters': 2, 'candidates': 3},
+    )
     opt['train']['ema_decay'] = 0.9
     run = make_run(opt)
     proc = run.train()
-    assert '(K-1)*P/stage_iters = 100.0% extra training' in proc.stdout + proc.stderr + \
-        next(run.root.glob('train_*.log')).read_text()
+    assert (
+        '(K-1)*P/stage_iters = 100.0% extra training'
+        in proc.stdout + proc.stderr + next(run.root.glob('train_*.log')).read_text()
+    )
     records = run.records()
     assert [r['stage'] for r in records] == [0, 1, 2, 3]
     assert {r['scored_network'] for r in records} == {'ema'}
@@ -200,12 +224,22 @@ def test_net_g_is_scored_without_ema_and_snapshots_are_averaged(make_run):
 
 def test_two_processes_probe_in_lockstep(make_run):
     from test_distributed import free_port
-    opt = tiny_options('la_dist', gan=True, stage_iters=3, total_iter=6,
-                       policy={'type': 'lookahead', 'probe_iters': 1, 'candidates': 2, 'sigma': 1.0})
+
+    opt = tiny_options(
+        'la_dist',
+        gan=True,
+        stage_iters=3,
+        total_iter=6,
+        policy={'type': 'lookahead', 'probe_iters': 1, 'candidates': 2, 'sigma': 1.0},
+    )
     run = make_run(opt)
-    run.train('--launcher', 'pytorch', timeout=400, env={'OMP_NUM_THREADS': '1'},
-              launcher=[sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-                        f'--master_port={free_port()}'])
+    run.train(
+        '--launcher',
+        'pytorch',
+        timeout=400,
+        env={'OMP_NUM_THREADS': '1'},
+        launcher=[sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}'],
+    )
     records = run.records()
     rank0, rank1 = (run.root / 'agent' / f'applied_rank{r}.jsonl' for r in (0, 1))
     assert rank0.read_text() == rank1.read_text() and rank0.read_text()
@@ -216,12 +250,23 @@ def test_two_processes_probe_in_lockstep(make_run):
 
 def test_llm_proposer_asks_for_candidates_and_sees_earlier_probes():
     from openai_stub_server import OpenAIStubServer
-    answers = iter(['Weights: L1:SSIM:GAN=1.0:0.6:0.02\nThoughts: a',
-                    'Weights: L1:SSIM:GAN=1.0:0.4:0.005\nThoughts: b'] * 20)
+
+    answers = iter(
+        ['Weights: L1:SSIM:GAN=1.0:0.6:0.02\nThoughts: a', 'Weights: L1:SSIM:GAN=1.0:0.4:0.005\nThoughts: b'] * 20
+    )
     with OpenAIStubServer(lambda body, i: next(answers)) as server:
-        policy = build_policy({'type': 'lookahead', 'proposer': 'llm', 'candidates': 3,
-                               'llm': {'base_url': server.base_url, 'model': 'stub', 'per_image': False}},
-                              N, INIT, EXPERTS, seed=0)
+        policy = build_policy(
+            {
+                'type': 'lookahead',
+                'proposer': 'llm',
+                'candidates': 3,
+                'llm': {'base_url': server.base_url, 'model': 'stub', 'per_image': False},
+            },
+            N,
+            INIT,
+            EXPERTS,
+            seed=0,
+        )
         h = history()
         candidates, info = policy.propose(h)
         assert candidates[0] == dict(zip(N, INIT)) and len(candidates) == 3 and info['proposer'] == 'llm'
@@ -242,10 +287,16 @@ def test_llm_proposer_asks_for_candidates_and_sees_earlier_probes():
 def test_the_llm_proposer_is_checked_without_connecting():
     from agent.policies import check_policy
     from lossagent_errors import OptionError
-    check_policy({'type': 'lookahead', 'proposer': 'llm', 'llm': {'base_url': 'http://127.0.0.1:9/v1'}},
-                 N, INIT, EXPERTS)  # nothing listens there: only the options are checked
+
+    check_policy(
+        {'type': 'lookahead', 'proposer': 'llm', 'llm': {'base_url': 'http://127.0.0.1:9/v1'}}, N, INIT, EXPERTS
+    )  # nothing listens there: only the options are checked
     with pytest.raises(OptionError, match=r'agent\.policy\.temperatur: unknown option'):
-        check_policy({'type': 'lookahead', 'proposer': 'llm', 'llm': {'base_url': 'http://x/v1', 'temperatur': 1}},
-                     N, INIT, EXPERTS)
+        check_policy(
+            {'type': 'lookahead', 'proposer': 'llm', 'llm': {'base_url': 'http://x/v1', 'temperatur': 1}},
+            N,
+            INIT,
+            EXPERTS,
+        )
     with pytest.raises(OptionError, match=r'agent\.policy\.proposer'):
         check_policy({'type': 'lookahead', 'proposer': 'gpt'}, N, INIT, EXPERTS)

@@ -7,6 +7,7 @@ OpenAI-compatible server (tests/openai_stub_server.py). `-o STAMP` tells make th
 up to date: in a worktree setup.py may be newer than the shared environment's stamp, and the
 install recipe must never run from a test.
 """
+
 import json
 import os
 import shutil
@@ -23,13 +24,17 @@ from openai_stub_server import OpenAIStubServer
 from training import ROOT
 
 STAMP = ROOT / '.venv' / '.lossagent-installed'
-needs_make = pytest.mark.skipif(shutil.which('make') is None or not STAMP.is_file(),
-                                reason='needs make and an installed environment (.venv/.lossagent-installed)')
+needs_make = pytest.mark.skipif(
+    shutil.which('make') is None or not STAMP.is_file(),
+    reason='needs make and an installed environment (.venv/.lossagent-installed)',
+)
 
 
 def make_demo(name: str, url: str, via_env: bool):
-    shorten = (f'name={name} train:total_iter=4 agent:stage_iters=2 agent:num_images=3 agent:snapshots=1 '
-               'logger:print_freq=2 logger:use_tb_logger=false')
+    shorten = (
+        f'name={name} train:total_iter=4 agent:stage_iters=2 agent:num_images=3 agent:snapshots=1 '
+        'logger:print_freq=2 logger:use_tb_logger=false'
+    )
     args = ['make', '-o', str(STAMP.relative_to(ROOT)), 'demo', f'DEMO_NAME={name}', f'FORCE={shorten}']
     env = {k: v for k, v in os.environ.items() if k not in ('LLM_URL', 'LOSSAGENT_LLM_URL', 'MAKEFLAGS')}
     if via_env:
@@ -78,17 +83,33 @@ def test_the_policy_option_sets_of_one_file():
         check_policy({'type': 'lookahead', 'lookahead': {'probe_iters': 5}}, ['L1', 'SSIM'], [1.0, 0.5], experts)
     # the old failure, still one line
     with pytest.raises(OptionError, match=r'agent\.policy\.strategy: unknown option'):
-        check_policy({'type': 'llm', 'strategy': 'paired', 'base_url': 'http://127.0.0.1:9/v1'}, ['L1', 'SSIM'],
-                     [1.0, 0.5], experts)
+        check_policy(
+            {'type': 'llm', 'strategy': 'paired', 'base_url': 'http://127.0.0.1:9/v1'},
+            ['L1', 'SSIM'],
+            [1.0, 0.5],
+            experts,
+        )
 
 
 def test_the_summary_shows_each_stages_thoughts():
     weights = {'L1': 1.0, 'SSIM': 0.5}
     records = [StageRecord(0, 0, weights, {'NIQE': [5.0, 6.0]})]
     for stage, thoughts in ((1, ['more SSIM', 'more SSIM', None]), (2, ['x' * 300])):
-        records.append(StageRecord(stage, 50 * stage, weights, {'NIQE': [4.0, 5.0]}, policy='llm',
-                                   info={'thoughts': thoughts}, weights_after=weights))
+        records.append(
+            StageRecord(
+                stage,
+                50 * stage,
+                weights,
+                {'NIQE': [4.0, 5.0]},
+                policy='llm',
+                info={'thoughts': thoughts},
+                weights_after=weights,
+            )
+        )
     text = format_thoughts(records, limit=1, width=20)
-    assert text.splitlines() == ['Thoughts per stage:', '  stage 1   more SSIM (x2)',
-                                 '  stage 2   xxxxxxxxxxxxxxxxx...']
+    assert text.splitlines() == [
+        'Thoughts per stage:',
+        '  stage 1   more SSIM (x2)',
+        '  stage 2   xxxxxxxxxxxxxxxxx...',
+    ]
     assert format_thoughts(records[:1]) == ''

@@ -1,5 +1,6 @@
 """agent/objective.py with exact numbers: the robust scale, stages 1, 2 and 10, the history no longer
 counted into the scale, the floor, and a tiny change scoring differently from a large one."""
+
 import math
 
 import pytest
@@ -23,7 +24,7 @@ def shifted(values, by):
     return [v + by for v in values]
 
 
-BASE = [10.0, 12.0, 14.0, 16.0]   # median 13, |deviations| 3 1 1 3: MAD 2
+BASE = [10.0, 12.0, 14.0, 16.0]  # median 13, |deviations| 3 1 1 3: MAD 2
 
 
 def test_robust_scale_is_mad_times_1_4826_and_ignores_an_outlier():
@@ -79,9 +80,13 @@ def test_history_and_extra_do_not_change_the_result_with_several_images():
 @pytest.mark.parametrize('stages', [1, 2])
 def test_a_tiny_and_a_large_change_give_different_gains(stages):
     """The bug this module had: with two stages every gain was exactly +-2 whatever its size."""
+
     def gain(change):
-        return gains_at(stages, [0.2 * k for k in range(stages)] + [0.2 * (stages - 1) - change])[0] - \
-            gains_at(stages - 1, [0.2 * k for k in range(stages)])[0]
+        return (
+            gains_at(stages, [0.2 * k for k in range(stages)] + [0.2 * (stages - 1) - change])[0]
+            - gains_at(stages - 1, [0.2 * k for k in range(stages)])[0]
+        )
+
     tiny, large = gain(0.001), gain(3.0)
     assert tiny == pytest.approx(0.001 / 1.4826, abs=1e-12) and large == pytest.approx(3.0 / 1.4826, abs=1e-12)
     assert abs(tiny) != 2.0 and abs(large) != 2.0
@@ -93,7 +98,7 @@ def test_the_floor_when_every_image_scores_the_same():
     assert expert_scale('NIQE', ref) == pytest.approx(SCALE_FLOOR * 8.0, abs=1e-15)
     assert stage_objective(now, ref, [NIQE], History([ref, now]))[0] == pytest.approx(125.0, rel=1e-12)
     assert expert_scale('NIQE', rec(0, [0.2] * 3)) == pytest.approx(1e-3, abs=1e-15)  # level < 1: 1e-3
-    assert expert_scale('NIQE', rec(0, [None])) == pytest.approx(1e-3, abs=1e-15)     # no valid image
+    assert expert_scale('NIQE', rec(0, [None])) == pytest.approx(1e-3, abs=1e-15)  # no valid image
 
 
 def test_one_image_falls_back_to_the_stage_means_each_counted_once():

@@ -1,4 +1,5 @@
 """options/test/README.md maps every table of the paper to files that exist; Table 12's times are printed."""
+
 import re
 from pathlib import Path
 
@@ -36,8 +37,12 @@ def test_every_test_file_is_in_the_map():
 
 def test_summary_prints_the_agent_time_of_a_run():
     weights = {'L1': 1.0}
-    records = [StageRecord(0, 0, weights, {'NIQE': [3.0]}, eval_s=6.0),
-               StageRecord(1, 10, weights, {'NIQE': [2.9]}, eval_s=12.0, policy='llm', latency_s=120.0),
-               StageRecord(2, 20, weights, {'NIQE': [2.8]}, eval_s=12.0, policy='llm', latency_s=60.0)]
-    assert time_line(records) == ('agent time: feedback (restoring + experts) 0.50 min over 3 boundaries; '
-                                  'policy (LLM reasoning) 3.00 min over 2 decisions')
+    records = [
+        StageRecord(0, 0, weights, {'NIQE': [3.0]}, eval_s=6.0),
+        StageRecord(1, 10, weights, {'NIQE': [2.9]}, eval_s=12.0, policy='llm', latency_s=120.0),
+        StageRecord(2, 20, weights, {'NIQE': [2.8]}, eval_s=12.0, policy='llm', latency_s=60.0),
+    ]
+    assert time_line(records) == (
+        'agent time: feedback (restoring + experts) 0.50 min over 3 boundaries; '
+        'policy (LLM reasoning) 3.00 min over 2 decisions'
+    )

@@ -1,6 +1,7 @@
 """benchmarks/policy_study/pbt.py: Ray Tune's PBT on the study's task, a tiny population (2 members,
 2 perturbations) through train.py. Skipped where Ray Tune is not installed (the optional extra
 `pip install -e ".[pbt]"`; CI does not install it). The clipping and the starts are tested without Ray."""
+
 import json
 import shutil
 import sys
@@ -46,8 +47,8 @@ def test_a_two_member_population_perturbs_twice_from_training_states(tmp_path):
         # the later stages resumed from a training state (the project's own), with the member's weights
         later = [s for s in stages if s['from'] > 0]
         for s in later:
-            log = (tmp_path / 'pbt' / prefix / 'logs' / f"{s['member']}_{s['to']}.log").read_text()
-            assert f"iter: {s['from']}." in log
+            log = (tmp_path / 'pbt' / prefix / 'logs' / f'{s["member"]}_{s["to"]}.log').read_text()
+            assert f'iter: {s["from"]}.' in log
         # after each of the 2 perturbations the worse member trains on with explored weights (2 members:
         # the bottom quantile is one member, which copies the other's checkpoint and perturbs its weights)
         for before, after in ((2, 4), (4, 6)):

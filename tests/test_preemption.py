@@ -1,5 +1,6 @@
 """SIGTERM/SIGUSR1 mid-stage: the run saves the iteration it reached, exits 75 with one line, and
 `--auto_resume` ends exactly where an uninterrupted run ends (one process, and two gloo ranks)."""
+
 import json
 import os
 import signal
@@ -19,8 +20,11 @@ def logged_iteration(run) -> int:
     logs = sorted(run.root.glob('train_*.log'))
     if not logs:
         return 0
-    marks = [line.split('iter:')[1].split(',')[0] for line in logs[-1].read_text().splitlines() if 'iter:' in line
-             and 'lr:' in line]
+    marks = [
+        line.split('iter:')[1].split(',')[0]
+        for line in logs[-1].read_text().splitlines()
+        if 'iter:' in line and 'lr:' in line
+    ]
     return int(marks[-1].replace(',', '')) if marks else 0
 
 
@@ -41,8 +45,13 @@ def test_sigterm_mid_stage_saves_the_iteration_and_resumes_exactly(make_run):
     reference = make_run(opt)
     reference.train()
     run = make_run(opt)
-    proc = subprocess.Popen([sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_iteration(run, [proc], 6)
         sent = time.perf_counter()
@@ -58,7 +67,7 @@ def test_sigterm_mid_stage_saves_the_iteration_and_resumes_exactly(make_run):
     assert took < 60
     states = state_files(run)
     assert len(states) == 1, states  # no periodic checkpoint: the state is the one written on the signal
-    stopped_at = int(states[0][:-len('.state')])
+    stopped_at = int(states[0][: -len('.state')])
     assert 6 <= stopped_at < 12
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(f'train.py: stopped by SIGTERM after iteration {stopped_at}: training state ')
@@ -67,8 +76,9 @@ def test_sigterm_mid_stage_saves_the_iteration_and_resumes_exactly(make_run):
     print(f'SIGTERM to exit: {took:.2f} s (stopped after iteration {stopped_at})')
 
     run.train('--auto_resume')
-    assert any(f'Resuming training from epoch: 0, iter: {stopped_at}.' in p.read_text()
-               for p in run.root.glob('train_*.log'))
+    assert any(
+        f'Resuming training from epoch: 0, iter: {stopped_at}.' in p.read_text() for p in run.root.glob('train_*.log')
+    )
     assert trajectory(run.records()) == trajectory(reference.records())
     assert [r['stage'] for r in run.records()] == [0, 1, 2, 3]
 
@@ -81,7 +91,8 @@ def test_preempt_signals_option_is_checked(make_run):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "train.py: error: logger.preempt_signals: 'SIGKILL' is not a signal that can be caught; "
-        "expected names such as ['SIGTERM', 'SIGUSR1']"]
+        "expected names such as ['SIGTERM', 'SIGUSR1']"
+    ]
     assert not run.root.exists()
 
 
@@ -94,11 +105,25 @@ def two_ranks(run, port: int, *args: str) -> list[subprocess.Popen]:
     """Two train.py processes as torchrun would start them (gloo on CPU)."""
     procs = []
     for rank in (0, 1):
-        env = {**os.environ, 'OMP_NUM_THREADS': '1', 'RANK': str(rank), 'LOCAL_RANK': str(rank), 'WORLD_SIZE': '2',
-               'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(port)}
-        procs.append(subprocess.Popen([sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml),
-                                       '--launcher', 'pytorch', *args], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            'OMP_NUM_THREADS': '1',
+            'RANK': str(rank),
+            'LOCAL_RANK': str(rank),
+            'WORLD_SIZE': '2',
+            'MASTER_ADDR': '127.0.0.1',
+            'MASTER_PORT': str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml), '--launcher', 'pytorch', *args],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return procs
 
 
@@ -142,7 +167,7 @@ def test_sigterm_to_one_of_two_gloo_ranks_stops_both_at_one_iteration(make_run):
     assert [p.returncode for p in procs] == [EXIT_PREEMPTED] * 2, errs
     states = state_files(run)
     assert len(states) == 1, states
-    stopped_at = int(states[0][:-len('.state')])
+    stopped_at = int(states[0][: -len('.state')])
     for err in errs:  # both ranks stopped after the same iteration and name the same state
         assert f'after iteration {stopped_at}: training state ' in err.strip().splitlines()[-1]
     print(f'two ranks: SIGTERM to exit {took:.2f} s (stopped after iteration {stopped_at})')

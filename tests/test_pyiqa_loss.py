@@ -1,4 +1,5 @@
 """PyIQALoss: a pyiqa metric as a loss, direction-aware, its weight in the repository (offline metrics on CPU)."""
+
 import pytest
 import torch
 from torch import nn
@@ -13,7 +14,8 @@ from lossagent_models.loss_repository import LossRepository, loss_spec
 def photo(size=128, seed=0):
     """A real photograph's crop in [0, 1], NCHW (NIQE needs structure, not noise)."""
     from skimage import data as skdata
-    img = torch.from_numpy(skdata.astronaut()[seed * 40:seed * 40 + size, 100:100 + size].copy())
+
+    img = torch.from_numpy(skdata.astronaut()[seed * 40 : seed * 40 + size, 100 : 100 + size].copy())
     return img.permute(2, 0, 1)[None].float() / 255
 
 
@@ -57,9 +59,15 @@ def test_higher_better_metric_is_maximised():
 
 
 def test_weight_lives_in_the_repository():
-    repo = LossRepository({'losses': {'L1': {'type': 'L1Loss', 'loss_weight': 1.0},
-                                      'NIQE': {'type': 'PyIQALoss', 'metric': 'niqe', 'loss_weight': 0.01}}},
-                          torch.device('cpu'))
+    repo = LossRepository(
+        {
+            'losses': {
+                'L1': {'type': 'L1Loss', 'loss_weight': 1.0},
+                'NIQE': {'type': 'PyIQALoss', 'metric': 'niqe', 'loss_weight': 0.01},
+            }
+        },
+        torch.device('cpu'),
+    )
     assert repo.get_weights() == {'L1': 1.0, 'NIQE': 0.01}
     out, gt = photo(), photo(seed=1)
     _, terms = repo.generator_loss(out, gt)
@@ -69,15 +77,23 @@ def test_weight_lives_in_the_repository():
     assert doubled['l_g_L1'].item() == pytest.approx(terms['l_g_L1'].item())
 
 
-@pytest.mark.parametrize('options, message', [
-    ({'metric': 'niqee'}, r"^train\.losses\.Q\.metric: unknown pyiqa metric 'niqee' \(did you mean `niqe`\?\)"),
-    ({'metric': 'niqe', 'metrc': 'x'}, r'^train\.losses\.Q\.metrc: unknown option \(did you mean `metric`\?\)'),
-    ({}, r'^train\.losses\.Q\.metric: got None; expected a pyiqa metric name'),
-    ({'metric': 'niqe', 'reduction': 'none'}, r"^train\.losses\.Q\.reduction: got 'none'"),
-    ({'metric': 'niqe', 'metric_options': {'as_loss': False}}, r'^train\.losses\.Q\.metric_options\.as_loss: set by'),
-    ({'metric': 'niqe', 'metric_options': {'test_y_chanel': True}},
-     r'^train\.losses\.Q\.metric_options\.test_y_chanel: unknown option \(did you mean `test_y_channel`\?\)'),
-])
+@pytest.mark.parametrize(
+    'options, message',
+    [
+        ({'metric': 'niqee'}, r"^train\.losses\.Q\.metric: unknown pyiqa metric 'niqee' \(did you mean `niqe`\?\)"),
+        ({'metric': 'niqe', 'metrc': 'x'}, r'^train\.losses\.Q\.metrc: unknown option \(did you mean `metric`\?\)'),
+        ({}, r'^train\.losses\.Q\.metric: got None; expected a pyiqa metric name'),
+        ({'metric': 'niqe', 'reduction': 'none'}, r"^train\.losses\.Q\.reduction: got 'none'"),
+        (
+            {'metric': 'niqe', 'metric_options': {'as_loss': False}},
+            r'^train\.losses\.Q\.metric_options\.as_loss: set by',
+        ),
+        (
+            {'metric': 'niqe', 'metric_options': {'test_y_chanel': True}},
+            r'^train\.losses\.Q\.metric_options\.test_y_chanel: unknown option \(did you mean `test_y_channel`\?\)',
+        ),
+    ],
+)
 def test_options_are_checked_without_building(options, message):
     with pytest.raises(OptionError, match=message):
         loss_spec('Q', {'type': 'PyIQALoss', **options})
@@ -85,9 +101,22 @@ def test_options_are_checked_without_building(options, message):
 
 def test_metric_without_weights_names_the_entry_and_the_file(tmp_path):
     from lossagent_errors import MissingWeightsError
+
     missing = tmp_path / 'brisque_svm_weights.pth'
-    with pytest.raises(MissingWeightsError, match=r"^train\.losses\.B: PyIQALoss\(brisque\): pyiqa metric 'brisque' "
-                                                  r'could not be created .*brisque_svm_weights\.pth'):
-        LossRepository({'losses': {'B': {'type': 'PyIQALoss', 'metric': 'brisque',
-                                         'metric_options': {'pretrained_model_path': str(missing)}}}},
-                       torch.device('cpu'))
+    with pytest.raises(
+        MissingWeightsError,
+        match=r"^train\.losses\.B: PyIQALoss\(brisque\): pyiqa metric 'brisque' "
+        r'could not be created .*brisque_svm_weights\.pth',
+    ):
+        LossRepository(
+            {
+                'losses': {
+                    'B': {
+                        'type': 'PyIQALoss',
+                        'metric': 'brisque',
+                        'metric_options': {'pretrained_model_path': str(missing)},
+                    }
+                }
+            },
+            torch.device('cpu'),
+        )

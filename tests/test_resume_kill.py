@@ -1,4 +1,5 @@
 """A run killed with SIGKILL in the middle of a stage and resumed ends where an uninterrupted run ends."""
+
 import os
 import signal
 import subprocess
@@ -11,14 +12,17 @@ from training import ROOT, tiny_options
 
 
 def trajectory(records):
-    return [(r['stage'], r['iteration'], r['weights_before'], r['weights_after'], r['mean_scores'])
-            for r in records]
+    return [(r['stage'], r['iteration'], r['weights_before'], r['weights_after'], r['mean_scores']) for r in records]
 
 
 def kill_mid_stage(run, after_state: int, at_iter: int, timeout: float = 240):
     """Start train.py, SIGKILL it once `after_state`.state exists and iteration `at_iter` was logged."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / 'train.py'), '-opt', str(run.yml)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + timeout
     marker = f'iter: {at_iter:>7,d},'
     try:
@@ -37,6 +41,7 @@ def kill_mid_stage(run, after_state: int, at_iter: int, timeout: float = 240):
 @pytest.mark.parametrize('policy', ['fixed', 'adaptive', 'adaptive_paired', 'llm', 'lookahead'])
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(make_run, policy):
     from openai_stub_server import OpenAIStubServer
+
     with OpenAIStubServer() as server:  # answers depend only on the prompt: deterministic
         policy_opt = {'type': 'adaptive', 'strategy': 'paired'} if policy == 'adaptive_paired' else {'type': policy}
         if policy == 'lookahead':  # the checkpoint at 6 falls inside the window 5..7 after the boundary at 4

@@ -1,6 +1,7 @@
 """benchmarks/study.py end to end in its --smoke size: the grid, the policy arms (paired, its
 random-signs control, lookahead), a schedule, test.py on a selection photo, the comparisons, the
 cost axis and its plot, the CSV; and the plan's arms, seeds and photo sets without training."""
+
 import csv
 import json
 import os
@@ -20,17 +21,26 @@ def test_study_smoke(tmp_path):
     prefix = f'study_smoke_{uuid.uuid4().hex[:6]}'
     out = tmp_path / 'study'
     try:
-        proc = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'study.py'), '--smoke', '--out', str(out),
-                               '--prefix', prefix], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ))
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / 'benchmarks' / 'study.py'), '--smoke', '--out', str(out), '--prefix', prefix],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(os.environ),
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         md = (out / 'study.md').read_text()
         table = md.split('### NIQE gain over the baseline on the selection photos (not the headline')[1].split('###')[0]
         rows = [[c.strip() for c in line.split('|')[1:-1]] for line in table.splitlines() if line.startswith('| ')][1:]
         assert [r[:2] for r in rows] == [
-            ['Adaptive-paired (NIQE)', 'Fixed'], ['Paired, random signs (NIQE)', 'Fixed'],
-            ['Adaptive-paired (NIQE)', 'Paired, random signs (NIQE)'], ['Lookahead (NIQE)', 'Fixed'],
-            [rows[4][0], 'Fixed'], [rows[5][0], rows[5][1]]]
+            ['Adaptive-paired (NIQE)', 'Fixed'],
+            ['Paired, random signs (NIQE)', 'Fixed'],
+            ['Adaptive-paired (NIQE)', 'Paired, random signs (NIQE)'],
+            ['Lookahead (NIQE)', 'Fixed'],
+            [rows[4][0], 'Fixed'],
+            [rows[5][0], rows[5][1]],
+        ]
         assert rows[4][0].startswith('Oracle fixed (') and rows[5][0].startswith('Best schedule (')
         assert '### Cost axis' in md and '### The grid of fixed weightings' in md and '### PSNR+NIQE (descriptive' in md
         cost = md.split('### Cost axis')[1].split('###')[0]
@@ -50,8 +60,10 @@ def test_study_smoke(tmp_path):
         options = {p.stem: p for p in (out / 'options').glob('*.yml')}
         evaluation = options[f'{prefix}_eval_s0'].read_text()
         assert 'coffee' in evaluation and 'kodim' not in evaluation and 'grace_hopper' not in evaluation
-        records = [json.loads(line) for line in
-                   (ROOT / 'experiments' / f'{prefix}_s0_lookahead' / 'agent' / 'decisions.jsonl').open()]
+        records = [
+            json.loads(line)
+            for line in (ROOT / 'experiments' / f'{prefix}_s0_lookahead' / 'agent' / 'decisions.jsonl').open()
+        ]
         assert records[1]['probes'] and records[1]['scored_network'] == 'ema'
     finally:
         for path in ROOT.glob(f'experiments/{prefix}_*'):

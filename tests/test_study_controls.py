@@ -1,5 +1,6 @@
 """The policy study's controls (benchmarks/protocol.md): paired with random signs, lookahead with a
 fixed step, and lookahead's measured extra training."""
+
 import random
 
 import pytest
@@ -105,8 +106,12 @@ def test_lookahead_records_the_iterations_spent_on_discarded_candidates():
     resumed.load_state_dict(policy.state_dict())
     assert resumed.discarded_iters == 100
     # a candidate that went non-finite still trained its P iterations
-    history = History([StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [8.0]}),
-                       StageRecord(1, 50, dict(zip(N, INIT)), {'NIQE': [8.0]})])
+    history = History(
+        [
+            StageRecord(0, 0, dict(zip(N, INIT)), {'NIQE': [8.0]}),
+            StageRecord(1, 50, dict(zip(N, INIT)), {'NIQE': [8.0]}),
+        ]
+    )
     fresh = build_policy({'type': 'lookahead', 'candidates': 4, 'probe_iters': 5}, N, INIT, EXPERTS)
     candidates, info = fresh.propose(history)
     probes = [ProbeResult(c, {'NIQE': [8.0 - i]}, valid=i != 2) for i, c in enumerate(candidates)]

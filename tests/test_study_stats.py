@@ -1,5 +1,6 @@
 """The study's statistics with exact numbers (and against scipy when it is installed), its power
 calculation, and the photo split (four disjoint sets, each photo loadable offline)."""
+
 import itertools
 import math
 import subprocess
@@ -21,8 +22,9 @@ def test_paired_t_exact():
     assert r.sd == pytest.approx(0.5630275304103699, abs=1e-12)
     assert r.t == pytest.approx(3.296351, abs=1e-6) and r.p == pytest.approx(0.030036, abs=1e-6)
     assert t_ppf(0.975, 4) == pytest.approx(2.776445, abs=1e-6)
-    assert r.ci == pytest.approx((0.83 - 2.776445 * r.sd / math.sqrt(5), 0.83 + 2.776445 * r.sd / math.sqrt(5)),
-                                 abs=1e-5)
+    assert r.ci == pytest.approx(
+        (0.83 - 2.776445 * r.sd / math.sqrt(5), 0.83 + 2.776445 * r.sd / math.sqrt(5)), abs=1e-5
+    )
 
 
 def test_wilcoxon_exact_with_and_without_ties():
@@ -40,7 +42,8 @@ def test_wilcoxon_exact_with_and_without_ties():
 
 def test_holm_exact():
     assert holm({'a': 0.01, 'b': 0.04, 'c': 0.03, 'd': 0.5}) == pytest.approx(
-        {'a': 0.04, 'b': 0.09, 'c': 0.09, 'd': 0.5}, abs=1e-15)
+        {'a': 0.04, 'b': 0.09, 'c': 0.09, 'd': 0.5}, abs=1e-15
+    )
     assert holm({'a': 0.3, 'b': 0.6}) == {'a': 0.6, 'b': 0.6}
 
 
@@ -60,6 +63,7 @@ def test_power_matches_the_noncentral_t():
 def test_against_scipy_when_installed():
     st = pytest.importorskip('scipy.stats')
     import numpy as np
+
     rng = np.random.RandomState(0)
     for n in (5, 12, 24):
         g = list(rng.normal(0.3, 0.7, n))
@@ -73,6 +77,7 @@ def test_against_scipy_when_installed():
 def test_photo_split_is_disjoint_and_offline():
     from policy_study.plan import photo_split
     from lossagent_data.skimage_dataset import load_photo
+
     split = photo_split()
     for (a, x), (b, y) in itertools.combinations(split.items(), 2):
         assert not set(x) & set(y), (a, b)
@@ -83,6 +88,11 @@ def test_photo_split_is_disjoint_and_offline():
 
 
 def test_power_script_prints_the_protocols_numbers():
-    out = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'policy_study' / 'power.py')],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / 'benchmarks' / 'policy_study' / 'power.py')],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert '80 % power at n = 17' in out and '80 % power at n = 27' in out

@@ -1,4 +1,5 @@
 """train.py end to end on CPU: a tiny SwinIR for a few iterations, real experts, real policies."""
+
 import re
 
 import pytest
@@ -68,8 +69,14 @@ def test_basicsr_srgan_option_file_trains_unchanged(make_run):
 def test_basicsr_srgan_model_type_still_works_through_train_py(make_run):
     """BasicSR's own SRGANModel (with a CNN: its VGG discriminator `.view`s SwinIR's strided output)."""
     opt = tiny_options('e2e_srgan', gan=True, total_iter=2)
-    opt['network_g'] = {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 16, 'num_block': 1,
-                        'upscale': 2}
+    opt['network_g'] = {
+        'type': 'MSRResNet',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'num_feat': 16,
+        'num_block': 1,
+        'upscale': 2,
+    }
     losses = opt['train'].pop('losses')
     opt.pop('agent')
     opt['model_type'] = 'SRGANModel'
@@ -92,30 +99,41 @@ def test_auto_resume_on_cpu_keeps_the_agent_state(make_run):
     assert records[3]['weights_before'] == records[2]['weights_after']
 
 
-@pytest.mark.parametrize('overrides, message', [
-    (['train:losses:L1:type=NoSuchLoss'], "train.losses.L1.type: unknown loss 'NoSuchLoss'"),
-    (['agent:experts:NIQE:metric=nosuchmetric'], "agent.experts.NIQE: unknown pyiqa metric 'nosuchmetric'"),
-    (['agent:policy:type=nosuchpolicy'], "agent.policy.type: unknown policy 'nosuchpolicy'"),
-    (['agent:stage_iters=0'], 'agent.stage_iters must be a positive integer'),
-    (['agent:stage_iter=1'], 'agent.stage_iter: unknown option (did you mean `stage_iters`?)'),
-    (['network_g:type=NoSuchNet'], "network_g.type: unknown architecture 'NoSuchNet'"),
-    (['datasets:train:type=NoSuchData'], "datasets.train.type: unknown dataset 'NoSuchData'"),
-    (['datasets:train:crop_sise=96'], 'datasets.train.crop_sise: unknown option (did you mean `crop_size`?)'),
-    (['datasets:train:type=PairedImageDataset', 'datasets:train:dataroot_gt=/nonexistent/DF2K_HR'],
-     'datasets.train.dataroot_gt: /nonexistent/DF2K_HR does not exist'),
-    (['path:pretrain_network_g=/nonexistent/net_g.pth'],
-     'path.pretrain_network_g: /nonexistent/net_g.pth does not exist'),
-    (['agent:initial_weights=[1.0,0.5,0.1]'], 'agent.initial_weights: 3 weights for 2 losses'),
-    (['agent:initial_weights=[0,0]'], 'agent.initial_weights: all weights are zero'),
-    (['agent:policy:type=llm'], 'agent.policy.base_url'),
-    (['train:losses:L1:loss_weight=heavy'], "train.losses.L1.loss_weight: got 'heavy'; expected a number"),
-    (['train:losses:SSIM:window=7'], 'train.losses.SSIM.window: unknown option (did you mean `window_size`?)'),
-    (['agent:experts:NIQE:lower_beter=true'],
-     'agent.experts.NIQE.lower_beter: unknown option (did you mean `lower_better`?)'),
-    (['agent:policy:type=adaptive', 'agent:policy:sigmaa=0.1'],
-     'agent.policy.sigmaa: unknown option (did you mean `sigma`?)'),
-    (['agent:nosuch:key=1'], '--force_yml agent:nosuch:key=1: agent:nosuch is not in'),
-])
+@pytest.mark.parametrize(
+    'overrides, message',
+    [
+        (['train:losses:L1:type=NoSuchLoss'], "train.losses.L1.type: unknown loss 'NoSuchLoss'"),
+        (['agent:experts:NIQE:metric=nosuchmetric'], "agent.experts.NIQE: unknown pyiqa metric 'nosuchmetric'"),
+        (['agent:policy:type=nosuchpolicy'], "agent.policy.type: unknown policy 'nosuchpolicy'"),
+        (['agent:stage_iters=0'], 'agent.stage_iters must be a positive integer'),
+        (['agent:stage_iter=1'], 'agent.stage_iter: unknown option (did you mean `stage_iters`?)'),
+        (['network_g:type=NoSuchNet'], "network_g.type: unknown architecture 'NoSuchNet'"),
+        (['datasets:train:type=NoSuchData'], "datasets.train.type: unknown dataset 'NoSuchData'"),
+        (['datasets:train:crop_sise=96'], 'datasets.train.crop_sise: unknown option (did you mean `crop_size`?)'),
+        (
+            ['datasets:train:type=PairedImageDataset', 'datasets:train:dataroot_gt=/nonexistent/DF2K_HR'],
+            'datasets.train.dataroot_gt: /nonexistent/DF2K_HR does not exist',
+        ),
+        (
+            ['path:pretrain_network_g=/nonexistent/net_g.pth'],
+            'path.pretrain_network_g: /nonexistent/net_g.pth does not exist',
+        ),
+        (['agent:initial_weights=[1.0,0.5,0.1]'], 'agent.initial_weights: 3 weights for 2 losses'),
+        (['agent:initial_weights=[0,0]'], 'agent.initial_weights: all weights are zero'),
+        (['agent:policy:type=llm'], 'agent.policy.base_url'),
+        (['train:losses:L1:loss_weight=heavy'], "train.losses.L1.loss_weight: got 'heavy'; expected a number"),
+        (['train:losses:SSIM:window=7'], 'train.losses.SSIM.window: unknown option (did you mean `window_size`?)'),
+        (
+            ['agent:experts:NIQE:lower_beter=true'],
+            'agent.experts.NIQE.lower_beter: unknown option (did you mean `lower_better`?)',
+        ),
+        (
+            ['agent:policy:type=adaptive', 'agent:policy:sigmaa=0.1'],
+            'agent.policy.sigmaa: unknown option (did you mean `sigma`?)',
+        ),
+        (['agent:nosuch:key=1'], '--force_yml agent:nosuch:key=1: agent:nosuch is not in'),
+    ],
+)
 def test_bad_options_fail_at_start_up_with_one_line(make_run, overrides, message):
     run = make_run(tiny_options('e2e_bad'))
     proc = run.train('--force_yml', *overrides, check=False, timeout=120)
@@ -149,8 +167,14 @@ def test_llm_policy_against_a_real_http_server(make_run):
         return 'Sure!\n**Weights:** L1:SSIM=0.8:0.9\nThoughts: more structure.'
 
     with OpenAIStubServer(responder) as server:
-        run = make_run(tiny_options('e2e_llm', stage_iters=3, total_iter=6,
-                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'}))
+        run = make_run(
+            tiny_options(
+                'e2e_llm',
+                stage_iters=3,
+                total_iter=6,
+                policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'},
+            )
+        )
         run.train()
     records = run.records()
     assert [r['policy'] for r in records] == ['initial', 'llm', 'llm']
@@ -166,12 +190,18 @@ def test_llm_policy_against_a_real_http_server(make_run):
 
 def test_llm_server_down_keeps_training_on_the_last_weights(make_run):
     import socket
+
     with socket.socket() as s:  # a port nobody listens on
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    run = make_run(tiny_options('e2e_llm_down', stage_iters=3, total_iter=6,
-                                policy={'type': 'llm', 'base_url': f'http://127.0.0.1:{port}/v1',
-                                        'retries': 1, 'timeout_s': 2}))
+    run = make_run(
+        tiny_options(
+            'e2e_llm_down',
+            stage_iters=3,
+            total_iter=6,
+            policy={'type': 'llm', 'base_url': f'http://127.0.0.1:{port}/v1', 'retries': 1, 'timeout_s': 2},
+        )
+    )
     run.train()
     records = run.records()
     assert len(records) == 3
@@ -185,19 +215,30 @@ def test_text_and_human_experts_reach_the_llm_prompt(make_run, tmp_path):
     def responder(body, index):
         content = body['messages'][-1]['content']
         if isinstance(content, list):  # a vision request: the critique expert
-            assert any(part.get('type') == 'image_url' and part['image_url']['url'].startswith('data:image/png;base64,')
-                       for part in content)
+            assert any(
+                part.get('type') == 'image_url' and part['image_url']['url'].startswith('data:image/png;base64,')
+                for part in content
+            )
             return 'The textures look smeared and slightly blurry.'
         return 'Weights: L1:SSIM=0.7:0.6\nThoughts: sharpen.'
 
     feedback = tmp_path / 'feedback.txt'
     feedback.write_text('Too smooth: please bring back the fur texture.')
     with OpenAIStubServer(responder) as server:
-        experts = {'NIQE': {'metric': 'niqe'},
-                   'Critic': {'type': 'critique', 'base_url': server.base_url, 'model': 'stub-vlm'},
-                   'Human': {'type': 'human', 'timeout_s': 0, 'file': str(feedback)}}
-        run = make_run(tiny_options('e2e_text', stage_iters=3, total_iter=3, experts=experts,
-                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'}))
+        experts = {
+            'NIQE': {'metric': 'niqe'},
+            'Critic': {'type': 'critique', 'base_url': server.base_url, 'model': 'stub-vlm'},
+            'Human': {'type': 'human', 'timeout_s': 0, 'file': str(feedback)},
+        }
+        run = make_run(
+            tiny_options(
+                'e2e_text',
+                stage_iters=3,
+                total_iter=3,
+                experts=experts,
+                policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'},
+            )
+        )
         run.train()
     records = run.records()
     assert records[1]['scores']['Critic'] == ['The textures look smeared and slightly blurry.'] * 3
@@ -210,9 +251,16 @@ def test_text_and_human_experts_reach_the_llm_prompt(make_run, tmp_path):
 
 def test_async_decisions_apply_when_the_answer_arrives(make_run):
     from openai_stub_server import OpenAIStubServer
+
     with OpenAIStubServer(delay=0.6) as server:
-        run = make_run(tiny_options('e2e_async', stage_iters=6, total_iter=18,
-                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'}))
+        run = make_run(
+            tiny_options(
+                'e2e_async',
+                stage_iters=6,
+                total_iter=18,
+                policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub'},
+            )
+        )
         run.opt['agent']['async'] = True
         run.yml.write_text(__import__('yaml').safe_dump(run.opt, sort_keys=False))
         run.train()
@@ -233,17 +281,30 @@ def test_async_decisions_apply_when_the_answer_arrives(make_run):
 
 def test_api_key_is_used_but_never_written(make_run):
     from openai_stub_server import OpenAIStubServer
+
     secret = 'sk-test-DO-NOT-LEAK-1234567890'
     with OpenAIStubServer() as server:
-        run = make_run(tiny_options('e2e_secret', stage_iters=2, total_iter=4,
-                                    policy={'type': 'llm', 'base_url': server.base_url, 'model': 'stub',
-                                            'api_key_env': 'LOSSAGENT_TEST_KEY'}))
+        run = make_run(
+            tiny_options(
+                'e2e_secret',
+                stage_iters=2,
+                total_iter=4,
+                policy={
+                    'type': 'llm',
+                    'base_url': server.base_url,
+                    'model': 'stub',
+                    'api_key_env': 'LOSSAGENT_TEST_KEY',
+                },
+            )
+        )
         run.opt['logger']['use_tb_logger'] = True
         run.yml.write_text(__import__('yaml').safe_dump(run.opt, sort_keys=False))
         run.train(env={'LOSSAGENT_TEST_KEY': secret})
-    assert any({k.lower(): v for k, v in h.items()}.get('authorization') == f'Bearer {secret}'
-               for h in server.headers_seen)
+    assert any(
+        {k.lower(): v for k, v in h.items()}.get('authorization') == f'Bearer {secret}' for h in server.headers_seen
+    )
     from training import ROOT
+
     written = [p for folder in (run.root, ROOT / 'tb_logger' / run.name) for p in folder.rglob('*') if p.is_file()]
     assert written
     for path in written:
@@ -261,6 +322,9 @@ def test_nan_training_is_reported_once_and_scores_marked_invalid(make_run):
     assert len(records) == 3  # the run went on
     broken = [r for r in records if not r['valid']]
     for r in broken:
-        assert all(v is None for v in r['scores']['NIQE']) or r['mean_scores']['NIQE'] is None or \
-            any(v is None for v in r['scores']['NIQE'])
+        assert (
+            all(v is None for v in r['scores']['NIQE'])
+            or r['mean_scores']['NIQE'] is None
+            or any(v is None for v in r['scores']['NIQE'])
+        )
         assert r['expert_errors']

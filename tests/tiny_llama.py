@@ -7,6 +7,7 @@ writes a 2-layer, 64-wide Llama with random weights (fixed seed) and the Llama-3
 template, so the engine's tokenizer, template, stop token and grammar paths are all the real
 ones; the model itself can only babble.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,10 @@ def vocab_path() -> Path:
     env = os.environ.get('LOSSAGENT_LLAMA_VOCAB')
     path = Path(env) if env else Path(sys.prefix) / 'share' / 'lossagent' / VOCAB_NAME
     if not path.is_file():
-        raise FileNotFoundError(f'{path}: the Llama-3 vocabulary GGUF is missing; `make install` extracts it from '
-                                'the llama-cpp-python source archive (or set LOSSAGENT_LLAMA_VOCAB)')
+        raise FileNotFoundError(
+            f'{path}: the Llama-3 vocabulary GGUF is missing; `make install` extracts it from '
+            'the llama-cpp-python source archive (or set LOSSAGENT_LLAMA_VOCAB)'
+        )
     return path
 
 
@@ -48,7 +51,7 @@ def read_metadata(path) -> dict:
         nonlocal pos
         (n,) = struct.unpack_from('<Q', data, pos)
         pos += 8 + n
-        return data[pos - n:pos].decode('utf-8', errors='surrogateescape')
+        return data[pos - n : pos].decode('utf-8', errors='surrogateescape')
 
     def value(kind):
         nonlocal pos
@@ -83,14 +86,17 @@ def llama3_chat_template() -> str:
     """Meta's Llama-3-Instruct template (tokenizer_config.json), as llama-cpp-python ships it: with it
     in the GGUF the engine picks `chat_format='llama-3'`, as it does for a real Llama-3-8B-Instruct GGUF."""
     from llama_cpp.llama_chat_format import LLAMA3_INSTRUCT_CHAT_TEMPLATE
+
     return LLAMA3_INSTRUCT_CHAT_TEMPLATE
 
 
-def write_tiny_llama(path, seed: int = 0, layers: int = 2, width: int = 64, heads: int = 4, ff: int = 128,
-                     context: int = 8192) -> Path:
+def write_tiny_llama(
+    path, seed: int = 0, layers: int = 2, width: int = 64, heads: int = 4, ff: int = 128, context: int = 8192
+) -> Path:
     """A Llama-3-shaped GGUF at `path`: the real tokenizer, the chat template, EOS = <|eot_id|>."""
     import gguf
     from gguf import GGUFValueType
+
     meta = read_metadata(vocab_path())
     tokens = meta['tokenizer.ggml.tokens'][1]
     writer = gguf.GGUFWriter(str(path), 'llama')

@@ -5,6 +5,7 @@ latency. Workers are daemon threads: a straggler still waiting on the network wh
 budget ends is abandoned (its result ignored) and cannot keep the process alive at exit;
 the clients also get the deadline so stragglers stop retrying soon after.
 """
+
 from __future__ import annotations
 
 import threading
@@ -13,8 +14,9 @@ from typing import Any
 from collections.abc import Callable
 
 
-def run_concurrently(job: Callable[[int, float], Any], count: int, max_workers: int,
-                     budget_s: float | None) -> tuple[list[Any], list[bool]]:
+def run_concurrently(
+    job: Callable[[int, float], Any], count: int, max_workers: int, budget_s: float | None
+) -> tuple[list[Any], list[bool]]:
     """Call `job(i, deadline)` for i in range(count); return (results, done flags).
 
     A job that raised has its exception as result; a job not done by the deadline has

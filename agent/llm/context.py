@@ -11,13 +11,14 @@ The estimate needs no tokenizer (the policy's server may not be up when the run 
 characters per token, which over-estimates Llama-3's count of our prompts by 4-30 % at the sizes that
 matter (numbers cost a token per 1-3 digits; words ~4 characters).
 """
+
 from __future__ import annotations
 
 import math
 
 CHARS_PER_TOKEN = 2.3
-TOKENS_PER_MESSAGE = 6   # <|start_header_id|>role<|end_header_id|>\n\n ... <|eot_id|>
-REPROMPT_NOTE = 80       # the re-prompt's note about the parse error
+TOKENS_PER_MESSAGE = 6  # <|start_header_id|>role<|end_header_id|>\n\n ... <|eot_id|>
+REPROMPT_NOTE = 80  # the re-prompt's note about the parse error
 
 
 def estimate_tokens(messages: list[dict]) -> int:

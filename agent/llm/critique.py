@@ -12,6 +12,7 @@ as "(no feedback)"), never an exception.
           base_url: http://127.0.0.1:8001/v1   # the rest of the mapping: CRITIQUE_DEFAULTS below
           model: Qwen/Qwen2.5-VL-7B-Instruct
 """
+
 from __future__ import annotations
 
 import base64
@@ -29,9 +30,9 @@ CRITIQUE_DEFAULTS = {
     'model': 'Qwen/Qwen2.5-VL-7B-Instruct',
     'temperature': 0.2,
     'max_tokens': 200,
-    'stop_token_ids': [],        # 128009 is Llama-3's; other models have their own
-    'prompt': None,              # the question; default agent/llm/templates/critique.txt
-    'templates_dir': None,       # a folder with an edited critique.txt
+    'stop_token_ids': [],  # 128009 is Llama-3's; other models have their own
+    'prompt': None,  # the question; default agent/llm/templates/critique.txt
+    'templates_dir': None,  # a folder with an edited critique.txt
     'model_noun': 'super-resolution model',
     'max_concurrency': 16,
     'budget_s': 300.0,
@@ -45,7 +46,7 @@ def check_critique_options(opt: dict | None, prefix: str = 'agent.critique') -> 
     if o['backend'] != 'openai':
         raise OptionError(f"{prefix}.backend: only 'openai' (an OpenAI-compatible server) serves images here")
     o['max_concurrency'] = number(o, 'max_concurrency', 1, 1024, integer=True, prefix=prefix)
-    o['budget_s'] = number(o, 'budget_s', 0.01, 10 ** 6, prefix=prefix)
+    o['budget_s'] = number(o, 'budget_s', 0.01, 10**6, prefix=prefix)
     return o
 
 
@@ -68,8 +69,12 @@ class Critic:
 
     def messages(self, png: bytes) -> list[dict]:
         url = 'data:image/png;base64,' + base64.b64encode(png).decode('ascii')
-        return [{'role': 'user', 'content': [{'type': 'text', 'text': self.prompt},
-                                             {'type': 'image_url', 'image_url': {'url': url}}]}]
+        return [
+            {
+                'role': 'user',
+                'content': [{'type': 'text', 'text': self.prompt}, {'type': 'image_url', 'image_url': {'url': url}}],
+            }
+        ]
 
     def critique(self, png_images: list[bytes]) -> list[str | None]:
         def job(i: int, deadline: float) -> str | None:

@@ -9,6 +9,7 @@ outside `bounds`, all zeros (agent/weights.py's `check_weights`, the rule the op
 and the hook use too). Nothing here evaluates the text (no eval/exec), and every
 regex is linear so a hostile answer cannot stall a stage boundary.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,10 +36,10 @@ LIST_ITEM = re.compile(r'^\s*(?:[-+\u2022]|\d{1,2}[.)])\s+', re.MULTILINE)
 
 @dataclass
 class ParseResult:
-    weights: dict[str, float] | None = None   # in loss_names order; None when rejected
-    error: str | None = None                  # why it was rejected
+    weights: dict[str, float] | None = None  # in loss_names order; None when rejected
+    error: str | None = None  # why it was rejected
     thoughts: str | None = None
-    form: str = ''                               # which spelling was recognised: ratio/pairs/values/json
+    form: str = ''  # which spelling was recognised: ratio/pairs/values/json
 
     @property
     def ok(self) -> bool:
@@ -85,18 +86,18 @@ def _parse(text, names: list[str], bounds: tuple[float, float]) -> ParseResult:
     # The Thoughts often quote earlier weights ("previous weights L1:Perceptual:GAN=1.0:0.1:0.01"),
     # so the answer is looked for before them; after them only in a line starting "Weights:".
     stop = THOUGHTS.search(plain)
-    head = plain[:stop.start()] if stop else plain
+    head = plain[: stop.start()] if stop else plain
     found = _search(head, names, tokenizer, attempt, MARKER, unmarked=True)
     if found is None and stop:
-        found = _search(plain[stop.start():], names, tokenizer, attempt, MARKER_LINE, unmarked=False)
+        found = _search(plain[stop.start() :], names, tokenizer, attempt, MARKER_LINE, unmarked=False)
     if found is not None:
         return _validated(found, names, bounds, attempt, thoughts, tokenizer.form)
-    return ParseResult(error=attempt.first_error(f"no '{format_example(names)}' line found"),
-                       thoughts=thoughts)
+    return ParseResult(error=attempt.first_error(f"no '{format_example(names)}' line found"), thoughts=thoughts)
 
 
-def _search(plain: str, names, tokenizer: _Tokenizer, attempt: _Attempt, marker: re.Pattern,
-            unmarked: bool) -> list | None:
+def _search(
+    plain: str, names, tokenizer: _Tokenizer, attempt: _Attempt, marker: re.Pattern, unmarked: bool
+) -> list | None:
     # 1. segments after a "Weights:" marker, first readable one wins (echoed rules like
     #    'Weights: L1:Perceptual:GAN=?:?:?' simply fail and the next one is tried)
     for count, match in enumerate(marker.finditer(plain)):
@@ -121,8 +122,7 @@ def _search(plain: str, names, tokenizer: _Tokenizer, attempt: _Attempt, marker:
     for _, match in zip(range(50), tokenizer.names.finditer(plain)):
         if _after_example(plain, match.start()):
             continue
-        pairs = tokenizer._pairs(tokenizer.tokens(_segment(plain, match.start(), tokenizer.names)), names,
-                                 _Attempt())
+        pairs = tokenizer._pairs(tokenizer.tokens(_segment(plain, match.start(), tokenizer.names)), names, _Attempt())
         if pairs and {k.lower() for k, _ in pairs} == {n.lower() for n in names}:
             tokenizer.form = 'pairs'
             return pairs
@@ -131,15 +131,15 @@ def _search(plain: str, names, tokenizer: _Tokenizer, attempt: _Attempt, marker:
 
 def _after_example(text: str, start: int) -> bool:
     """An echoed format rule: '(for example: L1:Perceptual:GAN=1.0:0.1:0.01)' is not an answer."""
-    return 'example' in text[max(0, start - 20):start].lower()
+    return 'example' in text[max(0, start - 20) : start].lower()
 
 
 def _segment(text: str, start: int, names: re.Pattern) -> str:
     """The answer from `start` to the Thoughts marker or a blank line after some content."""
-    rest = text[start:start + 600]
+    rest = text[start : start + 600]
     stop = THOUGHTS.search(rest)
     if stop:
-        rest = rest[:stop.start()]
+        rest = rest[: stop.start()]
     lines, seen = [], False
     for line in rest.split('\n'):
         if not line.strip():
@@ -159,7 +159,7 @@ def _thoughts(text: str) -> str | None:
     match = THOUGHTS.search(text)
     if not match:
         return None
-    return text[match.end():].strip()[:2000] or None
+    return text[match.end() :].strip()[:2000] or None
 
 
 class _Tokenizer:
@@ -170,11 +170,14 @@ class _Tokenizer:
         self.pattern = re.compile(
             r'\s*(?:(?P<num>' + NUM + r')(?![A-Za-z0-9_])'
             r'|(?P<name>(?:' + known + r')(?![A-Za-z0-9_])|[A-Za-z_][A-Za-z0-9_]*)'
-            r'|(?P<sep>[:=,;/|])|(?P<other>\S))', re.IGNORECASE)
+            r'|(?P<sep>[:=,;/|])|(?P<other>\S))',
+            re.IGNORECASE,
+        )
         self.lower = {n.lower(): n for n in names}
         self.names = re.compile(r'(?<![A-Za-z0-9_])(?:' + known + r')(?![A-Za-z0-9_])', re.IGNORECASE)
-        self.name_paren = re.compile(r'(?<![A-Za-z0-9_])(' + known + r')[ \t]*\([ \t]*(' + NUM + r')[ \t]*\)',
-                                     re.IGNORECASE)
+        self.name_paren = re.compile(
+            r'(?<![A-Za-z0-9_])(' + known + r')[ \t]*\([ \t]*(' + NUM + r')[ \t]*\)', re.IGNORECASE
+        )
         self.form = ''
 
     def tokens(self, text: str) -> list[tuple[str, str]]:
@@ -186,7 +189,7 @@ class _Tokenizer:
                 if value.lower() in FILLER:
                     continue  # "L1 loss: 0.7"
                 if value.lower() in EQUALS:
-                    kind, value = 'sep', "="
+                    kind, value = 'sep', '='
             if kind == 'name' and value.lower() in ('nan', 'inf', 'infinity'):
                 kind = 'bad'
             if kind == 'other' and value in '()[]{}"\'':
@@ -214,8 +217,13 @@ class _Tokenizer:
         i, got = 0, []
         while i < len(toks) and toks[i][0] == 'name':
             got.append(toks[i][1])
-            if i + 1 < len(toks) and toks[i + 1][0] == 'sep' and toks[i + 1][1] in ':/,|' \
-                    and i + 2 < len(toks) and toks[i + 2][0] == 'name':
+            if (
+                i + 1 < len(toks)
+                and toks[i + 1][0] == 'sep'
+                and toks[i + 1][1] in ':/,|'
+                and i + 2 < len(toks)
+                and toks[i + 2][0] == 'name'
+            ):
                 i += 2
                 continue
             i += 1
@@ -235,8 +243,7 @@ class _Tokenizer:
     def _pairs(self, toks, names, attempt):
         """L1=0.7, Perceptual=0.3, GAN=0.05 (also `L1: 0.7` and `L1 loss = 0.7`)."""
         out, i = [], 0
-        while i + 2 < len(toks) and toks[i][0] == 'name' and toks[i + 1][0] == 'sep' \
-                and toks[i + 1][1] in '=:|':
+        while i + 2 < len(toks) and toks[i][0] == 'name' and toks[i + 1][0] == 'sep' and toks[i + 1][1] in '=:|':
             kind, value = toks[i + 2]
             if kind == 'bad':
                 attempt.errors.append(f'non-finite weight {value!r}')
@@ -256,8 +263,11 @@ class _Tokenizer:
         values = self._number_run(toks, 0, attempt)
         if values is None or len(values) < 2:
             return None
-        return list(zip(names, values)) if len(values) == len(names) else \
-            attempt.errors.append(f'expected {len(names)} weights, got {len(values)}') or []
+        return (
+            list(zip(names, values))
+            if len(values) == len(names)
+            else attempt.errors.append(f'expected {len(names)} weights, got {len(values)}') or []
+        )
 
     @staticmethod
     def _number_run(toks, i, attempt) -> list[float] | None:
@@ -270,8 +280,13 @@ class _Tokenizer:
             if kind != 'num':
                 break
             values.append(float(value))
-            if i + 1 < len(toks) and toks[i + 1][0] == 'sep' and toks[i + 1][1] in ':/,|' \
-                    and i + 2 < len(toks) and toks[i + 2][0] in ('num', 'bad'):
+            if (
+                i + 1 < len(toks)
+                and toks[i + 1][0] == 'sep'
+                and toks[i + 1][1] in ':/,|'
+                and i + 2 < len(toks)
+                and toks[i + 2][0] in ('num', 'bad')
+            ):
                 i += 2
             else:
                 i += 1

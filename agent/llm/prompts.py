@@ -21,6 +21,7 @@ for the next prompt, and one-prompt boundaries reuse the previous boundary's his
 `paper` preset keeps Figure 6's order (history, then needs), and its per-image scores sit in every
 history line, so consecutive prompts share only the system part and the history's first words.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,23 +34,23 @@ from ..record import ExpertInfo, History, StageRecord, is_number
 TEMPLATES = Path(__file__).parent / 'templates'
 
 PROMPT_DEFAULTS = {
-    'prompt': 'explicit',      # explicit (ours: names task, losses, metrics) | paper (Figure 6 word for word)
-    'system': True,            # the system part (role, losses, experts, goal)
-    'directions': True,        # say "lower/higher is better" for each expert (Table 5 ablation)
-    'history': 'full',         # full | last_k | none (Table 6 ablation)
-    'last_k': 2,               # stages shown when history: last_k
-    'history_initial': True,   # also show the initial weights and stage-0 score with last_k
-    'needs': True,             # the customized needs part (rules)
-    'format_example': True,    # the '(for example: L1:Perceptual:GAN=1.0:0.1:0.01)' in rule 1
-    'explore_rule': True,      # the paper's rule 3: small random changes when unsure
-    'nonneg_rule': None,       # say that weights are non-negative and not all zero (null: the preset's)
-    'name_metrics': None,      # "The NIQE score" rather than "The score" (null: the preset's)
-    'anchor': False,           # keep the first loss's weight fixed (prompt rule + rescaling)
-    'extra_needs': [],         # free-text rules appended to the needs part
-    'templates_dir': None,     # a folder with edited copies of agent/llm/templates/*.txt
-    'model_noun': None,        # default 'SR model' for super-resolution, else 'restoration model'
-    'image_noun': None,        # default 'SR images' / 'restored images'
-    'shared_first': None,      # needs before history, so consecutive prompts share their start (null: the preset's)
+    'prompt': 'explicit',  # explicit (ours: names task, losses, metrics) | paper (Figure 6 word for word)
+    'system': True,  # the system part (role, losses, experts, goal)
+    'directions': True,  # say "lower/higher is better" for each expert (Table 5 ablation)
+    'history': 'full',  # full | last_k | none (Table 6 ablation)
+    'last_k': 2,  # stages shown when history: last_k
+    'history_initial': True,  # also show the initial weights and stage-0 score with last_k
+    'needs': True,  # the customized needs part (rules)
+    'format_example': True,  # the '(for example: L1:Perceptual:GAN=1.0:0.1:0.01)' in rule 1
+    'explore_rule': True,  # the paper's rule 3: small random changes when unsure
+    'nonneg_rule': None,  # say that weights are non-negative and not all zero (null: the preset's)
+    'name_metrics': None,  # "The NIQE score" rather than "The score" (null: the preset's)
+    'anchor': False,  # keep the first loss's weight fixed (prompt rule + rescaling)
+    'extra_needs': [],  # free-text rules appended to the needs part
+    'templates_dir': None,  # a folder with edited copies of agent/llm/templates/*.txt
+    'model_noun': None,  # default 'SR model' for super-resolution, else 'restoration model'
+    'image_noun': None,  # default 'SR images' / 'restored images'
+    'shared_first': None,  # needs before history, so consecutive prompts share their start (null: the preset's)
 }
 PLACEHOLDER_THOUGHTS = '(The reason you give this weights)'  # the format's Thoughts, in rules.txt
 RULE_TAGS = ('format_example', 'explore_rule', 'nonneg_rule', 'anchor')
@@ -66,12 +67,12 @@ def resolve_prompt_options(opts: dict) -> dict:
     `name_metrics`, `shared_first` checked (the llm policy checks the other keys)."""
     o = dict(opts)
     if o['prompt'] not in PRESETS:
-        raise OptionError(f"agent.policy.prompt: got {o['prompt']!r}; allowed values are {list(PRESETS)}")
+        raise OptionError(f'agent.policy.prompt: got {o["prompt"]!r}; allowed values are {list(PRESETS)}')
     for key in ('nonneg_rule', 'name_metrics', 'shared_first'):
         if o.get(key) is None:
             o[key] = PRESETS[o['prompt']][key]
         elif not isinstance(o[key], bool):
-            raise OptionError(f'agent.policy.{key}: got {o[key]!r}; expected true, false or null (the preset\'s)')
+            raise OptionError(f"agent.policy.{key}: got {o[key]!r}; expected true, false or null (the preset's)")
     return o
 
 
@@ -85,7 +86,7 @@ def article(noun: str) -> str:
     """'an SR model', 'a restoration model' (acronyms read by letter name)."""
     acronym = len(noun) > 1 and noun[:2].isupper()
     vowel = noun[:1] in 'AEFHILMNORSX' if acronym else noun[:1].lower() in 'aeiou'
-    return f"{'an' if vowel else 'a'} {noun}"
+    return f'{"an" if vowel else "a"} {noun}'
 
 
 def join_words(items: list[str]) -> str:
@@ -93,16 +94,18 @@ def join_words(items: list[str]) -> str:
 
 
 class PromptBuilder:
-    def __init__(self, loss_names: list[str], initial_weights: dict[str, float],
-                 experts: list[ExpertInfo], task: str, opts: dict):
+    def __init__(
+        self, loss_names: list[str], initial_weights: dict[str, float], experts: list[ExpertInfo], task: str, opts: dict
+    ):
         self.loss_names = list(loss_names)
         self.initial = dict(initial_weights)
         self.experts = list(experts)
         self.task = task
         self.o = opts = resolve_prompt_options(opts)
         if opts['history'] not in ('full', 'last_k', 'none'):
-            raise OptionError(f"agent.policy.history: got {opts['history']!r}; allowed values are "
-                                   "['full', 'last_k', 'none']")
+            raise OptionError(
+                f"agent.policy.history: got {opts['history']!r}; allowed values are ['full', 'last_k', 'none']"
+            )
         if not (opts['system'] or opts['history'] != 'none' or opts['needs']):
             raise OptionError('agent.policy.system/history/needs: at least one prompt part must be on')
         sr = 'resolution' in task.lower()
@@ -112,9 +115,20 @@ class PromptBuilder:
         self.named = opts['name_metrics'] or sum(e.kind != 'text' for e in self.experts) > 1
         preset = PRESETS[opts['prompt']]['folder']
         self.preset_dir = TEMPLATES / preset if preset else None
-        self.templates = {name: self._load(name) for name in
-                          ('system', 'history', 'history_recent', 'history_step', 'history_probes', 'needs',
-                           'rules', 'reprompt', 'critique')}
+        self.templates = {
+            name: self._load(name)
+            for name in (
+                'system',
+                'history',
+                'history_recent',
+                'history_step',
+                'history_probes',
+                'needs',
+                'rules',
+                'reprompt',
+                'critique',
+            )
+        }
 
     # ---------------------------------------------------------------- templates
     def _load(self, name: str) -> Template:
@@ -132,8 +146,9 @@ class PromptBuilder:
         try:
             return self.templates[name].substitute(values)
         except (KeyError, ValueError) as e:  # an edited template names an unknown $variable
-            raise OptionError(f'agent.policy.templates_dir: template {name}.txt: bad variable {e}; '
-                                   f'available: {sorted(values)}') from None
+            raise OptionError(
+                f'agent.policy.templates_dir: template {name}.txt: bad variable {e}; available: {sorted(values)}'
+            ) from None
 
     # ---------------------------------------------------------------- the parts
     def score(self, expert: ExpertInfo) -> str:
@@ -146,20 +161,36 @@ class PromptBuilder:
         if self.o['directions'] and numeric:
             # the paper's wording: "a lower score feedback" (Figure 6), "higher score feedback" (Sec. 3.4)
             plain_higher = self.o['prompt'] == 'paper'
-            goal = join_words([('a lower' if e.lower_better else 'higher' if plain_higher else 'a higher')
-                               + f' {self.score(e)}' for e in numeric]) + ' feedback'
+            goal = (
+                join_words(
+                    [
+                        ('a lower' if e.lower_better else 'higher' if plain_higher else 'a higher')
+                        + f' {self.score(e)}'
+                        for e in numeric
+                    ]
+                )
+                + ' feedback'
+            )
         elif numeric and self.named:
             goal = 'a better ' + join_words([e.name for e in numeric]) + ' score feedback'
         elif numeric:
             goal = 'a better score feedback'
         else:
             goal = 'better feedback from the ' + join_words([e.name for e in texts]) + ' expert'
-        return dict(model=self.model, a_model=article(self.model), images=self.images, task=self.task,
-                    loss_list=join_words([f'{n} loss' for n in self.loss_names]), goal=goal,
-                    format=':'.join(self.loss_names), placeholders=':'.join('?' for _ in self.loss_names),
-                    example=':'.join(fmt(self.initial[n]) for n in self.loss_names),
-                    count=len(self.loss_names), anchor_name=self.loss_names[0],
-                    anchor_weight=fmt(self.initial[self.loss_names[0]]))
+        return dict(
+            model=self.model,
+            a_model=article(self.model),
+            images=self.images,
+            task=self.task,
+            loss_list=join_words([f'{n} loss' for n in self.loss_names]),
+            goal=goal,
+            format=':'.join(self.loss_names),
+            placeholders=':'.join('?' for _ in self.loss_names),
+            example=':'.join(fmt(self.initial[n]) for n in self.loss_names),
+            count=len(self.loss_names),
+            anchor_name=self.loss_names[0],
+            anchor_weight=fmt(self.initial[self.loss_names[0]]),
+        )
 
     def system_part(self) -> str:
         sentences = []
@@ -169,8 +200,9 @@ class PromptBuilder:
             else:
                 sentences.append(f'The {self.score(e)} depicts the overall quality of images.')
                 if self.o['directions']:
-                    sentences.append(f"The {'lower' if e.lower_better else 'higher'} {self.score(e)} "
-                                     'stands for better quality.')
+                    sentences.append(
+                        f'The {"lower" if e.lower_better else "higher"} {self.score(e)} stands for better quality.'
+                    )
         return self._fill('system', experts=' '.join(sentences), **self.common())
 
     def history_part(self, history: History, image: int | None) -> str:
@@ -178,26 +210,38 @@ class PromptBuilder:
         if not records:
             return ''
         first, stages = records[0], records[1:]
-        shown = stages if self.o['history'] == 'full' else stages[-self.o['last_k']:]
+        shown = stages if self.o['history'] == 'full' else stages[-self.o['last_k'] :]
         with_initial = self.o['history'] == 'full' or self.o['history_initial']
         lines = []
         initial_feedback = self.feedback(first, image, initial=True)
         for record in shown:
             prev = _previous(records, record)  # "Step N" = the iteration these weights started at
-            same = [fmt(record.weights.get(n, 0.0)) for n in self.loss_names] == \
-                   [fmt(self.initial[n]) for n in self.loss_names]
+            same = [fmt(record.weights.get(n, 0.0)) for n in self.loss_names] == [
+                fmt(self.initial[n]) for n in self.loss_names
+            ]
             if with_initial and record is stages[0] and same:
                 # the paper folds stage 1 (still the initial weights) into the initial line
                 initial_feedback += '. ' + self.feedback(record, image)
                 continue
             if prev is not None and prev.probes:  # a lookahead tried candidates before choosing these weights
                 lines.append(self.probe_part(prev, image))
-            lines.append(self._fill('history_step', step=prev.iteration if prev else 0,
-                                    weights=self.ratio(record.weights), feedback=self.feedback(record, image)))
+            lines.append(
+                self._fill(
+                    'history_step',
+                    step=prev.iteration if prev else 0,
+                    weights=self.ratio(record.weights),
+                    feedback=self.feedback(record, image),
+                )
+            )
         steps = '\n'.join(lines)
         if with_initial:
-            text = self._fill('history', initial_weights=self.ratio(self.initial),
-                              initial_feedback=initial_feedback, steps=steps, **self.common())
+            text = self._fill(
+                'history',
+                initial_weights=self.ratio(self.initial),
+                initial_feedback=initial_feedback,
+                steps=steps,
+                **self.common(),
+            )
         else:
             text = self._fill('history_recent', steps=steps, **self.common())
         return text.rstrip()
@@ -211,8 +255,9 @@ class PromptBuilder:
             scores = ', '.join(f'{e.name} {self._value(candidate, e.name, image)}' for e in numeric)
             results.append(f'{self.ratio(probe.weights)} gave {scores if probe.valid else "no usable scores"}')
         iters = record.info.get('probe_iters', '?')
-        return self._fill('history_probes', step=record.iteration, count=len(record.probes), iters=iters,
-                          results='; '.join(results))
+        return self._fill(
+            'history_probes', step=record.iteration, count=len(record.probes), iters=iters, results='; '.join(results)
+        )
 
     def needs_part(self) -> str:
         rules = []
@@ -224,8 +269,9 @@ class PromptBuilder:
             if match:
                 negate, tag, line = match.groups()
                 if tag not in RULE_TAGS:
-                    raise OptionError(f'agent.policy.templates_dir: rules.txt: unknown tag [{tag}]; '
-                                           f'known tags are {list(RULE_TAGS)}')
+                    raise OptionError(
+                        f'agent.policy.templates_dir: rules.txt: unknown tag [{tag}]; known tags are {list(RULE_TAGS)}'
+                    )
                 if bool(self.o[tag]) == bool(negate):
                     continue
             rules.append(Template(line).safe_substitute(self.common()))
@@ -254,8 +300,7 @@ class PromptBuilder:
     def reprompt(self, messages: list[dict], answer: str, error: str) -> list[dict]:
         """The conversation so far plus the parse error, for one more try."""
         note = self._fill('reprompt', error=error.rstrip('.'), **self.common())
-        return list(messages) + [{'role': 'assistant', 'content': answer or ''},
-                                 {'role': 'user', 'content': note}]
+        return list(messages) + [{'role': 'assistant', 'content': answer or ''}, {'role': 'user', 'content': note}]
 
     def critique_prompt(self) -> str:
         return self._fill('critique', **self.common())
@@ -277,8 +322,7 @@ class PromptBuilder:
             parts.append(f'{lead} of {subject} {when} is {values[0][1]}')
         elif values:
             lead = 'The initial scores' if initial else 'The scores'
-            parts.append(f'{lead} of {subject} {when} are '
-                         + join_words([f'{name} {v}' for name, v in values]))
+            parts.append(f'{lead} of {subject} {when} are ' + join_words([f'{name} {v}' for name, v in values]))
         for e in self.experts:
             if e.kind == 'text':
                 parts.append(f'The {e.name} expert says about {subject} {when}: {self._texts(record, e.name, image)}')
@@ -299,8 +343,12 @@ class PromptBuilder:
     @staticmethod
     def _texts(record: StageRecord, name: str, image: int | None) -> str:
         def clean(text) -> str:
-            return '"' + ' '.join(str(text).split())[:1000] + '"' if isinstance(text, str) and text.strip() \
+            return (
+                '"' + ' '.join(str(text).split())[:1000] + '"'
+                if isinstance(text, str) and text.strip()
                 else '(no feedback)'
+            )
+
         values = record.scores.get(name, [])
         if image is not None:
             return clean(values[image] if image < len(values) else None)

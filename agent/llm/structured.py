@@ -20,6 +20,7 @@ and llama.cpp). A JSON schema cannot say "not all zero"; the parser rejects that
 `maxLength`), so a model that loops in free text stops there instead of running to `max_tokens`:
 once the grammar is complete only the end of the answer can follow.
 """
+
 from __future__ import annotations
 
 import re
@@ -49,14 +50,16 @@ def unsupported(mode: str, owned_by: str | None, where: str) -> str | None:
     name, modes = SERVERS[owned_by]
     if mode in modes:
         return None
-    return (f"agent.policy.structured_output: {mode!r} does not work with the {name} at {where} "
-            f"({WHY_NOT.get(mode, 'not supported')}); this server supports structured_output: "
-            + ' or '.join(modes))
+    return (
+        f'agent.policy.structured_output: {mode!r} does not work with the {name} at {where} '
+        f'({WHY_NOT.get(mode, "not supported")}); this server supports structured_output: ' + ' or '.join(modes)
+    )
 
 
 # ---------------------------------------------------------------- the number language
 # A pattern is a tiny tree so the same language can be written as a Python/vLLM regex and as GBNF:
 # ('lit', text) | ('cls', '0-9', min, max) | ('seq', [...]) | ('alt', [...]) | ('opt', node)
+
 
 def _lit(text: str):
     return ('lit', text)
@@ -101,7 +104,7 @@ def _integers(a: int, b: int):
     out = []
     for width in range(len(str(a)), len(str(b)) + 1):
         low = max(a, 10 ** (width - 1) if width > 1 else 0)
-        high = min(b, 10 ** width - 1)
+        high = min(b, 10**width - 1)
         if low <= high:
             out += _fixed(str(low), str(high))
     return out
@@ -123,8 +126,11 @@ def _fraction(lo: str, hi: str, pos: int = 0, tight_lo: bool = True, tight_hi: b
         return empty, []
     d_lo = int(lo[pos]) if tight_lo else 0
     d_hi = int(hi[pos]) if tight_hi else 9
-    edges = [(d_lo, tight_lo, tight_hi)] if d_lo == d_hi else \
-        [(d, t_lo, t_hi) for d, t_lo, t_hi in ((d_lo, tight_lo, False), (d_hi, False, tight_hi)) if t_lo or t_hi]
+    edges = (
+        [(d_lo, tight_lo, tight_hi)]
+        if d_lo == d_hi
+        else [(d, t_lo, t_hi) for d, t_lo, t_hi in ((d_lo, tight_lo, False), (d_hi, False, tight_hi)) if t_lo or t_hi]
+    )
     out = []
     for d, t_lo, t_hi in edges:
         tail_empty, tails = _fraction(lo, hi, pos + 1, t_lo, t_hi)
@@ -156,7 +162,7 @@ def number_pattern(low: float, high: float):
     hi = int((Decimal(repr(float(high))) * scale).to_integral_value(ROUND_FLOOR))
     if lo > hi or lo < 0:
         return None
-    unit = 10 ** DECIMALS
+    unit = 10**DECIMALS
     (ia, fa), (ib, fb) = divmod(lo, unit), divmod(hi, unit)
     fa, fb = f'{fa:0{DECIMALS}d}', f'{fb:0{DECIMALS}d}'
     if ia == ib:
@@ -177,7 +183,7 @@ def _numbers(count: int, bounds: tuple[float, float]):
         raise ValueError(f'no number with at most {DECIMALS} decimals lies in [{low:g}, {high:g}]')
     if low > 0:
         return [[anything] * count]
-    zero, nonzero = number_pattern(0, 0), number_pattern(10.0 ** -DECIMALS, high)
+    zero, nonzero = number_pattern(0, 0), number_pattern(10.0**-DECIMALS, high)
     if nonzero is None:
         raise ValueError(f'bounds [{low:g}, {high:g}] only allow all-zero weights')
     return [[zero] * k + [nonzero] + [anything] * (count - k - 1) for k in range(count)]
@@ -216,8 +222,9 @@ def _thoughts_repeat(max_thoughts: int | None, at_least: int) -> str:
     return f'{{{at_least},{int(max_thoughts)}}}' if max_thoughts else ('+' if at_least else '*')
 
 
-def weights_regex(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
-                  max_thoughts: int | None = None) -> str:
+def weights_regex(
+    loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0), max_thoughts: int | None = None
+) -> str:
     """'Weights: L1:Perceptual:GAN=0.7:0.3:0.05\\nThoughts: ...' with every number in bounds."""
     rows = [':'.join(_regex(p) for p in row) for row in _numbers(len(loss_names), bounds)]
     values = rows[0] if len(rows) == 1 else '(' + '|'.join(rows) + ')'
@@ -225,8 +232,12 @@ def weights_regex(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100
     return f'Weights: {names}={values}\\nThoughts: [^\\n]{_thoughts_repeat(max_thoughts, 1)}'
 
 
-def weights_gbnf(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0), form: str = 'line',
-                 max_thoughts: int | None = None) -> str:
+def weights_gbnf(
+    loss_names: list[str],
+    bounds: tuple[float, float] = (0.0, 100.0),
+    form: str = 'line',
+    max_thoughts: int | None = None,
+) -> str:
     """The same answers as GBNF (llama.cpp; also read by xgrammar and, via lark, llguidance).
 
     `form='line'`: the regex's `Weights:` line; `form='json'`: the JSON object of `weights_schema`
@@ -236,10 +247,10 @@ def weights_gbnf(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.
     rules = {'num': _gbnf(number_pattern(low, high))}
     if low == 0:
         rules['zero'] = _gbnf(number_pattern(0, 0))
-        rules['nonzero'] = _gbnf(number_pattern(10.0 ** -DECIMALS, high))
+        rules['nonzero'] = _gbnf(number_pattern(10.0**-DECIMALS, high))
     names = list(loss_names)
     if form == 'line':
-        first, sep = gbnf_literal(f"Weights: {':'.join(names)}="), ' ":" '
+        first, sep = gbnf_literal(f'Weights: {":".join(names)}='), ' ":" '
         last = f' "\\nThoughts: " [^\\n]{_thoughts_repeat(max_thoughts, 1)}'
         keys = [''] * len(names)
     elif form == 'json':
@@ -258,15 +269,20 @@ def weights_gbnf(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.
     return '\n'.join([root] + [f'{name} ::= {body}' for name, body in rules.items()]) + '\n'
 
 
-def weights_schema(loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
-                   max_thoughts: int | None = None) -> dict:
+def weights_schema(
+    loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0), max_thoughts: int | None = None
+) -> dict:
     number = {'type': 'number', 'minimum': bounds[0], 'maximum': bounds[1]}
     thoughts = {'type': 'string', **({'maxLength': int(max_thoughts)} if max_thoughts else {})}
     return {
         'type': 'object',
         'properties': {
-            'weights': {'type': 'object', 'properties': {n: dict(number) for n in loss_names},
-                        'required': list(loss_names), 'additionalProperties': False},
+            'weights': {
+                'type': 'object',
+                'properties': {n: dict(number) for n in loss_names},
+                'required': list(loss_names),
+                'additionalProperties': False,
+            },
             'thoughts': thoughts,
         },
         'required': ['weights', 'thoughts'],
@@ -274,24 +290,34 @@ def weights_schema(loss_names: list[str], bounds: tuple[float, float] = (0.0, 10
     }
 
 
-def request_fields(mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
-                   max_thoughts: int | None = None) -> dict:
+def request_fields(
+    mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0), max_thoughts: int | None = None
+) -> dict:
     """Keyword arguments for `client.chat.completions.create` (merged into extra_body there)."""
     if mode == 'regex':
         return {'extra_body': {'structured_outputs': {'regex': weights_regex(loss_names, bounds, max_thoughts)}}}
     if mode == 'json':
         return {'extra_body': {'structured_outputs': {'json': weights_schema(loss_names, bounds, max_thoughts)}}}
     if mode == 'response_format':
-        return {'response_format': {'type': 'json_schema', 'json_schema': {
-            'name': 'loss_weights', 'schema': weights_schema(loss_names, bounds, max_thoughts), 'strict': True}}}
+        return {
+            'response_format': {
+                'type': 'json_schema',
+                'json_schema': {
+                    'name': 'loss_weights',
+                    'schema': weights_schema(loss_names, bounds, max_thoughts),
+                    'strict': True,
+                },
+            }
+        }
     if mode == 'grammar':
         grammar = weights_gbnf(loss_names, bounds, max_thoughts=max_thoughts)
         return {'extra_body': {'grammar': grammar, 'structured_outputs': {'grammar': grammar}}}
     return {}
 
 
-def local_grammar(mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0),
-                  max_thoughts: int | None = None) -> str | None:
+def local_grammar(
+    mode: str, loss_names: list[str], bounds: tuple[float, float] = (0.0, 100.0), max_thoughts: int | None = None
+) -> str | None:
     """The GBNF the in-process llama.cpp backend applies for `mode` (None: free text)."""
     if mode in ('regex', 'grammar'):
         return weights_gbnf(loss_names, bounds, 'line', max_thoughts)

@@ -9,12 +9,31 @@
 Every `*_policy.py` here is imported below, as BasicSR imports every `*_arch.py`: a new policy is a
 new file with `@register_policy('name')` on its class, and `agent.policy.type: name` selects it.
 """
+
 from ..registry import import_modules
 from .base import DECIDERS, Decision, LossPolicy
-from .registry import (POLICY_REGISTRY, build_policy, check_policy, find_policy, policy_names, register_policy,
-                       selected_options)
+from .registry import (
+    POLICY_REGISTRY,
+    build_policy,
+    check_policy,
+    find_policy,
+    policy_names,
+    register_policy,
+    selected_options,
+)
 
 POLICY_MODULES = import_modules(__file__, __name__, 'policy')
 
-__all__ = ['DECIDERS', 'Decision', 'LossPolicy', 'POLICY_MODULES', 'POLICY_REGISTRY', 'build_policy', 'check_policy',
-           'find_policy', 'policy_names', 'register_policy', 'selected_options']
+__all__ = [
+    'DECIDERS',
+    'Decision',
+    'LossPolicy',
+    'POLICY_MODULES',
+    'POLICY_REGISTRY',
+    'build_policy',
+    'check_policy',
+    'find_policy',
+    'policy_names',
+    'register_policy',
+    'selected_options',
+]

@@ -31,6 +31,7 @@ sign from a stream of its own, so the probe directions are the same draws as wit
 Both strategies move in the log-weight space of `log_weight_search.py` (which losses move, the
 trust region, sigma and its 1/5th rule, the seeded draws), shared with the lookahead policy.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,18 +47,18 @@ from .registry import register_policy
 from .rng import JsonRandom
 
 ADAPTIVE_DEFAULTS = {
-    'strategy': 'es',         # es: (1+1)-ES on stage objectives; paired: antithetic probes on stage changes
-    'sigma': 0.3,             # initial step in log-weight space (0.3 ~ x1.35)
+    'strategy': 'es',  # es: (1+1)-ES on stage objectives; paired: antithetic probes on stage changes
+    'sigma': 0.3,  # initial step in log-weight space (0.3 ~ x1.35)
     'sigma_min': 0.02,
     'sigma_max': 1.0,
-    'success_factor': 1.5,    # 1/5th rule: sigma *= f on success, f**-0.25 on failure
-    'trust_region': 2.3,      # max |log w - log w_initial| per loss
-    'anchor': True,           # keep the first loss at its initial weight (the others are relative)
-    'normalize': 'zscore',    # experts on a common scale: zscore | relative (agent/objective.py)
-    'min_improvement': 0.0,   # a candidate must beat the incumbent by this much (noise margin)
-    'patience': 3,            # failures in a row before re-measuring the incumbent's value
-    'max_move': 0.5,          # paired: largest move of the centre per pair of probes (log space)
-    'signs': 'data',          # paired: data (the move's sign from the probes) | random (a control: a coin's)
+    'success_factor': 1.5,  # 1/5th rule: sigma *= f on success, f**-0.25 on failure
+    'trust_region': 2.3,  # max |log w - log w_initial| per loss
+    'anchor': True,  # keep the first loss at its initial weight (the others are relative)
+    'normalize': 'zscore',  # experts on a common scale: zscore | relative (agent/objective.py)
+    'min_improvement': 0.0,  # a candidate must beat the incumbent by this much (noise margin)
+    'patience': 3,  # failures in a row before re-measuring the incumbent's value
+    'max_move': 0.5,  # paired: largest move of the centre per pair of probes (log space)
+    'signs': 'data',  # paired: data (the move's sign from the probes) | random (a control: a coin's)
 }
 
 
@@ -70,7 +71,7 @@ class AdaptivePolicy(LossPolicy):
         self.max_move = number(o, 'max_move', 0, 50)
         self.search = LogWeightSearch(self.loss_names, self.initial_weights, o, self.seed, sigma_floor=1e-6)
         self.margin = number(o, 'min_improvement', 0, math.inf)
-        self.patience = number(o, 'patience', 1, 10 ** 6, integer=True)
+        self.patience = number(o, 'patience', 1, 10**6, integer=True)
         self.normalize = choice(o, 'normalize', NORMALIZATIONS)
         self.signs = choice(o, 'signs', ('data', 'random'))
         if self.signs == 'random' and self.strategy != 'paired':
@@ -81,18 +82,18 @@ class AdaptivePolicy(LossPolicy):
             raise OptionError('agent.experts: the adaptive policy needs a score expert with a positive weight')
         if any(w < 0 for w in self.initial_weights.values()):
             raise OptionError('agent.policy: the adaptive policy needs non-negative initial weights')
-        self.best = None      # incumbent log-weights {name: float}
+        self.best = None  # incumbent log-weights {name: float}
         self.f_best = None
         self.fails = 0
         self.successes = 0
         self.evals = 0
         # paired strategy
-        self.center = None    # log-weights {name: float}
-        self.u = None         # current probe direction {name: +-1}
-        self.sign = 1.0       # sign of the first probe of the current pair
-        self.phase = 0        # 0: no probe out; 1: first probe trained next; 2: second probe trained next
+        self.center = None  # log-weights {name: float}
+        self.u = None  # current probe direction {name: +-1}
+        self.sign = 1.0  # sign of the first probe of the current pair
+        self.phase = 0  # 0: no probe out; 1: first probe trained next; 2: second probe trained next
         self.r_first = None
-        self.d_sq = []        # squared differences of past pairs (the noise scale)
+        self.d_sq = []  # squared differences of past pairs (the noise scale)
 
     def decide(self, history: History) -> Decision:
         current = self.current_weights(history)
@@ -102,8 +103,12 @@ class AdaptivePolicy(LossPolicy):
             return self._decide_paired(history, current)
         f, gains = stage_objective(history.last, history.records[0], self.experts, history, normalize=self.normalize)
         if f is None:
-            return Decision(weights=current, policy=self.name, info={'gains': gains},
-                            fallback=f'no valid expert scores at stage {history.last.stage}')
+            return Decision(
+                weights=current,
+                policy=self.name,
+                info={'gains': gains},
+                fallback=f'no valid expert scores at stage {history.last.stage}',
+            )
         trained = self.search.log_weights(history.last.weights)
         self.evals += 1
         if self.best is None:
@@ -124,8 +129,14 @@ class AdaptivePolicy(LossPolicy):
                 self.f_best, self.fails = f, 0
         step = self.search.gaussian_step()
         weights = self.search.clipped_weights({n: self.best[n] + step[n] for n in self.search.active})
-        info = {'objective': f, 'gains': gains, 'outcome': outcome, 'incumbent_objective': self.f_best,
-                'incumbent': self.search.weights(self.best), 'sigma': self.search.sigma}
+        info = {
+            'objective': f,
+            'gains': gains,
+            'outcome': outcome,
+            'incumbent_objective': self.f_best,
+            'incumbent': self.search.weights(self.best),
+            'sigma': self.search.sigma,
+        }
         return Decision(weights=weights, policy=self.name, info=info)
 
     def _decide_paired(self, history: History, current: dict) -> Decision:
@@ -137,8 +148,12 @@ class AdaptivePolicy(LossPolicy):
             self.center = self.search.log_weights(current)
         if f is None:
             self.phase = 0  # the probe was not measured: a new pair starts at the next valid stage
-            return Decision(weights=current, policy=self.name, info={'gains': gains},
-                            fallback=f'no valid expert scores at stage {history.last.stage}')
+            return Decision(
+                weights=current,
+                policy=self.name,
+                info={'gains': gains},
+                fallback=f'no valid expert scores at stage {history.last.stage}',
+            )
         self.evals += 1
         info = {'objective': f, 'gains': gains}
         if f_prev is None:
@@ -174,11 +189,21 @@ class AdaptivePolicy(LossPolicy):
         return self.search.clipped_weights({n: self.center[n] + sign * sigma * self.u[n] for n in self.search.active})
 
     def state_dict(self) -> dict:
-        return {**self.search.state_dict(), 'best': self.best, 'f_best': self.f_best,
-                'fails': self.fails, 'successes': self.successes, 'evals': self.evals,
-                'center': self.center, 'u': self.u, 'sign': self.sign, 'phase': self.phase,
-                'r_first': self.r_first, 'd_sq': list(self.d_sq),
-                **({'sign_rng': self.sign_rng.state()} if self.sign_rng is not None else {})}
+        return {
+            **self.search.state_dict(),
+            'best': self.best,
+            'f_best': self.f_best,
+            'fails': self.fails,
+            'successes': self.successes,
+            'evals': self.evals,
+            'center': self.center,
+            'u': self.u,
+            'sign': self.sign,
+            'phase': self.phase,
+            'r_first': self.r_first,
+            'd_sq': list(self.d_sq),
+            **({'sign_rng': self.sign_rng.state()} if self.sign_rng is not None else {}),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if not state:

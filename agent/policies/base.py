@@ -1,4 +1,5 @@
 """What every policy is: it turns the history of a run into the loss weights of the next stage."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -16,14 +17,15 @@ DECIDERS = ('policy', 'human', 'timeout')
 @dataclass
 class Decision:
     """A policy's answer at one boundary, with everything needed to audit it."""
+
     weights: dict[str, float]
     policy: str
-    fallback: str | None = None      # why the previous weights were kept, if they were
+    fallback: str | None = None  # why the previous weights were kept, if they were
     prompts: list[Any] = field(default_factory=list)
     answers: list[Any] = field(default_factory=list)
     latency_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
-    decided_by: str = 'policy'          # DECIDERS: 'human' or 'timeout' after agent.human_approval
+    decided_by: str = 'policy'  # DECIDERS: 'human' or 'timeout' after agent.human_approval
     proposed_weights: dict[str, float] | None = None  # the policy's own weights, when a person was asked
 
     def to_dict(self) -> dict:
@@ -35,15 +37,23 @@ class LossPolicy:
     `state_dict` / `load_state_dict` with JSON-safe values so resume continues the same
     trajectory.
     """
+
     name = 'base'
     needs_probes = False  # True: the hook trains its candidates (propose/choose; lossagent_hook/lookahead_loop.py)
 
-    def __init__(self, loss_names: list[str], initial_weights: list[float],
-                 experts: list[ExpertInfo], opt: dict | None = None, seed: int = 0,
-                 task: str = 'image super-resolution'):
+    def __init__(
+        self,
+        loss_names: list[str],
+        initial_weights: list[float],
+        experts: list[ExpertInfo],
+        opt: dict | None = None,
+        seed: int = 0,
+        task: str = 'image super-resolution',
+    ):
         if len(loss_names) != len(initial_weights):
-            raise OptionError(f'agent.initial_weights: {len(initial_weights)} weights for {len(loss_names)} losses '
-                              f'{list(loss_names)}')
+            raise OptionError(
+                f'agent.initial_weights: {len(initial_weights)} weights for {len(loss_names)} losses {list(loss_names)}'
+            )
         self.loss_names = list(loss_names)
         self.initial_weights = dict(zip(loss_names, map(float, initial_weights)))
         problem = check_weights(self.initial_weights, self.loss_names)

@@ -1,4 +1,5 @@
 """The paper's 'Fixed' baseline: the initial weights for the whole run."""
+
 from ..record import History
 from .base import Decision, LossPolicy
 from .registry import register_policy

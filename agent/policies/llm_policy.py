@@ -31,6 +31,7 @@ With the in-process llama.cpp backend, `info['tokens']` sums the boundary's prom
 evaluated (the others came from the KV cache: prompts are ordered so consecutive ones share their
 start) and those generated.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,18 +60,18 @@ LLM_DEFAULTS = {
     **CLIENT_DEFAULTS,
     **PROMPT_DEFAULTS,
     'structured_output': 'none',  # none | regex | json | response_format | grammar (agent/llm/structured.py)
-    'per_image': True,            # one prompt per validation image; false: one prompt, mean scores
-    'max_concurrency': 16,        # prompts in flight at once (vLLM batches them)
-    'aggregate': 'mean',          # mean | median | trimmed (mean without the `trim` share at each end), per loss
-    'trim': 0.2,                  # aggregate: trimmed: the share of answers dropped at each end
-    'max_change': None,           # trust region: each weight moves at most by this factor per decision (null: any)
-    'max_thoughts': 100,          # the grammars cap the Thoughts at this many characters (null: no cap)
-    'min_valid': 0.5,             # valid answers needed: an int count, or a float fraction of prompts
-    'budget_s': 600.0,            # the whole boundary never waits longer; stragglers are abandoned
-    'reprompt': True,             # ask once more, with the parse error, when an answer is unusable
-    'bounds': [0.0, 100.0],       # accepted range of each weight
-    'seed': 'run',                # per-request sampling seed: 'run' (from the run's seed), an int, or null
-    'serve': None,                # start the inference server with the run: {engine, model, ...} (agent/llm/serve.py)
+    'per_image': True,  # one prompt per validation image; false: one prompt, mean scores
+    'max_concurrency': 16,  # prompts in flight at once (vLLM batches them)
+    'aggregate': 'mean',  # mean | median | trimmed (mean without the `trim` share at each end), per loss
+    'trim': 0.2,  # aggregate: trimmed: the share of answers dropped at each end
+    'max_change': None,  # trust region: each weight moves at most by this factor per decision (null: any)
+    'max_thoughts': 100,  # the grammars cap the Thoughts at this many characters (null: no cap)
+    'min_valid': 0.5,  # valid answers needed: an int count, or a float fraction of prompts
+    'budget_s': 600.0,  # the whole boundary never waits longer; stragglers are abandoned
+    'reprompt': True,  # ask once more, with the parse error, when an answer is unusable
+    'bounds': [0.0, 100.0],  # accepted range of each weight
+    'seed': 'run',  # per-request sampling seed: 'run' (from the run's seed), an int, or null
+    'serve': None,  # start the inference server with the run: {engine, model, ...} (agent/llm/serve.py)
 }
 
 
@@ -81,8 +82,13 @@ class LLMPolicy(LossPolicy):
         self.o = o = self.read_options(self.opt, self.seed, self.experts)
         self.prompts = PromptBuilder(self.loss_names, self.initial_weights, self.experts, task, o)
         # the same prompt with only the latest stages, for when the full history outgrows n_ctx
-        self.recent = PromptBuilder(self.loss_names, self.initial_weights, self.experts, task,
-                                    {**o, 'history': 'last_k', 'history_initial': True})
+        self.recent = PromptBuilder(
+            self.loss_names,
+            self.initial_weights,
+            self.experts,
+            task,
+            {**o, 'history': 'last_k', 'history_initial': True},
+        )
         self.calls = 0
         self._variant = 0
         self.server = self.client = None
@@ -92,14 +98,20 @@ class LLMPolicy(LossPolicy):
         if serve:
             self.server = ManagedServer(serve, o['model'], o['n_ctx'], o['n_gpu_layers']).start()
             o['base_url'] = self.server.base_url
-            logger.info(f"Loss agent: started the {serve['engine']} server (pid {self.server.pid}) at "
-                        f'{self.server.base_url}; its output goes to {self.server.log_path}')
+            logger.info(
+                f'Loss agent: started the {serve["engine"]} server (pid {self.server.pid}) at '
+                f'{self.server.base_url}; its output goes to {self.server.log_path}'
+            )
         try:
             cap = o['max_thoughts']
-            self.client = build_client(o, request_fields(mode, self.loss_names, o['bounds'], cap),
-                                       grammar=local_grammar(mode, self.loss_names, o['bounds'], cap))
-            self.owned_by = OWNED_BY[serve['engine']] if serve else \
-                self.client.owned_by(timeout=min(5.0, o['timeout_s']))
+            self.client = build_client(
+                o,
+                request_fields(mode, self.loss_names, o['bounds'], cap),
+                grammar=local_grammar(mode, self.loss_names, o['bounds'], cap),
+            )
+            self.owned_by = (
+                OWNED_BY[serve['engine']] if serve else self.client.owned_by(timeout=min(5.0, o['timeout_s']))
+            )
             problem = unsupported(mode, self.owned_by, o.get('base_url'))
             if problem:
                 raise OptionError(problem)
@@ -123,11 +135,20 @@ class LLMPolicy(LossPolicy):
         o = read_options(opt, LLM_DEFAULTS)
         check_client_options(o, needs_url=o['serve'] is None)
         o['serve'] = check_serve_options(o['serve'], o)
-        for key in ('system', 'directions', 'history_initial', 'needs', 'format_example', 'explore_rule',
-                    'anchor', 'per_image', 'reprompt'):
+        for key in (
+            'system',
+            'directions',
+            'history_initial',
+            'needs',
+            'format_example',
+            'explore_rule',
+            'anchor',
+            'per_image',
+            'reprompt',
+        ):
             flag(o, key)
         o['history'] = choice(o, 'history', ('full', 'last_k', 'none'))
-        o['last_k'] = number(o, 'last_k', 1, 10 ** 6, integer=True)
+        o['last_k'] = number(o, 'last_k', 1, 10**6, integer=True)
         o['extra_needs'] = string_list(o, 'extra_needs')
         o['structured_output'] = choice(o, 'structured_output', MODES)
         o['aggregate'] = choice(o, 'aggregate', ('mean', 'median', 'trimmed'))
@@ -135,23 +156,28 @@ class LLMPolicy(LossPolicy):
         o['max_change'] = number(o, 'max_change', 1, 1e6, allow_none=True)
         o['max_thoughts'] = number(o, 'max_thoughts', 1, 1 << 20, integer=True, allow_none=True)
         o['max_concurrency'] = number(o, 'max_concurrency', 1, 1024, integer=True)
-        o['budget_s'] = number(o, 'budget_s', 0.01, 10 ** 6)
+        o['budget_s'] = number(o, 'budget_s', 0.01, 10**6)
         o['bounds'] = pair(o, 'bounds')
         if o['bounds'][0] < 0:
-            raise OptionError(f"agent.policy.bounds: got {o['bounds']}; weights cannot be negative")
+            raise OptionError(f'agent.policy.bounds: got {o["bounds"]}; weights cannot be negative')
         try:  # the grammars need a number with at most 6 decimals in bounds that is not zero
             weights_regex(['w'], o['bounds'])
         except ValueError as err:
             raise OptionError(f'agent.policy.bounds: {err}') from None
         mv = o['min_valid']
-        if isinstance(mv, bool) or not isinstance(mv, (int, float)) or not (
-                (isinstance(mv, int) and mv >= 1) or (isinstance(mv, float) and 0 < mv <= 1)):
-            raise OptionError(f'agent.policy.min_valid: got {mv!r}; expected an int >= 1 (a count) '
-                              'or a float in (0, 1] (a fraction of the prompts)')
+        if (
+            isinstance(mv, bool)
+            or not isinstance(mv, (int, float))
+            or not ((isinstance(mv, int) and mv >= 1) or (isinstance(mv, float) and 0 < mv <= 1))
+        ):
+            raise OptionError(
+                f'agent.policy.min_valid: got {mv!r}; expected an int >= 1 (a count) '
+                'or a float in (0, 1] (a fraction of the prompts)'
+            )
         if o['seed'] == 'run':
             o['seed'] = seed
         elif o['seed'] is not None:
-            o['seed'] = number(o, 'seed', 0, 2 ** 63, integer=True)
+            o['seed'] = number(o, 'seed', 0, 2**63, integer=True)
         if not experts:
             raise OptionError('agent.experts: the llm policy needs at least one expert')
         return o
@@ -166,8 +192,9 @@ class LLMPolicy(LossPolicy):
         try:
             decision = self._decide(history, previous)
         except Exception as e:  # noqa: BLE001 -- a bug here must not kill a week of training
-            decision = Decision(weights=previous, policy=self.name,
-                                fallback=f'internal error: {type(e).__name__}: {e}'[:300])
+            decision = Decision(
+                weights=previous, policy=self.name, fallback=f'internal error: {type(e).__name__}: {e}'[:300]
+            )
         decision.latency_s = time.monotonic() - start
         return decision
 
@@ -176,8 +203,12 @@ class LLMPolicy(LossPolicy):
             return Decision(weights=previous, policy=self.name, fallback='empty history')
         refusal = self._first_contact()
         if refusal:
-            return Decision(weights=previous, policy=self.name, fallback=refusal,
-                            info={'structured_output': self.o['structured_output'], 'refused': True})
+            return Decision(
+                weights=previous,
+                policy=self.name,
+                fallback=refusal,
+                info={'structured_output': self.o['structured_output'], 'refused': True},
+            )
         n_images = history.last.num_images()
         targets: list[int | None] = list(range(n_images)) if self.o['per_image'] and n_images else [None]
         stage = history.last.stage
@@ -195,8 +226,12 @@ class LLMPolicy(LossPolicy):
             if broken:
                 why = 'abandoned: boundary budget exhausted' if not finished else f'error: {result!r}'[:300]
                 counts['abandoned' if not finished else 'failed'] += 1
-                result = {'requests': [{'messages': first[i], 'text': None, 'error': why, 'form': None}],
-                          'weights': None, 'error': why, 'thoughts': None}
+                result = {
+                    'requests': [{'messages': first[i], 'text': None, 'error': why, 'form': None}],
+                    'weights': None,
+                    'error': why,
+                    'thoughts': None,
+                }
             for k, req in enumerate(result['requests']):
                 for key in tokens:
                     tokens[key] += req.get('tokens', {}).get(key) or 0
@@ -210,20 +245,34 @@ class LLMPolicy(LossPolicy):
             per_image.append(result['weights'])
             errors.append(result['error'])
             thoughts.append(result['thoughts'])
-            images.append({'image': target, 'valid': result['weights'] is not None,
-                           'weights': result['weights'], 'thoughts': result['thoughts'],
-                           'reprompted': len(result['requests']) > 1,
-                           'forms': [r['form'] for r in result['requests']],
-                           'errors': [r['error'] for r in result['requests']],
-                           'answered': any(r['text'] is not None for r in result['requests'])})
+            images.append(
+                {
+                    'image': target,
+                    'valid': result['weights'] is not None,
+                    'weights': result['weights'],
+                    'thoughts': result['thoughts'],
+                    'reprompted': len(result['requests']) > 1,
+                    'forms': [r['form'] for r in result['requests']],
+                    'errors': [r['error'] for r in result['requests']],
+                    'answered': any(r['text'] is not None for r in result['requests']),
+                }
+            )
 
         valid = [w for w in per_image if w]
         need = self._needed(len(targets))
-        info = {'targets': targets, 'per_image': per_image, **counts, 'errors': errors, 'thoughts': thoughts,
-                'need': need, 'aggregate': self.o['aggregate'], 'model': self.o['model'],
-                'structured_output': self.o['structured_output'],
-                'compliance': compliance(images, previous, self.initial_weights, self.loss_names),
-                'prompt_tokens': max(estimate_tokens(m) for m in first)}
+        info = {
+            'targets': targets,
+            'per_image': per_image,
+            **counts,
+            'errors': errors,
+            'thoughts': thoughts,
+            'need': need,
+            'aggregate': self.o['aggregate'],
+            'model': self.o['model'],
+            'structured_output': self.o['structured_output'],
+            'compliance': compliance(images, previous, self.initial_weights, self.loss_names),
+            'prompt_tokens': max(estimate_tokens(m) for m in first),
+        }
         if self.o['backend'] == 'llamacpp':
             info['tokens'] = tokens
         if shown is not None:
@@ -231,8 +280,10 @@ class LLMPolicy(LossPolicy):
         decision = Decision(weights=previous, policy=self.name, prompts=prompts, answers=answers, info=info)
         if len(valid) < need:
             reasons = sorted({e for e in errors if e})
-            decision.fallback = (f'{len(valid)} of {len(targets)} answers usable, need {need}'
-                                 + (f'; e.g. {reasons[0]}' if reasons else ''))[:400]
+            decision.fallback = (
+                f'{len(valid)} of {len(targets)} answers usable, need {need}'
+                + (f'; e.g. {reasons[0]}' if reasons else '')
+            )[:400]
             return decision
         proposed = self._aggregate(valid)
         decision.weights, limited = trust_region(proposed, previous, self.o['max_change'])
@@ -266,10 +317,12 @@ class LLMPolicy(LossPolicy):
         first = [self.recent.messages(history, t) for t in targets]
         if not self._trim_reported:
             self._trim_reported = True
-            logger.warning(f'Loss agent: at stage {history.last.stage} the full history no longer fits '
-                           f"agent.policy.n_ctx={self.o['n_ctx']} (with max_tokens={self.o['max_tokens']} for the "
-                           f'answer); from now on the prompt shows the initial stage and the latest stages that fit '
-                           f'({low} of {stages} now), as history: last_k would')
+            logger.warning(
+                f'Loss agent: at stage {history.last.stage} the full history no longer fits '
+                f'agent.policy.n_ctx={self.o["n_ctx"]} (with max_tokens={self.o["max_tokens"]} for the '
+                f'answer); from now on the prompt shows the initial stage and the latest stages that fit '
+                f'({low} of {stages} now), as history: last_k would'
+            )
         return first, {'stages': stages, 'shown': low}
 
     def _ask(self, messages: list[dict], image: int | None, stage: int, deadline: float) -> dict:
@@ -278,15 +331,23 @@ class LLMPolicy(LossPolicy):
         for attempt in range(2 if self.o['reprompt'] else 1):
             seed = self._seed(stage, image, attempt)
             reply = self.client.chat(messages, deadline=deadline, seed=seed)
-            request = {'messages': messages, 'text': reply.text, 'error': reply.error, 'form': None,
-                       'tokens': {'prompt': reply.prompt_tokens, 'evaluated': reply.evaluated_tokens,
-                                  'generated': reply.generated_tokens}}
+            request = {
+                'messages': messages,
+                'text': reply.text,
+                'error': reply.error,
+                'form': None,
+                'tokens': {
+                    'prompt': reply.prompt_tokens,
+                    'evaluated': reply.evaluated_tokens,
+                    'generated': reply.generated_tokens,
+                },
+            }
             out['requests'].append(request)
             if reply.text is None:  # the server failed even after retries: re-asking won't help
                 out['error'] = reply.error
                 return out
             parsed = parse_answer(reply.text, self.loss_names, self.o['bounds'])
-            weights, error = (self._anchored(parsed.weights) if parsed.ok else (None, parsed.error))
+            weights, error = self._anchored(parsed.weights) if parsed.ok else (None, parsed.error)
             out['thoughts'] = parsed.thoughts
             if weights:
                 request['form'] = parsed.form
@@ -304,16 +365,20 @@ class LLMPolicy(LossPolicy):
         values = [round(0.12345 * (i + 1), 5) for i in range(len(self.loss_names))]
 
         def tokens_at(stages: int) -> int:
-            records = [StageRecord(k, 5000 * k, dict(zip(self.loss_names, values)),
-                                   {e.name: [4.7087] for e in self.experts}) for k in range(stages + 1)]
+            records = [
+                StageRecord(k, 5000 * k, dict(zip(self.loss_names, values)), {e.name: [4.7087] for e in self.experts})
+                for k in range(stages + 1)
+            ]
             return estimate_tokens(self.prompts.messages(History(records), 0 if self.o['per_image'] else None))
 
         first, per_stage, stage = overflow_stage(tokens_at, prompt_budget(self.o))
         if stage is None:
             return
-        line = (f'Loss agent: the prompt is ~{first} tokens at stage 1 and grows by ~{per_stage:.0f} per stage '
-                f"(history: full); with max_tokens={self.o['max_tokens']} it reaches n_ctx={self.o['n_ctx']} at "
-                f'stage ~{stage}, after which only the latest stages that fit are shown')
+        line = (
+            f'Loss agent: the prompt is ~{first} tokens at stage 1 and grows by ~{per_stage:.0f} per stage '
+            f'(history: full); with max_tokens={self.o["max_tokens"]} it reaches n_ctx={self.o["n_ctx"]} at '
+            f'stage ~{stage}, after which only the latest stages that fit are shown'
+        )
         (logger.warning if stage <= 100 else logger.info)(line)
 
     # ------------------------------------------------------------------ helpers
@@ -333,8 +398,10 @@ class LLMPolicy(LossPolicy):
         return scaled, None
 
     def _aggregate(self, valid: list[dict]) -> dict:
-        return {n: float(f"{aggregate([w[n] for w in valid], self.o['aggregate'], self.o['trim']):.6g}")
-                for n in self.loss_names}
+        return {
+            n: float(f'{aggregate([w[n] for w in valid], self.o["aggregate"], self.o["trim"]):.6g}')
+            for n in self.loss_names
+        }
 
     def _needed(self, count: int) -> int:
         mv = self.o['min_valid']
@@ -345,7 +412,7 @@ class LLMPolicy(LossPolicy):
         if self.o['seed'] is None:
             return None
         variant = self._variant * 7_919
-        return (self.o['seed'] * 1_000_003 + stage * 10_007 + ((image or 0) + 1) * 101 + attempt + variant) % (2 ** 31)
+        return (self.o['seed'] * 1_000_003 + stage * 10_007 + ((image or 0) + 1) * 101 + attempt + variant) % (2**31)
 
     def state_dict(self) -> dict:
         return {'calls': self.calls}  # the seeds depend on the stage only: nothing else to restore
@@ -367,7 +434,7 @@ def aggregate(values: list[float], how: str, trim: float = 0.2) -> float:
         return statistics.median(values)
     if how == 'trimmed':
         ordered, cut = sorted(values), math.floor(len(values) * trim)
-        return statistics.fmean(ordered[cut:len(ordered) - cut] or ordered)
+        return statistics.fmean(ordered[cut : len(ordered) - cut] or ordered)
     return statistics.fmean(values)
 
 
@@ -399,11 +466,18 @@ def compliance(images: list[dict], current: dict, example: dict, names: list[str
     first_valid = sum(1 for image in images if image['forms'] and image['forms'][0])
     reprompted = sum(1 for image in images if image['reprompted'])
     valid = sum(1 for image in images if image['valid'])
-    return {'prompts': len(images), 'first_valid': first_valid, 'reprompted': reprompted,
-            'recovered': valid - first_valid, 'valid': valid,
-            'no_answer': sum(1 for image in images if not image['answered']), 'forms': dict(forms),
-            'repeats_example': sum(_same(image['weights'], example, names) for image in usable),
-            'repeats_current': sum(_same(image['weights'], current, names) for image in usable),
-            'template_thoughts': sum(placeholder in (image['thoughts'] or '').lower() for image in usable),
-            'images': [{k: v for k, v in image.items() if k not in ('answered', 'weights', 'thoughts')}
-                       for image in images]}
+    return {
+        'prompts': len(images),
+        'first_valid': first_valid,
+        'reprompted': reprompted,
+        'recovered': valid - first_valid,
+        'valid': valid,
+        'no_answer': sum(1 for image in images if not image['answered']),
+        'forms': dict(forms),
+        'repeats_example': sum(_same(image['weights'], example, names) for image in usable),
+        'repeats_current': sum(_same(image['weights'], current, names) for image in usable),
+        'template_thoughts': sum(placeholder in (image['thoughts'] or '').lower() for image in usable),
+        'images': [
+            {k: v for k, v in image.items() if k not in ('answered', 'weights', 'thoughts')} for image in images
+        ],
+    }

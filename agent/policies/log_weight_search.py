@@ -9,6 +9,7 @@ success, times its fourth root's inverse after a failure, within [sigma_min, sig
 RNG draws in the order of the losses, and its state and sigma are JSON, so a seed gives one
 trajectory and a resumed run continues it.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ from .rng import JsonRandom
 
 
 class LogWeightSearch:
-    def __init__(self, loss_names: list[str], initial_weights: dict[str, float], o: dict, seed: int,
-                 sigma_floor: float):
+    def __init__(
+        self, loss_names: list[str], initial_weights: dict[str, float], o: dict, seed: int, sigma_floor: float
+    ):
         """`o`: the policy's options read with its defaults (sigma, sigma_min, sigma_max, success_factor,
         trust_region, anchor); `sigma_floor`: the least `sigma` and `sigma_max` it accepts."""
         self.sigma0 = number(o, 'sigma', sigma_floor, 10)
@@ -34,8 +36,9 @@ class LogWeightSearch:
         self.anchor = flag(o, 'anchor')
         self.loss_names = list(loss_names)
         self.initial_weights = dict(initial_weights)
-        self.active = [n for i, n in enumerate(self.loss_names)
-                       if self.initial_weights[n] > 0 and not (self.anchor and i == 0)]
+        self.active = [
+            n for i, n in enumerate(self.loss_names) if self.initial_weights[n] > 0 and not (self.anchor and i == 0)
+        ]
         self.x0 = {n: math.log(self.initial_weights[n]) for n in self.active}
         self.rng = JsonRandom(seed)
         self.sigma = self.sigma0
@@ -64,7 +67,7 @@ class LogWeightSearch:
         self.sigma = min(self.sigma_max, self.sigma * self.factor)
 
     def failed(self) -> None:
-        self.sigma = max(self.sigma_min, self.sigma * self.factor ** -0.25)
+        self.sigma = max(self.sigma_min, self.sigma * self.factor**-0.25)
 
     def state_dict(self) -> dict:
         return {'rng': self.rng.state(), 'sigma': self.sigma}

@@ -26,6 +26,7 @@ the policy's real extra compute.
 A candidate whose probe went non-finite (a skipped update, an invalid score) is discarded; when
 no candidate is usable the current weights are kept and the record says why.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,32 +41,33 @@ from .log_weight_search import LogWeightSearch
 from .registry import POLICY_REGISTRY, register_policy
 
 LOOKAHEAD_DEFAULTS = {
-    'candidates': 3,          # K: weightings tried at each boundary (the current one included)
-    'probe_iters': 10,        # P: iterations each candidate trains from the boundary's state
-    'proposer': 'adaptive',   # adaptive | llm
-    'sigma': 0.5,             # adaptive: initial perturbation in log-weight space (0.5 ~ x1.65)
+    'candidates': 3,  # K: weightings tried at each boundary (the current one included)
+    'probe_iters': 10,  # P: iterations each candidate trains from the boundary's state
+    'proposer': 'adaptive',  # adaptive | llm
+    'sigma': 0.5,  # adaptive: initial perturbation in log-weight space (0.5 ~ x1.65)
     'sigma_min': 0.05,
     'sigma_max': 1.5,
-    'success_factor': 1.5,    # 1/5th rule: sigma *= f when a perturbation wins, f**-0.25 otherwise
-    'sigma_adapt': True,      # false: the step stays at sigma (no 1/5th rule, no drift)
-    'trust_region': 2.3,      # max |log w - log w_initial| per loss (ln 10)
-    'anchor': True,           # keep the first loss at its initial weight (the others are relative)
-    'normalize': 'zscore',    # how experts are put on a common scale (agent/objective.py)
-    'probe_network': 'net_g', # net_g | ema: the generator a candidate is scored on (an EMA would hide
-                              # most of P iterations' difference)
-    'min_gain': 0.0,          # a perturbation must beat the current weights by this (in objective units)
-    'llm': {},                # proposer llm: the llm policy's options (base_url, model, ...)
+    'success_factor': 1.5,  # 1/5th rule: sigma *= f when a perturbation wins, f**-0.25 otherwise
+    'sigma_adapt': True,  # false: the step stays at sigma (no 1/5th rule, no drift)
+    'trust_region': 2.3,  # max |log w - log w_initial| per loss (ln 10)
+    'anchor': True,  # keep the first loss at its initial weight (the others are relative)
+    'normalize': 'zscore',  # how experts are put on a common scale (agent/objective.py)
+    'probe_network': 'net_g',  # net_g | ema: the generator a candidate is scored on (an EMA would hide
+    # most of P iterations' difference)
+    'min_gain': 0.0,  # a perturbation must beat the current weights by this (in objective units)
+    'llm': {},  # proposer llm: the llm policy's options (base_url, model, ...)
 }
 
 
 @register_policy('lookahead')
 class LookaheadPolicy(LossPolicy):
     needs_probes = True
+
     def __init__(self, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
         super().__init__(loss_names, initial_weights, experts, opt, seed, task)
         o = read_options(self.opt, LOOKAHEAD_DEFAULTS)
         self.candidates = number(o, 'candidates', 2, 16, integer=True)
-        self.probe_iters = number(o, 'probe_iters', 1, 10 ** 6, integer=True)
+        self.probe_iters = number(o, 'probe_iters', 1, 10**6, integer=True)
         self.proposer = choice(o, 'proposer', ('adaptive', 'llm'))
         self.search = LogWeightSearch(self.loss_names, self.initial_weights, o, self.seed, sigma_floor=1e-3)
         self.normalize = choice(o, 'normalize', NORMALIZATIONS)
@@ -74,16 +76,16 @@ class LookaheadPolicy(LossPolicy):
         self.sigma_adapt = flag(o, 'sigma_adapt')
         self.discarded_iters = 0  # training iterations spent on candidates the run did not continue from
         if not any(e.kind != 'text' for e in self.experts):
-            raise OptionError('agent.experts: the lookahead policy compares candidates by score experts; '
-                              'it has none')
+            raise OptionError('agent.experts: the lookahead policy compares candidates by score experts; it has none')
         self.wins = 0
         self.rounds = 0
         self.llm = None
         if self.proposer == 'llm':
             if not isinstance(o['llm'], dict):
                 raise OptionError(f"agent.policy.llm: got {o['llm']!r}; expected the llm policy's options")
-            self.llm = POLICY_REGISTRY.get('llm')(loss_names, initial_weights, experts, opt=o['llm'], seed=seed,
-                                                  task=task)
+            self.llm = POLICY_REGISTRY.get('llm')(
+                loss_names, initial_weights, experts, opt=o['llm'], seed=seed, task=task
+            )
 
     @property
     def sigma(self) -> float:
@@ -129,18 +131,30 @@ class LookaheadPolicy(LossPolicy):
         for probe in probes:
             value = None
             if probe.valid:
-                value, _ = stage_objective(probe.as_record(reference), reference, self.experts,
-                                           history=history, extra=probes, normalize=self.normalize)
+                value, _ = stage_objective(
+                    probe.as_record(reference),
+                    reference,
+                    self.experts,
+                    history=history,
+                    extra=probes,
+                    normalize=self.normalize,
+                )
             probe.objective = value
             if value is not None:
                 scored.append(probe)
         discarded = (len(probes) - 1) * self.probe_iters  # every candidate trains P; one is continued
         self.discarded_iters += discarded
-        info = {**proposal_info, 'candidates': len(probes), 'probe_iters': self.probe_iters,
-                'discarded_iters': discarded, 'discarded_iters_total': self.discarded_iters}
+        info = {
+            **proposal_info,
+            'candidates': len(probes),
+            'probe_iters': self.probe_iters,
+            'discarded_iters': discarded,
+            'discarded_iters_total': self.discarded_iters,
+        }
         if not scored:
-            return Decision(weights=dict(probes[0].weights), policy=self.name, info=info,
-                            fallback='no candidate gave finite scores')
+            return Decision(
+                weights=dict(probes[0].weights), policy=self.name, info=info, fallback='no candidate gave finite scores'
+            )
         incumbent = probes[0] if probes[0] in scored else None
         best = max(scored, key=lambda p: p.objective)
         if incumbent is not None and best is not incumbent and best.objective < incumbent.objective + self.min_gain:
@@ -161,9 +175,13 @@ class LookaheadPolicy(LossPolicy):
         raise RuntimeError('the lookahead policy decides through the stage hook (propose, probe, choose)')
 
     def state_dict(self) -> dict:
-        return {**self.search.state_dict(), 'wins': self.wins, 'rounds': self.rounds,
-                'discarded_iters': self.discarded_iters,
-                'llm': self.llm.state_dict() if self.llm is not None else None}
+        return {
+            **self.search.state_dict(),
+            'wins': self.wins,
+            'rounds': self.rounds,
+            'discarded_iters': self.discarded_iters,
+            'llm': self.llm.state_dict() if self.llm is not None else None,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if not state:

@@ -4,6 +4,7 @@
 A policy registers itself with `@register_policy('name')` in a `*_policy.py` file of this folder;
 `agent/policies/__init__.py` imports every such file, so nothing else names it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,6 +22,7 @@ def register_policy(name: str) -> Callable[[type], type]:
     def wrap(cls: type) -> type:
         cls.name = name
         return POLICY_REGISTRY.register(cls, name=name)
+
     return wrap
 
 
@@ -34,8 +36,10 @@ def selected_options(opt: dict) -> tuple[str, dict]:
         return kind, opt
     others = [k for k, v in opt.items() if k != kind and not (k in POLICY_REGISTRY and isinstance(v, dict))]
     if others:
-        raise OptionError(f'agent.policy.{others[0]}: beside agent.policy.{kind} (the options of type {kind}) '
-                          f"only other policies' option sets may stand; move it into agent.policy.{kind}")
+        raise OptionError(
+            f'agent.policy.{others[0]}: beside agent.policy.{kind} (the options of type {kind}) '
+            f"only other policies' option sets may stand; move it into agent.policy.{kind}"
+        )
     return kind, dict(opt[kind])
 
 
@@ -53,16 +57,27 @@ def _checked(kind: str, call):
         raise OptionError(f'agent.policy ({kind}): {err}') from err
 
 
-def build_policy(opt: dict, loss_names: list[str], initial_weights: list[float],
-                 experts: list[ExpertInfo], seed: int = 0,
-                 task: str = 'image super-resolution') -> LossPolicy:
+def build_policy(
+    opt: dict,
+    loss_names: list[str],
+    initial_weights: list[float],
+    experts: list[ExpertInfo],
+    seed: int = 0,
+    task: str = 'image super-resolution',
+) -> LossPolicy:
     """`opt` is the YAML's `agent.policy` mapping; its `type` picks the class."""
     cls, rest = _policy_class(opt)
     return _checked(cls.name, lambda: cls(loss_names, initial_weights, experts, opt=rest, seed=seed, task=task))
 
 
-def check_policy(opt: dict, loss_names: list[str], initial_weights: list[float],
-                 experts: list[ExpertInfo], seed: int = 0, task: str = 'image super-resolution') -> None:
+def check_policy(
+    opt: dict,
+    loss_names: list[str],
+    initial_weights: list[float],
+    experts: list[ExpertInfo],
+    seed: int = 0,
+    task: str = 'image super-resolution',
+) -> None:
     """What `build_policy` would reject, raised without connecting to or loading anything."""
     cls, rest = _policy_class(opt)
     _checked(cls.name, lambda: cls.check_options(loss_names, initial_weights, experts, rest, seed, task))

@@ -1,4 +1,5 @@
 """A seeded RNG whose state is JSON-safe, so a resumed run draws the same numbers."""
+
 from __future__ import annotations
 
 import random

@@ -7,6 +7,7 @@
 weight). The switch happens at the first stage boundary at or after iteration `switch_at`, so
 `switch_at` should be a multiple of `agent.stage_iters`. Scores are never read.
 """
+
 from __future__ import annotations
 
 from lossagent_errors import OptionError
@@ -18,8 +19,8 @@ from .base import Decision, LossPolicy
 from .registry import register_policy
 
 SCHEDULE_DEFAULTS = {
-    'switch_at': None,   # the iteration from which `then` applies
-    'then': None,        # {loss name: weight} after the switch
+    'switch_at': None,  # the iteration from which `then` applies
+    'then': None,  # {loss name: weight} after the switch
 }
 
 
@@ -29,9 +30,10 @@ class SchedulePolicy(LossPolicy):
         super().__init__(loss_names, initial_weights, experts, opt, seed, task)
         o = read_options(self.opt, SCHEDULE_DEFAULTS)
         if o['switch_at'] is None or not isinstance(o['then'], dict) or not o['then']:
-            raise OptionError('agent.policy: the schedule policy needs switch_at (an iteration) and then '
-                              '({loss: weight})')
-        self.switch_at = number(o, 'switch_at', 1, 10 ** 9, integer=True)
+            raise OptionError(
+                'agent.policy: the schedule policy needs switch_at (an iteration) and then ({loss: weight})'
+            )
+        self.switch_at = number(o, 'switch_at', 1, 10**9, integer=True)
         unknown = sorted(set(o['then']) - set(self.loss_names))
         if unknown:
             raise OptionError(f'agent.policy.then: unknown losses {unknown}; the losses are {self.loss_names}')
@@ -42,5 +44,8 @@ class SchedulePolicy(LossPolicy):
 
     def decide(self, history: History) -> Decision:
         switched = history.last is not None and history.last.iteration >= self.switch_at
-        return Decision(weights=dict(self.after if switched else self.initial_weights), policy=self.name,
-                        info={'phase': 2 if switched else 1})
+        return Decision(
+            weights=dict(self.after if switched else self.initial_weights),
+            policy=self.name,
+            info={'phase': 2 if switched else 1},
+        )

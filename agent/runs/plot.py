@@ -17,6 +17,7 @@
 Only matplotlib's object API is used (no pyplot): no global backend switch, no figure registry,
 safe to call from a training process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -112,14 +113,21 @@ def draw_weights(ax, records: list[StageRecord], names: list[str], colors: dict,
         xs, ys = weight_series(records, name)
         all_values += ys
         ax.plot(xs, ys, drawstyle='steps-post', color=colors[name], label=name, linewidth=1.8)
-        ax.plot(xs[-len(records):], ys[-len(records):], 'o', color=colors[name], markersize=3)
+        ax.plot(xs[-len(records) :], ys[-len(records) :], 'o', color=colors[name], markersize=3)
     kept = [r for r in records if r.fallback]
     for i, r in enumerate(kept):
         for name in names:
             y = (r.weights_after or {}).get(name)
             if y is not None and math.isfinite(y):
-                ax.plot([r.applied_from()], [y], 'x', color=FALLBACK_COLOR, markersize=8, mew=2,
-                        label='fallback (weights kept)' if i == 0 and name == names[0] else None)
+                ax.plot(
+                    [r.applied_from()],
+                    [y],
+                    'x',
+                    color=FALLBACK_COLOR,
+                    markersize=8,
+                    mew=2,
+                    label='fallback (weights kept)' if i == 0 and name == names[0] else None,
+                )
     apply_y_scale(ax, scale, all_values)
     ax.set_title(title)
     ax.set_xlabel('iteration')
@@ -127,8 +135,9 @@ def draw_weights(ax, records: list[StageRecord], names: list[str], colors: dict,
     ax.grid(True, alpha=0.3, which='both')
 
 
-def draw_scores(ax, records: list[StageRecord], expert: str, color='tab:blue', label: str | None = None,
-                points: bool = True) -> None:
+def draw_scores(
+    ax, records: list[StageRecord], expert: str, color='tab:blue', label: str | None = None, points: bool = True
+) -> None:
     xs, means, lows, highs = [], [], [], []
     for r in records:
         mean, values = mean_score(r, expert), r.numbers(expert)
@@ -148,8 +157,13 @@ def draw_scores(ax, records: list[StageRecord], expert: str, color='tab:blue', l
 
 def mark_fallbacks(ax, records: list[StageRecord]) -> None:
     for i, r in enumerate(r for r in records if r.fallback):
-        ax.axvline(r.iteration, color=FALLBACK_COLOR, linestyle=':', linewidth=1.2,
-                   label='fallback (weights kept)' if i == 0 else None)
+        ax.axvline(
+            r.iteration,
+            color=FALLBACK_COLOR,
+            linestyle=':',
+            linewidth=1.2,
+            label='fallback (weights kept)' if i == 0 else None,
+        )
 
 
 def expert_title(records: list[StageRecord], expert: str) -> str:
@@ -173,6 +187,7 @@ def save(fig, path: Path) -> Path:
 
 def new_figure(rows: int, cols: int, width: float, height: float, **kwargs):
     from matplotlib.figure import Figure  # the object API renders with Agg, no pyplot state
+
     fig = Figure(figsize=(width * cols, height * rows), layout='constrained')
     axes = fig.subplots(rows, cols, squeeze=False, **kwargs)
     return fig, [ax for row in axes for ax in row]
@@ -212,7 +227,7 @@ def plot_scores(records: list[StageRecord], out: Path, title: str = '') -> Path 
         ax.set_title(expert_title(records, expert))
         ax.set_xlabel('iteration')
         ax.grid(True, alpha=0.3)
-    for ax in axes[len(experts):]:
+    for ax in axes[len(experts) :]:
         ax.set_visible(False)
     axes[0].legend(loc='best', fontsize=7, title='band: per-image min..max', title_fontsize=7)
     fig.suptitle(f'expert scores on the validation images{title}')
@@ -265,7 +280,7 @@ def plot_compare(exp_dirs: list, out_dir, log_y='auto') -> list[Path]:
             ax.set_title(expert_title([r for _, records in runs for r in records], expert))
             ax.set_xlabel('iteration')
             ax.grid(True, alpha=0.3)
-        for ax in axes[len(experts):]:
+        for ax in axes[len(experts) :]:
             ax.set_visible(False)
         axes[0].legend(loc='best', fontsize=7)
         fig.suptitle('mean expert scores (band: per-image min..max)')
@@ -298,10 +313,17 @@ def plot_experiment(exp_dir, out_dir=None, log_y='auto', logger: logging.Logger 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('experiments', nargs='+', type=Path, help='experiments/<name> folders (or decisions.jsonl)')
-    parser.add_argument('--out', type=Path, help="folder for the PNGs (default: each run's agent/ folder; "
-                                                 "compare_*.png go to the first run's)")
-    parser.add_argument('--log-y', choices=('auto', 'on', 'off'), default='auto',
-                        help='log y-axis for the weights (auto: when they differ by >= 50x)')
+    parser.add_argument(
+        '--out',
+        type=Path,
+        help="folder for the PNGs (default: each run's agent/ folder; compare_*.png go to the first run's)",
+    )
+    parser.add_argument(
+        '--log-y',
+        choices=('auto', 'on', 'off'),
+        default='auto',
+        help='log y-axis for the weights (auto: when they differ by >= 50x)',
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     logger = logging.getLogger('agent.runs.plot')

@@ -10,6 +10,7 @@ point. Old and new weights are printed side by side. Expert directions come from
 log's `experts` field when the glue recorded it, else from `agent.experts` in the YAML
 (explicit `lower_better`, else the direction table in agent/directions.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import yaml
+
     opt = yaml.safe_load(args.opt.read_text(encoding='utf-8')) or {}
     agent_opt = opt.get('agent') or {}
     policy_opt = dict(agent_opt.get('policy') or {})
@@ -84,32 +86,46 @@ def main(argv: list[str] | None = None) -> int:
     experts, source = experts_for(records, agent_opt)
     names = list(history.records[0].weights)
     seed = int(agent_opt.get('policy_seed', opt.get('manual_seed', 0)) or 0)  # as the stage hook seeds it
-    policy = build_policy(policy_opt, names, [history.records[0].weights[n] for n in names], experts,
-                          seed=seed, task=agent_opt.get('task', 'image super-resolution'))
+    policy = build_policy(
+        policy_opt,
+        names,
+        [history.records[0].weights[n] for n in names],
+        experts,
+        seed=seed,
+        task=agent_opt.get('task', 'image super-resolution'),
+    )
     stages = [r.stage for r in history.records[1:] if args.stage is None or r.stage == args.stage]
     if not stages:
         print(f'stage {args.stage} is not in {args.decisions}', file=sys.stderr)
         return 2
 
-    print(f"policy {policy.name}, experts from the {source}: "
-          + ', '.join(f"{e.name} ({'text' if e.kind == 'text' else e.direction})" for e in experts))
-    header = f"{'stage':>5} {'iter':>8}  {'recorded ' + ':'.join(names):<34} {'replayed':<28} note"
+    print(
+        f'policy {policy.name}, experts from the {source}: '
+        + ', '.join(f'{e.name} ({"text" if e.kind == "text" else e.direction})' for e in experts)
+    )
+    header = f'{"stage":>5} {"iter":>8}  {"recorded " + ":".join(names):<34} {"replayed":<28} note'
     print(header)
     print('-' * len(header))
     out = args.out.open('w', encoding='utf-8') if args.out else None
     try:
         for k in stages:
             index = next(i for i, r in enumerate(history.records) if r.stage == k)
-            decision = policy.decide(History(history.records[:index + 1]))
+            decision = policy.decide(History(history.records[: index + 1]))
             old = records[index]
             note = 'replayed fallback: ' + decision.fallback if decision.fallback else ''
             if old.fallback:
                 note += ('; ' if note else '') + 'recorded fallback: ' + old.fallback
-            print(f'{k:>5} {old.iteration:>8}  {fmt_weights(old.weights_after, names):<34} '
-                  f'{fmt_weights(decision.weights, names):<28} {note[:120]}')
+            print(
+                f'{k:>5} {old.iteration:>8}  {fmt_weights(old.weights_after, names):<34} '
+                f'{fmt_weights(decision.weights, names):<28} {note[:120]}'
+            )
             if out:
-                out.write(json.dumps({'stage': k, 'iteration': old.iteration, 'recorded': old.weights_after,
-                                      **decision.to_dict()}) + '\n')
+                out.write(
+                    json.dumps(
+                        {'stage': k, 'iteration': old.iteration, 'recorded': old.weights_after, **decision.to_dict()}
+                    )
+                    + '\n'
+                )
     finally:
         policy.close()
         if out:

@@ -1,5 +1,6 @@
 """Print a run's agent trajectory as a table, and how well the LLM's answers met the format:
 `python -m agent.runs.summary experiments/<name>`; `--thoughts N` adds up to N of each stage's Thoughts."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,16 +18,22 @@ def format_table(records: list[StageRecord]) -> str:
     experts = list(first.scores)
     arrows = {e.name: e.arrow for e in first.experts}
     losses = list(first.weights_after or first.weights_before)
-    header = ['stage', 'iter'] + [f'{e}{arrows.get(e, "")}' for e in experts] \
-        + [f'w_{n}' for n in losses] + ['policy', 'note']
+    header = (
+        ['stage', 'iter']
+        + [f'{e}{arrows.get(e, "")}' for e in experts]
+        + [f'w_{n}' for n in losses]
+        + ['policy', 'note']
+    )
     rows = []
     for r in records:
         means = r.mean_scores()
         after = r.weights_after or r.weights_before
-        rows.append([str(r.stage), str(r.iteration)]
-                    + [f'{means[e]:.4g}' if means.get(e) is not None else 'n/a' for e in experts]
-                    + [f'{after[n]:.4g}' for n in losses]
-                    + [r.policy, ('kept: ' + r.fallback) if r.fallback else ''])
+        rows.append(
+            [str(r.stage), str(r.iteration)]
+            + [f'{means[e]:.4g}' if means.get(e) is not None else 'n/a' for e in experts]
+            + [f'{after[n]:.4g}' for n in losses]
+            + [r.policy, ('kept: ' + r.fallback) if r.fallback else '']
+        )
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     line = lambda cells: '  '.join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return '\n'.join([line(header), line(['-' * w for w in widths])] + [line(r) for r in rows])
@@ -43,9 +50,22 @@ def format_compliance(records: list[StageRecord]) -> str:
             continue
         boundaries += 1
         modes[str(r.info.get('structured_output', '?'))] += 1
-        total.update({k: int(c.get(k, 0)) for k in ('prompts', 'first_valid', 'reprompted', 'recovered', 'valid',
-                                                    'no_answer', 'repeats_example', 'repeats_current',
-                                                    'template_thoughts')})
+        total.update(
+            {
+                k: int(c.get(k, 0))
+                for k in (
+                    'prompts',
+                    'first_valid',
+                    'reprompted',
+                    'recovered',
+                    'valid',
+                    'no_answer',
+                    'repeats_example',
+                    'repeats_current',
+                    'template_thoughts',
+                )
+            }
+        )
         forms.update({str(k): int(v) for k, v in (c.get('forms') or {}).items()})
     if not boundaries:
         return ''
@@ -53,15 +73,18 @@ def format_compliance(records: list[StageRecord]) -> str:
 
     def share(k: int) -> str:
         return f'{k}/{n} ({100 * k / n:.1f} %)' if n else f'{k}/0'
+
     spellings = ', '.join(f'{name} {count}' for name, count in forms.most_common()) or 'none'
-    return (f"Format compliance over {boundaries} boundaries (structured_output: {', '.join(sorted(modes))}):\n"
-            f"  first answers usable       {share(total['first_valid'])}\n"
-            f"  usable after one re-prompt {share(total['valid'])} (re-prompted {total['reprompted']}, "
-            f"recovered {total['recovered']})\n"
-            f"  never answered             {share(total['no_answer'])}\n"
-            f'  usable answers written as  {spellings}\n'
-            f"  weights of the format example {share(total['repeats_example'])}, the current weights "
-            f"{share(total['repeats_current'])}; placeholder Thoughts {share(total['template_thoughts'])}")
+    return (
+        f'Format compliance over {boundaries} boundaries (structured_output: {", ".join(sorted(modes))}):\n'
+        f'  first answers usable       {share(total["first_valid"])}\n'
+        f'  usable after one re-prompt {share(total["valid"])} (re-prompted {total["reprompted"]}, '
+        f'recovered {total["recovered"]})\n'
+        f'  never answered             {share(total["no_answer"])}\n'
+        f'  usable answers written as  {spellings}\n'
+        f'  weights of the format example {share(total["repeats_example"])}, the current weights '
+        f'{share(total["repeats_current"])}; placeholder Thoughts {share(total["template_thoughts"])}'
+    )
 
 
 def format_thoughts(records: list[StageRecord], limit: int = 1, width: int = 160) -> str:
@@ -74,11 +97,11 @@ def format_thoughts(records: list[StageRecord], limit: int = 1, width: int = 160
             continue
         counts = Counter(said)
         for k, (text, count) in enumerate(counts.most_common(limit)):
-            cut = text if len(text) <= width else text[:width - 3] + '...'
+            cut = text if len(text) <= width else text[: width - 3] + '...'
             times = f' (x{count})' if count > 1 else ''
-            lines.append(f"  {f'stage {r.stage}' if k == 0 else '':9s} {cut}{times}")
+            lines.append(f'  {f"stage {r.stage}" if k == 0 else "":9s} {cut}{times}')
         if len(counts) > limit:
-            lines.append(f"  {'':9s} (+{len(counts) - limit} other Thoughts of {len(said)} answers)")
+            lines.append(f'  {"":9s} (+{len(counts) - limit} other Thoughts of {len(said)} answers)')
     return 'Thoughts per stage:\n' + '\n'.join(lines) if lines else ''
 
 
@@ -86,15 +109,22 @@ def time_line(records: list[StageRecord]) -> str:
     """What the agent cost the run (paper Table 12's "LLM Reasoning" and "Feedback" columns)."""
     feedback = [r.eval_s for r in records if r.eval_s is not None]
     reasoning = [r.latency_s for r in records if r.decided and r.latency_s is not None]
-    return (f'agent time: feedback (restoring + experts) {sum(feedback) / 60:.2f} min over {len(feedback)} '
-            f'boundaries; policy (LLM reasoning) {sum(reasoning) / 60:.2f} min over {len(reasoning)} decisions')
+    return (
+        f'agent time: feedback (restoring + experts) {sum(feedback) / 60:.2f} min over {len(feedback)} '
+        f'boundaries; policy (LLM reasoning) {sum(reasoning) / 60:.2f} min over {len(reasoning)} decisions'
+    )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('experiment', type=Path, help='experiments/<name> folder or its decisions.jsonl')
-    parser.add_argument('--thoughts', type=int, default=0, metavar='N',
-                        help="show up to N distinct Thoughts of each stage's LLM answers")
+    parser.add_argument(
+        '--thoughts',
+        type=int,
+        default=0,
+        metavar='N',
+        help="show up to N distinct Thoughts of each stage's LLM answers",
+    )
     args = parser.parse_args(argv)
     path = log_path(args.experiment)
     if not path.exists():

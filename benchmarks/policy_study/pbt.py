@@ -18,6 +18,7 @@ Ray's traps, avoided here: perturbations leave the declared range unless clipped
 for the latest of every member, ~25 MB each);
 Ray changes into each trial's folder (every path here is absolute; RAY_CHDIR_TO_TRIAL_DIR=0 too).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,8 @@ from .plan import default_weights, loss_names, options
 from .runner import env_for, finished, source_hash, stamp
 
 POPULATION = 4
-BOUNDS = (0.1, 10.0)        # the policies' trust region: x0.1 .. x10 of each default weight (ln 10 = 2.3)
-PBT_VERSION = '2.60.0'      # setup.py extras_require['pbt']
+BOUNDS = (0.1, 10.0)  # the policies' trust region: x0.1 .. x10 of each default weight (ln 10 = 2.3)
+PBT_VERSION = '2.60.0'  # setup.py extras_require['pbt']
 
 
 def ray_missing() -> str | None:
@@ -69,8 +70,9 @@ def initial_weights(population: int, seed: int) -> list[dict[str, float]]:
     rng, default = random.Random(seed), default_weights()
     out = [{n: default[n] for n in bounds()}]
     for _ in range(population - 1):
-        out.append({n: float(f'{math.exp(rng.uniform(math.log(lo), math.log(hi))):.6g}')
-                    for n, (lo, hi) in bounds().items()})
+        out.append(
+            {n: float(f'{math.exp(rng.uniform(math.log(lo), math.log(hi))):.6g}') for n, (lo, hi) in bounds().items()}
+        )
     return out
 
 
@@ -78,8 +80,13 @@ def _train_stage(opt: dict, options_path: Path, log_path: Path, threads: int) ->
     """train.py on `opt`; its CPU seconds. Raises on a non-zero exit."""
     options_path.write_text(yaml.safe_dump(opt, sort_keys=False))
     with open(log_path, 'w') as log:
-        proc = subprocess.Popen([PY, str(ROOT / 'train.py'), '-opt', str(options_path)], cwd=ROOT,
-                                env=env_for(threads), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [PY, str(ROOT / 'train.py'), '-opt', str(options_path)],
+            cwd=ROOT,
+            env=env_for(threads),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f'pbt: train.py failed on {options_path} (log {log_path})')
@@ -89,6 +96,7 @@ def _train_stage(opt: dict, options_path: Path, log_path: Path, threads: int) ->
 def _validation_niqe(member_root: Path, iteration: int) -> float:
     """The member's agent-validation NIQE (EMA generator) at the stage boundary `iteration`."""
     from agent.decision_log import current_records
+
     records = [r for r in current_records(member_root / 'agent' / 'decisions.jsonl') if r.iteration == iteration]
     value = records[-1].mean_scores().get('NIQE') if records else None
     return float(value) if value is not None and math.isfinite(value) else 1e6  # a broken member ranks last
@@ -99,9 +107,10 @@ def member(config: dict) -> None:
     import torch
     from ray import tune
     from ray.tune import Checkpoint
+
     job = config['job']
     p, base, work = job['profile'], job['options'], Path(job['work'])
-    root = ROOT / 'experiments' / f"{job['name']}_{tune.get_context().get_trial_id()}"
+    root = ROOT / 'experiments' / f'{job["name"]}_{tune.get_context().get_trial_id()}'
     weights = {**default_weights(), **{n: config[n] for n in bounds()}}
     iteration, checkpoint = 0, tune.get_checkpoint()
     if checkpoint is not None:  # our own or, after an exploit, the donor's
@@ -129,20 +138,34 @@ def member(config: dict) -> None:
         cpu_s = _train_stage(opt, work / 'options' / f'{stem}.yml', work / 'logs' / f'{stem}.log', job['threads'])
         niqe = _validation_niqe(root, target)
         with open(work / 'stages.jsonl', 'a') as f:
-            f.write(json.dumps({'member': root.name, 'from': iteration, 'to': target, 'weights': weights, 'niqe': niqe,
-                                'cpu_s': round(cpu_s, 1), 'wall_s': round(time.time() - started, 1)}) + '\n')
+            f.write(
+                json.dumps(
+                    {
+                        'member': root.name,
+                        'from': iteration,
+                        'to': target,
+                        'weights': weights,
+                        'niqe': niqe,
+                        'cpu_s': round(cpu_s, 1),
+                        'wall_s': round(time.time() - started, 1),
+                    }
+                )
+                + '\n'
+            )
         iteration = target
         with tempfile.TemporaryDirectory() as d:
             for name in ('net_g', 'net_d'):
                 shutil.copy(root / 'models' / f'{name}_{iteration}.pth', Path(d))
             shutil.copy(root / 'training_states' / f'{iteration}.state', Path(d))
-            (Path(d) / 'meta.json').write_text(json.dumps({'iteration': iteration, 'weights': weights,
-                                                           'member': root.name}))
+            (Path(d) / 'meta.json').write_text(
+                json.dumps({'iteration': iteration, 'weights': weights, 'member': root.name})
+            )
             tune.report({'niqe': niqe, 'iters': iteration}, checkpoint=Checkpoint.from_directory(d))
 
 
-def run_pbt(run, p: dict, out: Path, jobs: int = 2, threads: int = 1, reuse_any_code: bool = False,
-            population: int = POPULATION) -> dict[str, dict]:
+def run_pbt(
+    run, p: dict, out: Path, jobs: int = 2, threads: int = 1, reuse_any_code: bool = False, population: int = POPULATION
+) -> dict[str, dict]:
     """Train one PBT population for `run` (plan.pbt_runs); the best member's final network becomes
     experiments/<run.name>/models/net_g_latest.pth. {run.name: {'wall_s', 'cpu_s'}}."""
     source = source_hash()
@@ -157,6 +180,7 @@ def run_pbt(run, p: dict, out: Path, jobs: int = 2, threads: int = 1, reuse_any_
     import ray
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
+
     work = (out / 'pbt' / run.name).resolve()
     shutil.rmtree(work, ignore_errors=True)
     for sub in ('options', 'logs'):
@@ -166,31 +190,51 @@ def run_pbt(run, p: dict, out: Path, jobs: int = 2, threads: int = 1, reuse_any_
     seed = run.extra['pbt_seed']
     starts = initial_weights(population, seed)
     names = list(bounds())
-    job = {'profile': {'iters': p['iters'], 'stage_iters': p['stage_iters']}, 'options': run.opt, 'name': run.name,
-           'work': str(work), 'threads': threads}
+    job = {
+        'profile': {'iters': p['iters'], 'stage_iters': p['stage_iters']},
+        'options': run.opt,
+        'name': run.name,
+        'work': str(work),
+        'threads': threads,
+    }
     space = {'job': job, 'member': tune.grid_search(list(range(population)))}
     for n in names:
         space[n] = tune.sample_from(lambda spec, n=n: starts[spec.config['member']][n])
     scheduler = PopulationBasedTraining(
-        time_attr='iters', perturbation_interval=p['stage_iters'], burn_in_period=0,
+        time_attr='iters',
+        perturbation_interval=p['stage_iters'],
+        burn_in_period=0,
         hyperparam_mutations={n: tune.loguniform(*bounds()[n]) for n in names},
-        custom_explore_fn=clip, quantile_fraction=0.25, resample_probability=0.25, synch=True)
+        custom_explore_fn=clip,
+        quantile_fraction=0.25,
+        resample_probability=0.25,
+        synch=True,
+    )
     random.seed(seed)  # PBT's explore draws from Python's and numpy's global generators
     import numpy as np
-    np.random.seed(seed % 2 ** 32)
+
+    np.random.seed(seed % 2**32)
     # each trial is a process that starts train.py; reusing actors would save nothing here
     warnings.filterwarnings('ignore', message='Consider boosting PBT performance')
     started = time.time()
-    ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, logging_level='ERROR',
-             ignore_reinit_error=True)
+    ray.init(
+        num_cpus=jobs, include_dashboard=False, log_to_driver=False, logging_level='ERROR', ignore_reinit_error=True
+    )
     try:
         tuner = tune.Tuner(
-            tune.with_resources(member, {'cpu': 1}), param_space=space,
-            tune_config=tune.TuneConfig(scheduler=scheduler, metric='niqe', mode='min', num_samples=1,
-                                        reuse_actors=False),
-            run_config=tune.RunConfig(name=run.name, storage_path=str(work / 'ray'), verbose=0,
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
-                                      failure_config=tune.FailureConfig(max_failures=1)))
+            tune.with_resources(member, {'cpu': 1}),
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                scheduler=scheduler, metric='niqe', mode='min', num_samples=1, reuse_actors=False
+            ),
+            run_config=tune.RunConfig(
+                name=run.name,
+                storage_path=str(work / 'ray'),
+                verbose=0,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
+                failure_config=tune.FailureConfig(max_failures=1),
+            ),
+        )
         results = tuner.fit()
     finally:
         ray.shutdown()
@@ -200,15 +244,25 @@ def run_pbt(run, p: dict, out: Path, jobs: int = 2, threads: int = 1, reuse_any_
         raise SystemExit(f'study: PBT {run.name}: {results.num_errors} members failed; logs in {work}/logs')
     best = min(finals, key=lambda s: s['niqe'])
     (run.root / 'models').mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / 'experiments' / best['member'] / 'models' / f"net_g_{p['iters']}.pth", run.checkpoint)
-    summary = {'population': population, 'seed': seed, 'starts': starts, 'best_member': best['member'],
-               'best_weights': best['weights'], 'best_validation_niqe': best['niqe'],
-               'training_iters': sum(s['to'] - s['from'] for s in stages), 'stages': stages}
+    shutil.copy(ROOT / 'experiments' / best['member'] / 'models' / f'net_g_{p["iters"]}.pth', run.checkpoint)
+    summary = {
+        'population': population,
+        'seed': seed,
+        'starts': starts,
+        'best_member': best['member'],
+        'best_weights': best['weights'],
+        'best_validation_niqe': best['niqe'],
+        'training_iters': sum(s['to'] - s['from'] for s in stages),
+        'stages': stages,
+    }
     (run.root / 'pbt.json').write_text(json.dumps(summary, indent=1))
     took = {'wall_s': round(time.time() - started, 1), 'cpu_s': round(sum(s['cpu_s'] for s in stages), 1)}
     stamp(run.name, run.opt, source, took['wall_s'], took['cpu_s'])
-    print(f"  {run.name}: {took['wall_s']:.0f}s ({took['cpu_s']:.0f} CPU s), {summary['training_iters']} iterations, "
-          f"best member {best['member']} at {best['weights']}", flush=True)
+    print(
+        f'  {run.name}: {took["wall_s"]:.0f}s ({took["cpu_s"]:.0f} CPU s), {summary["training_iters"]} iterations, '
+        f'best member {best["member"]} at {best["weights"]}',
+        flush=True,
+    )
     return {run.name: took}
 
 
@@ -219,6 +273,7 @@ def smoke_profile() -> dict:
 
 def smoke_run(prefix: str):
     from .plan import Run
+
     p = smoke_profile()
     opt = options(p, prefix, 0, default_weights(), {'type': 'fixed'}, {'NIQE': {'metric': 'niqe', 'weight': 1.0}})
     return Run(prefix, 'PBT smoke', 0, 'pbt', opt, extra={'pbt_seed': 9000}), p

@@ -18,6 +18,7 @@ Every policy runs on the NIQE objective (protocol: the PSNR+NIQE J is reported f
 A policy arm whose policy is not registered, or whose options it rejects, is left out with the
 reason printed (the LLM arms join when issue 21 lands).
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,35 +50,38 @@ HELDOUT_PHOTOS = SELECTION_PHOTOS  # what pilots and --quick evaluate: never the
 def photo_split() -> dict[str, list[str]]:
     """{'train', 'agent', 'selection', 'test'}: the four sets (tests/test_study_stats.py: disjoint)."""
     demo = demo_options()
-    return {'train': list(demo['datasets']['train']['images']), 'agent': list(demo['agent']['dataset']['images']),
-            'selection': list(SELECTION_PHOTOS), 'test': list(TEST_PHOTOS)}
+    return {
+        'train': list(demo['datasets']['train']['images']),
+        'agent': list(demo['agent']['dataset']['images']),
+        'selection': list(SELECTION_PHOTOS),
+        'test': list(TEST_PHOTOS),
+    }
 
 
 @dataclass(frozen=True)
 class Objective:
     label: str
-    experts: dict            # agent expert name -> weight in the objective
+    experts: dict  # agent expert name -> weight in the objective
     note: str = ''
 
 
 # the agent's experts and their held-out metric (test.py metric key, lower is better)
-EXPERTS = OrderedDict(NIQE={'metric': 'niqe'},
-                      PSNR={'metric': 'psnr', 'test_y_channel': True, 'crop_border': 4})
+EXPERTS = OrderedDict(NIQE={'metric': 'niqe'}, PSNR={'metric': 'psnr', 'test_y_channel': True, 'crop_border': 4})
 HELDOUT_METRIC = {'NIQE': ('niqe', True), 'PSNR': ('psnr', False)}
 OBJECTIVES = OrderedDict(
     niqe=Objective('NIQE', {'NIQE': 1.0}, 'no-reference'),
     psnr_niqe=Objective('PSNR+NIQE', {'PSNR': 1.0, 'NIQE': 1.0}, 'the double objective: fidelity and naturalness'),
 )
-POLICY_OBJECTIVE = 'niqe'    # what every policy arm optimises (the primary endpoint's metric)
+POLICY_OBJECTIVE = 'niqe'  # what every policy arm optimises (the primary endpoint's metric)
 
 
 @dataclass(frozen=True)
 class Arm:
-    number: int              # protocol.md's arm number: the policy seed is 1000 * number + seed
+    number: int  # protocol.md's arm number: the policy seed is 1000 * number + seed
     label: str
     policy: dict
-    seeds: str = 'secondary'   # which of the profile's seed lists: primary | secondary
-    cost: float = 1.0        # wall time of one run over a Fixed run's (the plan's estimate only)
+    seeds: str = 'secondary'  # which of the profile's seed lists: primary | secondary
+    cost: float = 1.0  # wall time of one run over a Fixed run's (the plan's estimate only)
 
 
 FIXED_ARM, GRID_ARM, SCHEDULE_ARM, PBT_ARM = 1, 7, 8, 9
@@ -87,8 +91,19 @@ PAIRED = {'type': 'adaptive', 'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.
 ARMS = OrderedDict(
     paired=Arm(2, 'Adaptive-paired', PAIRED, seeds='primary'),
     paired_random=Arm(3, 'Paired, random signs', {**PAIRED, 'signs': 'random'}),
-    lookahead=Arm(4, 'Lookahead', {'type': 'lookahead', 'candidates': 3, 'probe_iters': 10, 'probe_network': 'ema',
-                                   'sigma_adapt': False, 'min_gain': LOOKAHEAD_MIN_GAIN}, cost=1.5),
+    lookahead=Arm(
+        4,
+        'Lookahead',
+        {
+            'type': 'lookahead',
+            'candidates': 3,
+            'probe_iters': 10,
+            'probe_network': 'ema',
+            'sigma_adapt': False,
+            'min_gain': LOOKAHEAD_MIN_GAIN,
+        },
+        cost=1.5,
+    ),
     llm=Arm(5, 'LLM, embedded', {'type': 'llm', 'backend': 'llamacpp', 'model_path': 'embedded'}, cost=1.5),
     hybrid=Arm(6, 'Hybrid', {'type': 'hybrid'}, cost=1.5),
 )
@@ -100,28 +115,63 @@ FIXED, ORACLE, START_LABEL, PBT_LABEL = 'Fixed', 'Oracle fixed', 'Start (L1)', '
 # --jobs, on cores of their own). Pilots on the selection photos, 2026-12-05, on a shared machine whose
 # load stretched wall times ~5x but not CPU seconds: a Fixed run 77 CPU s (the 2026-12-02 study: 82 runs
 # in 59 min on 2 idle cores, ~82 s a run); a PBT population (4 x 300 iterations in 24 train.py processes) 425.
-RUN_CPU_S = 82.0              # a Fixed run of 300 iterations with its 6 boundaries
-QUIET_COST = 0.85             # a grid run that skips the boundaries (scored on held-out photos alone)
-SCHEDULE_COST = 0.9           # a schedule run: 2 boundaries
-PBT_COST = 5.2                # a PBT seed: 4 members x 6 stages, each a train.py process (pilot: 425 CPU s)
-EVAL_CPU_S_PER_IMAGE = 0.07   # test.py, one network on one 192-px crop (NIQE, PSNR, SSIM)
+RUN_CPU_S = 82.0  # a Fixed run of 300 iterations with its 6 boundaries
+QUIET_COST = 0.85  # a grid run that skips the boundaries (scored on held-out photos alone)
+SCHEDULE_COST = 0.9  # a schedule run: 2 boundaries
+PBT_COST = 5.2  # a PBT seed: 4 members x 6 stages, each a train.py process (pilot: 425 CPU s)
+EVAL_CPU_S_PER_IMAGE = 0.07  # test.py, one network on one 192-px crop (NIQE, PSNR, SSIM)
 
 PROFILES = {
     # make study: the protocol's seeds (24 primary, 10 secondary, 3 PBT), both photo sets
-    'full': dict(seeds=list(range(24)), secondary_seeds=list(range(10)), pbt_seeds=[0, 1, 2], iters=300,
-                 stage_iters=50, multipliers=[0.1, 1.0, 10.0], arms=list(ARMS), schedules=list(SCHEDULES),
-                 photo_sets=['selection', 'test'], agent_crops_per_side=3, eval_crops_per_side=3, prefix='study'),
+    'full': dict(
+        seeds=list(range(24)),
+        secondary_seeds=list(range(10)),
+        pbt_seeds=[0, 1, 2],
+        iters=300,
+        stage_iters=50,
+        multipliers=[0.1, 1.0, 10.0],
+        arms=list(ARMS),
+        schedules=list(SCHEDULES),
+        photo_sets=['selection', 'test'],
+        agent_crops_per_side=3,
+        eval_crops_per_side=3,
+        prefix='study',
+    ),
     # --quick: every kind of arm in <= 20 min: 2 seeds, a 2x2 grid, one PBT seed, selection photos only,
     # smaller crops (the LLM arms stay out: their time is the full study's question)
-    'quick': dict(seeds=[0, 1], secondary_seeds=[0, 1], pbt_seeds=[0], iters=300, stage_iters=50,
-                  multipliers=[1.0, 10.0], arms=['paired', 'paired_random', 'lookahead'],
-                  schedules=list(SCHEDULES), photo_sets=['selection'], agent_crops_per_side=2,
-                  eval_crops_per_side=2, prefix='study_quick'),
+    'quick': dict(
+        seeds=[0, 1],
+        secondary_seeds=[0, 1],
+        pbt_seeds=[0],
+        iters=300,
+        stage_iters=50,
+        multipliers=[1.0, 10.0],
+        arms=['paired', 'paired_random', 'lookahead'],
+        schedules=list(SCHEDULES),
+        photo_sets=['selection'],
+        agent_crops_per_side=2,
+        eval_crops_per_side=2,
+        prefix='study_quick',
+    ),
     # --smoke: seconds (tests/test_study.py); PBT has its own smoke test (tests/test_pbt.py)
-    'smoke': dict(seeds=[0], secondary_seeds=[0], pbt_seeds=[], iters=4, stage_iters=2, multipliers=[1.0, 10.0],
-                  arms=['paired', 'paired_random', 'lookahead'], schedules=['gan_down'],
-                  photo_sets=['selection'], agent_crops_per_side=1, eval_crops_per_side=1, prefix='study_smoke',
-                  probe_iters=1, snapshots=1, photos={'selection': ['coffee']}, crop=96),
+    'smoke': dict(
+        seeds=[0],
+        secondary_seeds=[0],
+        pbt_seeds=[],
+        iters=4,
+        stage_iters=2,
+        multipliers=[1.0, 10.0],
+        arms=['paired', 'paired_random', 'lookahead'],
+        schedules=['gan_down'],
+        photo_sets=['selection'],
+        agent_crops_per_side=1,
+        eval_crops_per_side=1,
+        prefix='study_smoke',
+        probe_iters=1,
+        snapshots=1,
+        photos={'selection': ['coffee']},
+        crop=96,
+    ),
 }
 
 
@@ -130,11 +180,11 @@ class Run:
     name: str
     label: str
     seed: int
-    kind: str                    # sweep | policy | schedule | pbt
+    kind: str  # sweep | policy | schedule | pbt
     opt: dict
-    setting: tuple | None = None      # sweep: the multipliers of the non-anchor weights
-    objective: str | None = None      # policy runs: the objective their experts score
-    policy: str | None = None         # policy: the ARMS key; schedule: the SCHEDULES key
+    setting: tuple | None = None  # sweep: the multipliers of the non-anchor weights
+    objective: str | None = None  # policy runs: the objective their experts score
+    policy: str | None = None  # policy: the ARMS key; schedule: the SCHEDULES key
     cost: float = 1.0
     extra: dict = field(default_factory=dict)
 
@@ -169,22 +219,32 @@ def default_weights() -> dict[str, float]:
 def scaled(multipliers: tuple) -> dict[str, float]:
     """The default weights with the non-anchor ones multiplied (6 significant digits)."""
     default, names = default_weights(), loss_names()
-    return {names[0]: default[names[0]],
-            **{n: float(f'{default[n] * m:.6g}') for n, m in zip(names[1:], multipliers)}}
+    return {names[0]: default[names[0]], **{n: float(f'{default[n] * m:.6g}') for n, m in zip(names[1:], multipliers)}}
 
 
 def setting_label(setting: tuple, names: list[str]) -> str:
-    return FIXED if all(m == 1.0 for m in setting) else \
-        'Fixed ' + ', '.join(f'{n} x{m:g}' for n, m in zip(names, setting) if m != 1.0)
+    return (
+        FIXED
+        if all(m == 1.0 for m in setting)
+        else 'Fixed ' + ', '.join(f'{n} x{m:g}' for n, m in zip(names, setting) if m != 1.0)
+    )
 
 
 def photos(p: dict, photo_set: str) -> list[str]:
     return list(p.get('photos', {}).get(photo_set, PHOTO_SETS[photo_set]))
 
 
-def options(p: dict, name: str, seed: int, weights: dict, policy: dict, experts: dict,
-            policy_seed: int | None = None, stage_iters: int | None = None,
-            snapshots: int | None = None) -> dict:
+def options(
+    p: dict,
+    name: str,
+    seed: int,
+    weights: dict,
+    policy: dict,
+    experts: dict,
+    policy_seed: int | None = None,
+    stage_iters: int | None = None,
+    snapshots: int | None = None,
+) -> dict:
     """The demo's option file with this run's name, seed, size, weights, policy and experts."""
     opt = demo_options()
     opt.update(name=name, manual_seed=seed, num_gpu=0)
@@ -206,7 +266,7 @@ def options(p: dict, name: str, seed: int, weights: dict, policy: dict, experts:
         agent['dataset']['crop_size'] = p['crop']
     if policy['type'] == 'lookahead' and 'probe_iters' in p:
         policy['probe_iters'] = p['probe_iters']
-    opt['logger'].update(print_freq=max(1, p['iters'] // 10), save_checkpoint_freq=10 ** 7, use_tb_logger=False)
+    opt['logger'].update(print_freq=max(1, p['iters'] // 10), save_checkpoint_freq=10**7, use_tb_logger=False)
     return opt
 
 
@@ -220,6 +280,7 @@ def arm_unavailable(key: str) -> str | None:
     from agent import ExpertInfo
     from agent.policies import check_policy, find_policy
     from lossagent_errors import OptionError
+
     policy = ARMS[key].policy
     if find_policy(policy['type']) is None:
         return f"policy '{policy['type']}' is not registered (agent/policies/{policy['type']}_policy.py is missing)"
@@ -258,35 +319,70 @@ def plan(p: dict, arms: list[str] | None = None) -> list[Run]:
             if not (secondary or (is_default and primary)):
                 continue
             tag = 'default' if is_default else '_'.join(f'{n}x{m:g}' for n, m in zip(free, setting))
-            name = f"{p['prefix']}_s{seed}_fixed_{tag}"
+            name = f'{p["prefix"]}_s{seed}_fixed_{tag}'
             # only the default's stage scores are read; the other fixed settings are judged on the
             # held-out photos alone, so they skip the boundaries (training is the same)
             quiet = {} if is_default else dict(stage_iters=p['iters'], snapshots=1)
-            runs.append(Run(name, setting_label(setting, free), seed, 'sweep',
-                            options(p, name, seed, scaled(setting), {'type': 'fixed'}, all_experts, **quiet),
-                            setting=setting, cost=1.0 if is_default else QUIET_COST))
+            runs.append(
+                Run(
+                    name,
+                    setting_label(setting, free),
+                    seed,
+                    'sweep',
+                    options(p, name, seed, scaled(setting), {'type': 'fixed'}, all_experts, **quiet),
+                    setting=setting,
+                    cost=1.0 if is_default else QUIET_COST,
+                )
+            )
         for key in arms:
             arm = ARMS[key]
             if not (primary if arm.seeds == 'primary' else secondary):
                 continue
-            name = f"{p['prefix']}_s{seed}_{key}"
+            name = f'{p["prefix"]}_s{seed}_{key}'
             policy = copy.deepcopy(arm.policy)
             if policy['type'] == 'llm':
-                policy['extra_needs'] = [f'The goal is to improve {OBJECTIVES[POLICY_OBJECTIVE].label} on the '
-                                         'validation images.']
-            runs.append(Run(name, f'{arm.label} ({OBJECTIVES[POLICY_OBJECTIVE].label})', seed, 'policy',
-                            options(p, name, seed, default, policy, objective_experts(POLICY_OBJECTIVE),
-                                    policy_seed=1000 * arm.number + seed),
-                            objective=POLICY_OBJECTIVE, policy=key, cost=arm.cost))
+                policy['extra_needs'] = [
+                    f'The goal is to improve {OBJECTIVES[POLICY_OBJECTIVE].label} on the validation images.'
+                ]
+            runs.append(
+                Run(
+                    name,
+                    f'{arm.label} ({OBJECTIVES[POLICY_OBJECTIVE].label})',
+                    seed,
+                    'policy',
+                    options(
+                        p,
+                        name,
+                        seed,
+                        default,
+                        policy,
+                        objective_experts(POLICY_OBJECTIVE),
+                        policy_seed=1000 * arm.number + seed,
+                    ),
+                    objective=POLICY_OBJECTIVE,
+                    policy=key,
+                    cost=arm.cost,
+                )
+            )
         if secondary:
             for key in p['schedules']:
                 before, after = SCHEDULES[key]
                 half = p['iters'] // 2
-                name = f"{p['prefix']}_s{seed}_schedule_{key}"
+                name = f'{p["prefix"]}_s{seed}_schedule_{key}'
                 policy = {'type': 'schedule', 'switch_at': half, 'then': {free[-1]: scaled((1.0, after))[free[-1]]}}
-                runs.append(Run(name, f'Schedule {free[-1]} x{before:g} -> x{after:g}', seed, 'schedule',
-                                options(p, name, seed, scaled((1.0, before)), policy, all_experts, stage_iters=half,
-                                        snapshots=1), policy=key, cost=SCHEDULE_COST))
+                runs.append(
+                    Run(
+                        name,
+                        f'Schedule {free[-1]} x{before:g} -> x{after:g}',
+                        seed,
+                        'schedule',
+                        options(
+                            p, name, seed, scaled((1.0, before)), policy, all_experts, stage_iters=half, snapshots=1
+                        ),
+                        policy=key,
+                        cost=SCHEDULE_COST,
+                    )
+                )
     return runs
 
 
@@ -294,7 +390,7 @@ def pbt_runs(p: dict) -> list[Run]:
     """One Run per PBT seed: its deployed network (the best member's at the end) is what is evaluated."""
     out = []
     for seed in p.get('pbt_seeds', []):
-        name = f"{p['prefix']}_s{seed}_pbt"
+        name = f'{p["prefix"]}_s{seed}_pbt'
         opt = options(p, name, seed, default_weights(), {'type': 'fixed'}, objective_experts(POLICY_OBJECTIVE))
         out.append(Run(name, PBT_LABEL, seed, 'pbt', opt, cost=PBT_COST, extra={'pbt_seed': 1000 * PBT_ARM + seed}))
     return out
@@ -308,17 +404,42 @@ def eval_options(p: dict, seed: int, runs: list[Run], results_root: Path) -> dic
     for run in runs:
         if run.seed == seed:
             methods[run.name] = {'pretrain_network_g': str(run.checkpoint), 'param_key_g': 'params_ema'}
-    datasets = OrderedDict((photo, {'type': 'SkimagePhotoDataset', 'images': [photo], 'crop_size': p.get('crop', 192),
-                                    'crops_per_side': p['eval_crops_per_side'], 'min_std': 0.05})
-                           for photo_set in p['photo_sets'] for photo in photos(p, photo_set))
+    datasets = OrderedDict(
+        (
+            photo,
+            {
+                'type': 'SkimagePhotoDataset',
+                'images': [photo],
+                'crop_size': p.get('crop', 192),
+                'crops_per_side': p['eval_crops_per_side'],
+                'min_std': 0.05,
+            },
+        )
+        for photo_set in p['photo_sets']
+        for photo in photos(p, photo_set)
+    )
     scale = demo['scale']
-    return json.loads(json.dumps(OrderedDict(
-        name=f"{p['prefix']}_eval_s{seed}", title=f"Held-out photos ({', '.join(p['photo_sets'])}), seed {seed}",
-        scale=scale, num_gpu=0, manual_seed=0, path={'results_root': str(results_root)},
-        network_g=demo['network_g'], methods=methods, datasets=datasets,
-        metrics=OrderedDict(niqe={'label': 'NIQE'}, psnr={'label': 'PSNR', 'crop_border': scale},
-                            ssim={'label': 'SSIM', 'crop_border': scale}),
-        val={'gt_row': True, 'save_images': False})))
+    return json.loads(
+        json.dumps(
+            OrderedDict(
+                name=f'{p["prefix"]}_eval_s{seed}',
+                title=f'Held-out photos ({", ".join(p["photo_sets"])}), seed {seed}',
+                scale=scale,
+                num_gpu=0,
+                manual_seed=0,
+                path={'results_root': str(results_root)},
+                network_g=demo['network_g'],
+                methods=methods,
+                datasets=datasets,
+                metrics=OrderedDict(
+                    niqe={'label': 'NIQE'},
+                    psnr={'label': 'PSNR', 'crop_border': scale},
+                    ssim={'label': 'SSIM', 'crop_border': scale},
+                ),
+                val={'gt_row': True, 'save_images': False},
+            )
+        )
+    )
 
 
 def estimate(p: dict, runs: list[Run], jobs: int = 2) -> dict:
@@ -327,6 +448,10 @@ def estimate(p: dict, runs: list[Run], jobs: int = 2) -> dict:
     networks = len(runs) + len({r.seed for r in runs})  # every run, and the start once per seed
     images = sum(len(photos(p, s)) for s in p['photo_sets']) * p['eval_crops_per_side'] ** 2
     evaluation = networks * images * EVAL_CPU_S_PER_IMAGE / max(1, jobs)
-    return {'runs': len(runs), 'run_equivalents': round(sum(r.cost for r in runs), 1),
-            'training_min': round(training / 60, 1), 'evaluation_min': round(evaluation / 60, 1),
-            'total_min': round((training + evaluation) / 60, 1)}
+    return {
+        'runs': len(runs),
+        'run_equivalents': round(sum(r.cost for r in runs), 1),
+        'training_min': round(training / 60, 1),
+        'evaluation_min': round(evaluation / 60, 1),
+        'total_min': round((training + evaluation) / 60, 1),
+    }

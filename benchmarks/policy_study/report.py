@@ -13,6 +13,7 @@ selection photos; the headline numbers are on the final-test photos when the pro
 two-sided paired t-test and the exact Wilcoxon signed-rank test, each family Holm-adjusted over every
 comparison reported; fractions of the oracle's headroom with Fieller's interval (stats.py).
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,18 @@ import statistics
 from collections import OrderedDict
 from pathlib import Path
 
-from .plan import (ARMS, FIXED, HELDOUT_METRIC, OBJECTIVES, ORACLE, PBT_LABEL, POLICY_OBJECTIVE, SCHEDULES,
-                   START_LABEL, photos)
+from .plan import (
+    ARMS,
+    FIXED,
+    HELDOUT_METRIC,
+    OBJECTIVES,
+    ORACLE,
+    PBT_LABEL,
+    POLICY_OBJECTIVE,
+    SCHEDULES,
+    START_LABEL,
+    photos,
+)
 from .stats import fieller, holm, paired_t, wilcoxon
 
 METRICS = OrderedDict(niqe=('NIQE', True, 2), psnr=('PSNR', False, 2), ssim=('SSIM', False, 4))
@@ -31,6 +42,7 @@ METRICS = OrderedDict(niqe=('NIQE', True, 2), psnr=('PSNR', False, 2), ssim=('SS
 def heldout_values(csvs: list[Path]) -> dict:
     """{method: {metric: {photo: mean over its crops}}} of every seed's table (method names carry the seed)."""
     from lossagent_eval.tables import AVG, BenchmarkTable
+
     out = {}
     for path in csvs:
         table = BenchmarkTable.read_csv(str(path))
@@ -55,11 +67,12 @@ class Study:
 
     def __init__(self, p: dict, runs: list, values: dict, took: dict | None = None):
         self.p, self.values, self.took = p, values, took or {}
-        self.runs = [r for r in runs if r.name in values]            # missing runs (failed twice) drop out
+        self.runs = [r for r in runs if r.name in values]  # missing runs (failed twice) drop out
         self.missing = [r.name for r in runs if r.name not in values]
         self.headline = 'test' if 'test' in p['photo_sets'] else 'selection'
         from agent.objective import expert_scale
         from agent.record import StageRecord
+
         self.scale = {}
         for photo_set in p['photo_sets']:
             for expert, (metric, _) in HELDOUT_METRIC.items():
@@ -73,16 +86,18 @@ class Study:
 
     def J(self, name: str, objective: str, photo_set: str) -> float:
         experts = OBJECTIVES[objective].experts
-        signed = {e: (-1 if HELDOUT_METRIC[e][1] else 1) * self.value(name, HELDOUT_METRIC[e][0], photo_set)
-                  for e in experts}
+        signed = {
+            e: (-1 if HELDOUT_METRIC[e][1] else 1) * self.value(name, HELDOUT_METRIC[e][0], photo_set) for e in experts
+        }
         if len(experts) == 1:
             return next(iter(signed.values()))
         return sum(w * signed[e] / self.scale[photo_set, e] for e, w in experts.items()) / sum(experts.values())
 
     # ---- runs ----------------------------------------------------------------------------------
     def find(self, seed: int, **match):
-        return next((r for r in self.runs if r.seed == seed and all(getattr(r, k) == v for k, v in match.items())),
-                    None)
+        return next(
+            (r for r in self.runs if r.seed == seed and all(getattr(r, k) == v for k, v in match.items())), None
+        )
 
     def default(self, seed: int):
         return self.find(seed, kind='sweep', setting=tuple(1.0 for _ in self.settings[0])) if self.settings else None
@@ -91,20 +106,24 @@ class Study:
         """{seed: run} of the runs matching (one per seed)."""
         return {r.seed: r for r in self.runs if all(getattr(r, k) == v for k, v in match.items())}
 
-    def gains(self, runs: dict, baseline: dict, objective: str = POLICY_OBJECTIVE,
-              photo_set: str | None = None) -> list[float]:
+    def gains(
+        self, runs: dict, baseline: dict, objective: str = POLICY_OBJECTIVE, photo_set: str | None = None
+    ) -> list[float]:
         """Per seed present in both: J(run) - J(baseline)."""
         photo_set = photo_set or self.headline
-        return [self.J(runs[s].name, objective, photo_set) - self.J(baseline[s].name, objective, photo_set)
-                for s in sorted(set(runs) & set(baseline))]
+        return [
+            self.J(runs[s].name, objective, photo_set) - self.J(baseline[s].name, objective, photo_set)
+            for s in sorted(set(runs) & set(baseline))
+        ]
 
     def fixed(self) -> dict:
         return self.group(kind='sweep', setting=tuple(1.0 for _ in self.settings[0]))
 
     def best(self, groups: dict, objective: str = POLICY_OBJECTIVE):
         """The key of `groups` ({key: {seed: run}}) with the best mean J on the selection photos."""
-        return max(groups, key=lambda k: statistics.fmean(self.J(r.name, objective, 'selection')
-                                                          for r in groups[k].values()))
+        return max(
+            groups, key=lambda k: statistics.fmean(self.J(r.name, objective, 'selection') for r in groups[k].values())
+        )
 
     def grid(self) -> dict:
         return OrderedDict((s, self.group(kind='sweep', setting=s)) for s in self.settings)
@@ -118,8 +137,9 @@ class Study:
         return setting, grid[setting]
 
     def schedules(self) -> dict:
-        return OrderedDict((k, self.group(kind='schedule', policy=k)) for k in SCHEDULES
-                           if self.group(kind='schedule', policy=k))
+        return OrderedDict(
+            (k, self.group(kind='schedule', policy=k)) for k in SCHEDULES if self.group(kind='schedule', policy=k)
+        )
 
     def arm_runs(self) -> OrderedDict:
         """{arm key: (label, {seed: run})} of the one-run policy arms that ran."""
@@ -140,11 +160,25 @@ def comparisons(study: Study) -> list[dict]:
     def add(key: str, label: str, runs: dict, baseline: dict, baseline_label: str):
         g = study.gains(runs, baseline)
         if g:  # one seed (the smoke test): the row, without p-values
-            out.append({'key': key, 'label': label, 'baseline': baseline_label, 'gains': g, 't': paired_t(g),
-                        'wilcoxon': wilcoxon(g)})
+            out.append(
+                {
+                    'key': key,
+                    'label': label,
+                    'baseline': baseline_label,
+                    'gains': g,
+                    't': paired_t(g),
+                    'wilcoxon': wilcoxon(g),
+                }
+            )
 
-    for key, vs in (('paired', None), ('paired_random', None), ('paired', 'paired_random'), ('lookahead', None),
-                    ('llm', None), ('hybrid', None)):
+    for key, vs in (
+        ('paired', None),
+        ('paired_random', None),
+        ('paired', 'paired_random'),
+        ('lookahead', None),
+        ('llm', None),
+        ('hybrid', None),
+    ):
         if key not in arms or (vs is not None and vs not in arms):
             continue
         label, runs = arms[key]
@@ -156,8 +190,13 @@ def comparisons(study: Study) -> list[dict]:
         schedules = study.schedules()
         if schedules:
             best = study.best(schedules)
-            add('schedule', f'Best schedule ({next(iter(schedules[best].values())).label})', schedules[best], oracle,
-                f'best constant ({next(iter(oracle.values())).label})')
+            add(
+                'schedule',
+                f'Best schedule ({next(iter(schedules[best].values())).label})',
+                schedules[best],
+                oracle,
+                f'best constant ({next(iter(oracle.values())).label})',
+            )
     tested = [c for c in out if c['t'].n >= 2]
     t_adj = holm({c['key']: c['t'].p for c in tested})
     w_adj = holm({c['key']: c['wilcoxon'][1] for c in tested})
@@ -167,17 +206,28 @@ def comparisons(study: Study) -> list[dict]:
 
 
 def comparisons_table(study: Study, found: list[dict]) -> str:
-    where = 'final-test photos' if study.headline == 'test' else \
-        'selection photos (not the headline: this profile opens no final-test photo)'
-    lines = [f'### NIQE gain over the baseline on the {where}', '', 'NIQE points, higher is better.', '',
-             f'Holm over the {sum(c["t"].n >= 2 for c in found)} comparisons with two or more seeds (paired t; the '
-             'Wilcoxon p-values are their own family).',
-             '', '| comparison | baseline | n | gain, 95 % t-interval | p (Holm) | p raw | Wilcoxon p (Holm) | '
-             'seeds better |', '|---|---|---:|---:|---:|---:|---:|---:|']
+    where = (
+        'final-test photos'
+        if study.headline == 'test'
+        else 'selection photos (not the headline: this profile opens no final-test photo)'
+    )
+    lines = [
+        f'### NIQE gain over the baseline on the {where}',
+        '',
+        'NIQE points, higher is better.',
+        '',
+        f'Holm over the {sum(c["t"].n >= 2 for c in found)} comparisons with two or more seeds (paired t; the '
+        'Wilcoxon p-values are their own family).',
+        '',
+        '| comparison | baseline | n | gain, 95 % t-interval | p (Holm) | p raw | Wilcoxon p (Holm) | seeds better |',
+        '|---|---|---:|---:|---:|---:|---:|---:|',
+    ]
     for c in found:
         t = c['t']
-        lines.append(f"| {c['label']} | {c['baseline']} | {t.n} | {fmt_ci(t)} | {fmt_p(c['p_holm'])} | {fmt_p(t.p)} | "
-                     f"{fmt_p(c['wilcoxon_p_holm'])} | {sum(g > 0 for g in c['gains'])}/{t.n} |")
+        lines.append(
+            f'| {c["label"]} | {c["baseline"]} | {t.n} | {fmt_ci(t)} | {fmt_p(c["p_holm"])} | {fmt_p(t.p)} | '
+            f'{fmt_p(c["wilcoxon_p_holm"])} | {sum(g > 0 for g in c["gains"])}/{t.n} |'
+        )
     return '\n'.join(lines) + '\n'
 
 
@@ -187,7 +237,7 @@ def headroom_fractions(study: Study) -> tuple[str, list[dict]]:
         return '', []
     fixed = study.fixed()
     _, oracle = study.oracle()
-    lines = ['| method | fraction of the oracle\'s headroom, 95 % Fieller interval | seeds |', '|---|---:|---:|']
+    lines = ["| method | fraction of the oracle's headroom, 95 % Fieller interval | seeds |", '|---|---:|---:|']
     out = []
     for key, (label, runs) in study.arm_runs().items():
         seeds = sorted(set(runs) & set(oracle) & set(fixed))
@@ -225,11 +275,13 @@ def measured_compute(run) -> float:
     """Training iterations over the run's own total_iter: 1 + the lookahead's discarded candidates'
     iterations (its decision log), or PBT's population total (pbt.json)."""
     import json
+
     total = run.opt['train']['total_iter']
     if run.kind == 'pbt':
         return json.loads((run.root / 'pbt.json').read_text())['training_iters'] / total
     if run.kind == 'policy' and run.opt['agent']['policy']['type'] == 'lookahead':
         from agent.decision_log import current_records
+
         records = current_records(run.root / 'agent' / 'decisions.jsonl')
         return 1 + max((r.info.get('discarded_iters_total', 0) for r in records), default=0) / total
     return 1.0
@@ -244,41 +296,65 @@ def cost_axis(study: Study) -> tuple[str, list[dict]]:
         if g:
             cpu = [study.took.get(r.name, {}).get('cpu_s') for r in runs.values()]
             cpu = [c for c in cpu if c]
-            rows.append({'method': label, 'compute': compute, 't': paired_t(g) if len(g) > 1 else None,
-                         'gain': statistics.fmean(g), 'n': len(g), 'note': note,
-                         'cpu_s': statistics.fmean(cpu) if cpu else None})
+            rows.append(
+                {
+                    'method': label,
+                    'compute': compute,
+                    't': paired_t(g) if len(g) > 1 else None,
+                    'gain': statistics.fmean(g),
+                    'n': len(g),
+                    'note': note,
+                    'cpu_s': statistics.fmean(cpu) if cpu else None,
+                }
+            )
 
     row(FIXED, fixed, 1.0)
     for key, (label, runs) in study.arm_runs().items():
-        row(label, runs, statistics.fmean(measured_compute(r) for r in runs.values()),
-            'measured: 1 + discarded candidates' if ARMS[key].policy['type'] == 'lookahead' else '')
+        row(
+            label,
+            runs,
+            statistics.fmean(measured_compute(r) for r in runs.values()),
+            'measured: 1 + discarded candidates' if ARMS[key].policy['type'] == 'lookahead' else '',
+        )
     schedules = study.schedules()
     if schedules:
         best = study.best(schedules)
-        row(f'Best schedule ({next(iter(schedules[best].values())).label})', schedules[best], 1.0,
-            f'chosen on selection photos among {len(schedules)}')
+        row(
+            f'Best schedule ({next(iter(schedules[best].values())).label})',
+            schedules[best],
+            1.0,
+            f'chosen on selection photos among {len(schedules)}',
+        )
     if len(study.settings) > 1:
         _, oracle = study.oracle()
-        row(f'{ORACLE} (grid of {len(study.settings)})', oracle, float(len(study.settings)),
-            'all settings trained; chosen on selection photos')
+        row(
+            f'{ORACLE} (grid of {len(study.settings)})',
+            oracle,
+            float(len(study.settings)),
+            'all settings trained; chosen on selection photos',
+        )
     pbt = study.group(kind='pbt')
     if pbt:
         row(PBT_LABEL, pbt, statistics.fmean(measured_compute(r) for r in pbt.values()), 'population total')
-    lines = ['| method | training iterations (x Fixed) | NIQE gain over Fixed, 95 % t-interval | seeds | '
-             'CPU s per run | note |', '|---|---:|---:|---:|---:|---|']
+    lines = [
+        '| method | training iterations (x Fixed) | NIQE gain over Fixed, 95 % t-interval | seeds | '
+        'CPU s per run | note |',
+        '|---|---:|---:|---:|---:|---|',
+    ]
     for r in rows:
-        gain = fmt_ci(r['t']) if r['t'] is not None else f"{r['gain']:+.2f}"
-        cpu = f"{r['cpu_s']:.0f}" if r['cpu_s'] else ''
-        lines.append(f"| {r['method']} | {r['compute']:.2f}x | {gain} | {r['n']} | {cpu} | {r['note']} |")
+        gain = fmt_ci(r['t']) if r['t'] is not None else f'{r["gain"]:+.2f}'
+        cpu = f'{r["cpu_s"]:.0f}' if r['cpu_s'] else ''
+        lines.append(f'| {r["method"]} | {r["compute"]:.2f}x | {gain} | {r["n"]} | {cpu} | {r["note"]} |')
     return '\n'.join(lines) + '\n', rows
 
 
 def plot_cost(rows: list[dict], path: Path, where: str) -> Path:
     """Quality (NIQE gain over Fixed, 95 % interval) against compute (x Fixed's iterations)."""
     from agent.runs.plot import new_figure, save
+
     fig, (ax,) = new_figure(1, 1, 6.5, 4.2)
     for r in rows:
-        lo, hi = (r['t'].ci if r['t'] is not None and math.isfinite(r['t'].ci[0]) else (r['gain'], r['gain']))
+        lo, hi = r['t'].ci if r['t'] is not None and math.isfinite(r['t'].ci[0]) else (r['gain'], r['gain'])
         ax.errorbar([r['compute']], [r['gain']], yerr=[[r['gain'] - lo], [hi - r['gain']]], fmt='o', capsize=3)
         ax.annotate(r['method'], (r['compute'], r['gain']), textcoords='offset points', xytext=(5, 4), fontsize=7)
     ax.axhline(0, color='grey', lw=0.8)
@@ -295,8 +371,12 @@ def plot_cost(rows: list[dict], path: Path, where: str) -> Path:
 # ---- descriptive tables -------------------------------------------------------------------------
 def metrics_table(study: Study, photo_set: str) -> str:
     """Every method's NIQE / PSNR / SSIM and J(PSNR+NIQE) on one photo set, mean ± sd over seeds."""
-    lines = ['| method | seeds | ' + ' | '.join(f'{m}{"↓" if low else "↑"}' for m, low, _ in METRICS.values())
-             + ' | J(PSNR+NIQE)↑ |', '|---|---:|' + '---:|' * (len(METRICS) + 1)]
+    lines = [
+        '| method | seeds | '
+        + ' | '.join(f'{m}{"↓" if low else "↑"}' for m, low, _ in METRICS.values())
+        + ' | J(PSNR+NIQE)↑ |',
+        '|---|---:|' + '---:|' * (len(METRICS) + 1),
+    ]
     groups = OrderedDict()
     for run in study.runs:
         groups.setdefault(run.label, []).append(run.name)
@@ -320,8 +400,10 @@ def grid_table(study: Study) -> str:
         return ''
     oracle_setting, _ = study.oracle()
     sets = study.p['photo_sets']
-    lines = ['| setting | seeds | ' + ' | '.join(f'mean NIQE, {s}' for s in sets) + ' |',
-             '|---|---:|' + '---:|' * len(sets)]
+    lines = [
+        '| setting | seeds | ' + ' | '.join(f'mean NIQE, {s}' for s in sets) + ' |',
+        '|---|---:|' + '---:|' * len(sets),
+    ]
     for setting, runs in study.grid().items():
         label = next(iter(runs.values())).label + (' **(oracle)**' if setting == oracle_setting else '')
         cells = [f'{statistics.fmean(study.value(r.name, "niqe", s) for r in runs.values()):.3f}' for s in sets]
@@ -333,21 +415,35 @@ def write_csv(path: Path, study: Study) -> None:
     with open(path, 'w', newline='', encoding='utf-8') as f:
         w = csv.writer(f)
         sets = study.p['photo_sets']
-        w.writerow(['run', 'label', 'seed', 'kind', 'policy', 'cpu_s'] + [f'{m}_{s}' for s in sets for m in METRICS]
-                   + [f'J_{o}_{s}' for s in sets for o in OBJECTIVES])
+        w.writerow(
+            ['run', 'label', 'seed', 'kind', 'policy', 'cpu_s']
+            + [f'{m}_{s}' for s in sets for m in METRICS]
+            + [f'J_{o}_{s}' for s in sets for o in OBJECTIVES]
+        )
         for run in study.runs:
-            w.writerow([run.name, run.label, run.seed, run.kind, run.policy or '',
-                        study.took.get(run.name, {}).get('cpu_s', '')]
-                       + [repr(study.value(run.name, m, s)) for s in sets for m in METRICS]
-                       + [repr(study.J(run.name, o, s)) for s in sets for o in OBJECTIVES])
+            w.writerow(
+                [
+                    run.name,
+                    run.label,
+                    run.seed,
+                    run.kind,
+                    run.policy or '',
+                    study.took.get(run.name, {}).get('cpu_s', ''),
+                ]
+                + [repr(study.value(run.name, m, s)) for s in sets for m in METRICS]
+                + [repr(study.J(run.name, o, s)) for s in sets for o in OBJECTIVES]
+            )
 
 
 def plot_seed(study: Study, out_dir: Path) -> list[Path]:
     """Seed 0: every policy's weights and validation scores side by side, and one figure per run."""
     from agent.runs.plot import load_records, plot_compare, plot_overview
+
     seed = min(r.seed for r in study.runs)
     picked = [study.default(seed)] + [r for r in study.runs if r.seed == seed and r.kind == 'policy']
     picked = [r for r in picked if r is not None]
-    pngs = [plot_overview(load_records(r.root), out_dir / f'{r.name}.png', f'{r.label}, seed {seed}', log_y='on')
-            for r in picked]
+    pngs = [
+        plot_overview(load_records(r.root), out_dir / f'{r.name}.png', f'{r.label}, seed {seed}', log_y='on')
+        for r in picked
+    ]
     return pngs + plot_compare([r.root for r in picked], out_dir, log_y='on')

@@ -5,6 +5,7 @@ whose options and code are unchanged since it finished is reused instead of trai
 measured wall time is kept with it). Each run's CPU seconds are kept beside its wall time: on a
 shared machine they, not the wall time, say what a run costs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,17 @@ import yaml
 
 from . import PY, ROOT
 
-CODE = ('agent', 'lossagent_models', 'lossagent_hook', 'lossagent_runtime', 'lossagent_data', 'lossagent_losses',
-        'lossagent_arch', 'lossagent_iqa', 'lossagent_options')
+CODE = (
+    'agent',
+    'lossagent_models',
+    'lossagent_hook',
+    'lossagent_runtime',
+    'lossagent_data',
+    'lossagent_losses',
+    'lossagent_arch',
+    'lossagent_iqa',
+    'lossagent_options',
+)
 
 
 def env_for(threads: int) -> dict:
@@ -34,8 +44,10 @@ def env_for(threads: int) -> dict:
 def source_hash() -> str:
     """Hash of the code a run depends on, so a changed policy never reuses an old run."""
     h = hashlib.sha256()
-    files = sorted([ROOT / name for name in ('train.py', 'lossagent_compat.py', 'lossagent_errors.py')]
-                   + [f for d in CODE for f in (ROOT / d).rglob('*') if f.is_file() and f.suffix in ('.py', '.txt')])
+    files = sorted(
+        [ROOT / name for name in ('train.py', 'lossagent_compat.py', 'lossagent_errors.py')]
+        + [f for d in CODE for f in (ROOT / d).rglob('*') if f.is_file() and f.suffix in ('.py', '.txt')]
+    )
     for f in files:
         h.update(str(f.relative_to(ROOT)).encode())
         h.update(f.read_bytes())
@@ -59,8 +71,9 @@ def finished(name: str, opt: dict, source: str, reuse_any_code: bool = False):
 
 def stamp(name: str, opt: dict, source: str, wall_s: float, cpu_s) -> None:
     """Mark a run finished with these options and code (what `finished` checks)."""
-    _stamp_path(name).write_text(yaml.safe_dump({'source': source, 'wall_s': wall_s, 'cpu_s': cpu_s, 'options': opt},
-                                                sort_keys=False))
+    _stamp_path(name).write_text(
+        yaml.safe_dump({'source': source, 'wall_s': wall_s, 'cpu_s': cpu_s, 'options': opt}, sort_keys=False)
+    )
 
 
 def _launch(name: str, opt: dict, out: Path, threads: int) -> subprocess.Popen:
@@ -68,8 +81,13 @@ def _launch(name: str, opt: dict, out: Path, threads: int) -> subprocess.Popen:
     opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))
     shutil.rmtree(ROOT / 'experiments' / name, ignore_errors=True)
     log = open(out / 'logs' / f'{name}.log', 'w')  # noqa: SIM115 -- the run's child writes it until it ends
-    proc = subprocess.Popen([PY, str(ROOT / 'train.py'), '-opt', str(opt_path)], cwd=ROOT, env=env_for(threads),
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [PY, str(ROOT / 'train.py'), '-opt', str(opt_path)],
+        cwd=ROOT,
+        env=env_for(threads),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     proc.study_log = log
     return proc
 
@@ -122,38 +140,50 @@ def run_all(runs: list, out: Path, jobs: int, threads: int, reuse_any_code: bool
             stamp(run.name, run.opt, source, took[run.name]['wall_s'], cpu_s)
             done = total - len(pending) - len(active)
             per_run = (time.time() - t0) / max(1, done)
-            print(f'  {run.name}: {took[run.name]["wall_s"]:.0f}s ({cpu_s:.0f} CPU s) | {done}/{total} trained, '
-                  f'{(time.time() - t0) / 60:.1f} min so far, ~{per_run * (total - done) / 60:.0f} min left',
-                  flush=True)
+            print(
+                f'  {run.name}: {took[run.name]["wall_s"]:.0f}s ({cpu_s:.0f} CPU s) | {done}/{total} trained, '
+                f'{(time.time() - t0) / 60:.1f} min so far, ~{per_run * (total - done) / 60:.0f} min left',
+                flush=True,
+            )
     return took
 
 
 def evaluate(eval_opt: dict, out: Path, threads: int) -> Path:
     """test.py on one seed's checkpoints; the path of its CSV table."""
-    path = out / 'options' / f"{eval_opt['name']}.yml"
+    path = out / 'options' / f'{eval_opt["name"]}.yml'
     path.write_text(yaml.safe_dump(eval_opt, sort_keys=False, allow_unicode=True))
     started = time.time()
-    with open(out / 'logs' / f"{eval_opt['name']}.log", 'w') as log:
-        proc = subprocess.Popen([PY, str(ROOT / 'test.py'), '-opt', str(path)], cwd=ROOT, env=env_for(threads),
-                                stdout=log, stderr=subprocess.STDOUT)
+    with open(out / 'logs' / f'{eval_opt["name"]}.log', 'w') as log:
+        proc = subprocess.Popen(
+            [PY, str(ROOT / 'test.py'), '-opt', str(path)],
+            cwd=ROOT,
+            env=env_for(threads),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     rc = os.waitstatus_to_exitcode(status)
-    print(f"  {eval_opt['name']}: {time.time() - started:.0f}s ({usage.ru_utime + usage.ru_stime:.0f} CPU s) for "
-          f"{len(eval_opt['methods'])} networks on {len(eval_opt['datasets'])} photos", flush=True)
+    print(
+        f'  {eval_opt["name"]}: {time.time() - started:.0f}s ({usage.ru_utime + usage.ru_stime:.0f} CPU s) for '
+        f'{len(eval_opt["methods"])} networks on {len(eval_opt["datasets"])} photos',
+        flush=True,
+    )
     if rc != 0:
-        raise SystemExit(f"study: test.py failed for {eval_opt['name']}; log {out}/logs/{eval_opt['name']}.log")
-    return out / 'results' / eval_opt['name'] / f"{eval_opt['name']}.csv"
+        raise SystemExit(f'study: test.py failed for {eval_opt["name"]}; log {out}/logs/{eval_opt["name"]}.log')
+    return out / 'results' / eval_opt['name'] / f'{eval_opt["name"]}.csv'
 
 
 def evaluate_all(eval_opts: list[dict], out: Path, jobs: int, threads: int) -> list[Path]:
     """test.py for every seed, `jobs` at a time."""
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(lambda o: evaluate(o, out, threads), eval_opts))
 
 
 def versions() -> dict:
     import importlib.metadata as md
+
     out = {'python': platform.python_version()}
     for pkg in ('torch', 'basicsr', 'pyiqa', 'scikit-image'):
         try:

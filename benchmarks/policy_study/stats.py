@@ -12,6 +12,7 @@ scipy is not a dependency: the t and normal distributions are computed here (reg
 incomplete beta by continued fraction) and tests/test_study_stats.py checks them against scipy
 when it is installed.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -100,8 +101,9 @@ def paired_t(gains: list[float], level: float = 0.95) -> TTest:
     se = sd / math.sqrt(n)
     half = t_ppf(0.5 + level / 2, n - 1) * se
     if se == 0:
-        return TTest(n, mean, sd, (mean, mean), math.copysign(math.inf, mean) if mean else math.nan,
-                     0.0 if mean else 1.0)
+        return TTest(
+            n, mean, sd, (mean, mean), math.copysign(math.inf, mean) if mean else math.nan, 0.0 if mean else 1.0
+        )
     t = mean / se
     return TTest(n, mean, sd, (mean - half, mean + half), t, min(1.0, 2 * t_sf(abs(t), n - 1)))
 
@@ -135,9 +137,9 @@ def wilcoxon(gains: list[float]) -> tuple[float, float]:
             counts = nxt
         low = min(w_plus, total - w_plus)
         tail = sum(c for s2, c in counts.items() if s2 <= round(2 * low))
-        return w_plus, min(1.0, 2 * tail / 2 ** n)
+        return w_plus, min(1.0, 2 * tail / 2**n)
     mean = total / 2
-    tie_term = sum(c ** 3 - c for c in (sum(1 for x in d if abs(x) == v) for v in set(abs(x) for x in d)))
+    tie_term = sum(c**3 - c for c in (sum(1 for x in d if abs(x) == v) for v in set(abs(x) for x in d)))
     var = n * (n + 1) * (2 * n + 1) / 24 - tie_term / 48
     z = (w_plus - mean) / math.sqrt(var)
     return w_plus, min(1.0, 2 * norm_sf(abs(z)))

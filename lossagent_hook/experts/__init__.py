@@ -20,6 +20,7 @@ A new kind of expert is a file `<kind>_expert.py` here with a class registered b
 its `check_options(name, opt)` validates the options without building anything (the start-up check
 runs it before any folder is made), and its constructor takes `(info, opt, device)`.
 """
+
 from __future__ import annotations
 
 from agent.experts import expert_entries

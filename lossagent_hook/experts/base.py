@@ -1,4 +1,5 @@
 """What every expert is, the registry of expert types, and an expert's checked options (`ExpertSpec`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ def register_expert(name: str):
 
 class Expert:
     """Scores a batch of restored images; one value per image (None when invalid)."""
+
     kind = 'score'
     full_reference = False  # compares with the ground truth (the agent's dataset must have one)
 
@@ -44,6 +46,7 @@ class Expert:
 class ExpertSpec:
     """One entry of `agent.experts`, checked: the class its `type` names, its own options, and what a
     policy knows about it. Built once at start-up; the stage hook builds the expert from it."""
+
     info: ExpertInfo
     cls: type
     options: dict

@@ -1,4 +1,5 @@
 """`type: critique`: a vision-language model on an OpenAI-compatible server describes each restored image."""
+
 from __future__ import annotations
 
 from agent.llm.critique import Critic, check_critique_options
@@ -11,6 +12,7 @@ from .base import Expert, register_expert
 @register_expert('critique')
 class CritiqueExpert(Expert):
     """Words per image where a score would be (kind text)."""
+
     kind = 'text'
 
     def __init__(self, info: ExpertInfo, opt: dict, device):

@@ -1,4 +1,5 @@
 """`type: human`: a person's words about the stage's images, read from a file the run board writes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +26,7 @@ class HumanExpert(Expert):
     writes both). An unattended run waits at most `timeout_s` (0: look once, never wait);
     while it waits, `waiting.json` says until when (the board shows the countdown).
     """
+
     kind = 'text'
 
     def __init__(self, info: ExpertInfo, opt: dict, device):
@@ -36,10 +38,10 @@ class HumanExpert(Expert):
     def _options(name: str, opt: dict) -> dict:
         prefix = f'agent.experts.{name}'
         o = read_options(opt, HUMAN_DEFAULTS, prefix)
-        o['timeout_s'] = number(o, 'timeout_s', 0, 10 ** 7, prefix=prefix)
+        o['timeout_s'] = number(o, 'timeout_s', 0, 10**7, prefix=prefix)
         o['poll_s'] = number(o, 'poll_s', 0.01, 3600, prefix=prefix)
         if o['file'] is not None and not isinstance(o['file'], str):
-            raise OptionError(f"{prefix}.file: got {o['file']!r}; expected a path or null")
+            raise OptionError(f'{prefix}.file: got {o["file"]!r}; expected a path or null')
         return o
 
     @classmethod
@@ -51,8 +53,12 @@ class HumanExpert(Expert):
         folder = stage_dir(context['agent_dir'], context['stage'])
         write_outputs(folder, list(context['names']), outputs)
         paths = [folder / FEEDBACK] + ([Path(self.file)] if self.file else [])
-        feedback = wait_for_human_feedback(paths, folder / RATINGS, timeout_s=self.timeout_s, poll_s=self.poll_s,
-                                           waiting_path=folder / WAITING,
-                                           notice={'expert': self.name, 'stage': int(context['stage']),
-                                                   'images': len(outputs)})
+        feedback = wait_for_human_feedback(
+            paths,
+            folder / RATINGS,
+            timeout_s=self.timeout_s,
+            poll_s=self.poll_s,
+            waiting_path=folder / WAITING,
+            notice={'expert': self.name, 'stage': int(context['stage']), 'images': len(outputs)},
+        )
         return [feedback.for_image(i) if feedback else None for i in range(len(outputs))]

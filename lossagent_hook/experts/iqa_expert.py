@@ -1,4 +1,5 @@
 """`type: iqa` (the default): a pyiqa metric scores each restoration; full-reference metrics use the GT."""
+
 from __future__ import annotations
 
 import math

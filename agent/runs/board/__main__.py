@@ -6,6 +6,7 @@ approvals need a token: `--token SECRET` (or the LOSSAGENT_BOARD_TOKEN environme
 `--token` alone for a random one; the URL printed at start carries it (`?token=...`), the page
 keeps it for the tab and sends it with every write.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('runs', nargs='+', help='experiments/<name> folders (or a folder of them)')
     parser.add_argument('--host', default='127.0.0.1', help='address to bind (default 127.0.0.1: this machine only)')
     parser.add_argument('--port', type=int, default=8080, help='port (0: any free one; default 8080)')
-    parser.add_argument('--token', nargs='?', const='', default=None,
-                        help=f'enable feedback and approvals with this token (alone: a random one; '
-                             f'default: ${TOKEN_ENV}, else read-only)')
+    parser.add_argument(
+        '--token',
+        nargs='?',
+        const='',
+        default=None,
+        help=f'enable feedback and approvals with this token (alone: a random one; '
+        f'default: ${TOKEN_ENV}, else read-only)',
+    )
     parser.add_argument('--poll-s', type=float, default=0.5, help='how often the folders are checked for changes')
     parser.add_argument('--exit-with-parent', type=int, metavar='PID', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -83,15 +89,19 @@ def main(argv=None) -> int:
     loopback_v4 = is_loopback(args.host) and ':' not in args.host
     hosts = ['127.0.0.1', 'localhost', args.host] if loopback_v4 else ['*']
     app = create_app(runs, token=token, allowed_hosts=hosts, poll_s=args.poll_s)
-    server = uvicorn.Server(uvicorn.Config(app, log_level='warning', access_log=False, timeout_graceful_shutdown=2,
-                                           lifespan='off'))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level='warning', access_log=False, timeout_graceful_shutdown=2, lifespan='off')
+    )
     if args.exit_with_parent:
         threading.Thread(target=_watch_parent, args=(args.exit_with_parent, server), daemon=True).start()
     port = sock.getsockname()[1]
     shown = f'[{args.host}]' if ':' in args.host else args.host
     query = f'?token={token}' if token else ''
-    print(f'LossAgent board: http://{shown}:{port}/{query}  ({len(runs)} run{"s" * (len(runs) != 1)}: '
-          f'{", ".join(r.name for r in runs)}{"" if token else "; read-only"})', flush=True)
+    print(
+        f'LossAgent board: http://{shown}:{port}/{query}  ({len(runs)} run{"s" * (len(runs) != 1)}: '
+        f'{", ".join(r.name for r in runs)}{"" if token else "; read-only"})',
+        flush=True,
+    )
     server.run(sockets=[sock])
     return 0
 

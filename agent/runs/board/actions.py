@@ -7,6 +7,7 @@
 
 File formats: agent/stage_files.py, agent/human_feedback.py, lossagent_hook/human_approval.py.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,8 +43,9 @@ def give_feedback(run: RunFolder, stage: int, text, ratings) -> dict:
     now = time.time()
     waiting = run.waiting(stage, now)
     if waiting is None and stage != run.last_stage() + 1:
-        raise ActionError(409, f'stage {stage} is not waiting for feedback and is not the next stage '
-                               f'({run.last_stage() + 1})')
+        raise ActionError(
+            409, f'stage {stage} is not waiting for feedback and is not the next stage ({run.last_stage() + 1})'
+        )
     if text is not None and not isinstance(text, str):
         raise ActionError(400, 'text: expected a string')
     text = (text or '').strip()
@@ -70,8 +72,9 @@ def answer_proposal(run: RunFolder, stage: int, action, weights) -> dict:
         answer = {'action': 'approve'}
     elif action == 'edit':
         if isinstance(weights, dict):  # numbers typed in a form may come as strings
-            weights = {k: as_number(v) if isinstance(v, str) and as_number(v) is not None else v
-                       for k, v in weights.items()}
+            weights = {
+                k: as_number(v) if isinstance(v, str) and as_number(v) is not None else v for k, v in weights.items()
+            }
         problem = check_weights(weights, names)
         if problem:
             raise ActionError(400, f'weights: {problem}')

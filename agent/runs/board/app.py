@@ -14,6 +14,7 @@ Content-Security-Policy allows only this origin's own script (an injected `<scri
 even if it reached the DOM); requests with another Host header are refused (DNS rebinding); writes
 need `X-Board-Token` to equal the board's `--token`, and a board without one is read-only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,15 +34,16 @@ STATIC = Path(__file__).with_name('static')
 PING_S = 15.0
 SECURITY_HEADERS = {
     'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     'X-Content-Type-Options': 'nosniff',
     'Referrer-Policy': 'no-referrer',
     'Cache-Control': 'no-store',
 }
 
 
-def create_app(runs: list[RunFolder], token: str | None = None, allowed_hosts: list[str] | None = None,
-               poll_s: float = 0.5) -> FastAPI:
+def create_app(
+    runs: list[RunFolder], token: str | None = None, allowed_hosts: list[str] | None = None, poll_s: float = 0.5
+) -> FastAPI:
     app = FastAPI(title='LossAgent run board', docs_url=None, redoc_url=None, openapi_url=None)
     by_id = {run.id: run for run in runs}
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ['127.0.0.1', 'localhost', '[::1]'])
@@ -108,8 +110,7 @@ def create_app(runs: list[RunFolder], token: str | None = None, allowed_hosts: l
     async def approval(run_id: str, stage: int, request: Request):
         check_token(request)
         body = await _json_body(request)
-        return await asyncio.to_thread(answer_proposal, run_of(run_id), stage, body.get('action'),
-                                       body.get('weights'))
+        return await asyncio.to_thread(answer_proposal, run_of(run_id), stage, body.get('action'), body.get('weights'))
 
     @app.get('/api/events')
     async def events(request: Request):
@@ -129,8 +130,10 @@ def create_app(runs: list[RunFolder], token: str | None = None, allowed_hosts: l
                     yield ': ping\n\n'
                 await asyncio.sleep(poll_s)
                 quiet += poll_s
-        return StreamingResponse(stream(), media_type='text/event-stream',
-                                 headers={'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no'})
+
+        return StreamingResponse(
+            stream(), media_type='text/event-stream', headers={'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no'}
+        )
 
     app.mount('/static', StaticFiles(directory=STATIC), name='static')
     return app

@@ -10,6 +10,7 @@ SIGKILL). The token that enables feedback and approvals comes from the environme
 named by `token_env`, never from the YAML (which BasicSR copies into the experiment folder);
 without it the board is read-only.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -40,8 +41,9 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, token: str | None, where: str = '--host') -> None:
     """A board reachable from other machines must not let anyone write: it needs a token."""
     if not is_loopback(host) and not token:
-        raise UserError(f'{where}: {host} is reachable from other machines; give a --token '
-                        '(or keep the default 127.0.0.1)')
+        raise UserError(
+            f'{where}: {host} is reachable from other machines; give a --token (or keep the default 127.0.0.1)'
+        )
 
 
 def check_board_options(value) -> dict | None:
@@ -72,13 +74,26 @@ class BoardProcess:
         env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
         if token:
             env[TOKEN_ENV] = token
-        cmd = [sys.executable, '-m', 'agent.runs.board', str(experiment_root), '--host', options['host'],
-               '--port', str(options['port']), '--exit-with-parent', str(os.getpid())]
+        cmd = [
+            sys.executable,
+            '-m',
+            'agent.runs.board',
+            str(experiment_root),
+            '--host',
+            options['host'],
+            '--port',
+            str(options['port']),
+            '--exit-with-parent',
+            str(os.getpid()),
+        ]
         self.process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
         atexit.register(self.stop)
         if logger is not None:
-            access = 'feedback and approvals with the token' if token else \
-                f'read-only: set {options["token_env"]} to give feedback'
+            access = (
+                'feedback and approvals with the token'
+                if token
+                else f'read-only: set {options["token_env"]} to give feedback'
+            )
             logger.info(f'Run board: http://{options["host"]}:{options["port"]}/ ({access}; pid {self.process.pid})')
 
     def stop(self) -> None:

@@ -6,6 +6,7 @@ person come from the stage folders (agent/stage_files.py). A stage that is still
 shown as well: while the `human` expert waits (`waiting.json`, no record yet) and while a
 proposal waits for approval (`proposal.json`, which holds the record as it would be logged).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,19 @@ from lossagent_errors import UserError
 from ...decision_log import current_records, json_safe
 from ...human_feedback import read_human_feedback
 from ...record import StageRecord
-from ...stage_files import (APPROVAL, FEEDBACK, MANIFEST, PROPOSAL, RATINGS, VALIDATION, WAITING, image_file,
-                           read_json, stage_dir, stage_of)
+from ...stage_files import (
+    APPROVAL,
+    FEEDBACK,
+    MANIFEST,
+    PROPOSAL,
+    RATINGS,
+    VALIDATION,
+    WAITING,
+    image_file,
+    read_json,
+    stage_dir,
+    stage_of,
+)
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
@@ -75,8 +87,13 @@ class RunFolder:
             size = os.stat(log).st_size
         except OSError:
             size = -1
-        return (_mtime(self.agent_dir), _mtime(log), size, _mtime(self.agent_dir / VALIDATION),
-                tuple((k, _mtime(stage_dir(self.agent_dir, k))) for k in self.stage_numbers()))
+        return (
+            _mtime(self.agent_dir),
+            _mtime(log),
+            size,
+            _mtime(self.agent_dir / VALIDATION),
+            tuple((k, _mtime(stage_dir(self.agent_dir, k))) for k in self.stage_numbers()),
+        )
 
     def validation_images(self) -> list[dict]:
         """[{name, file, lq, gt}] with URLs; [] when the run writes no stage images."""
@@ -88,9 +105,14 @@ class RunFolder:
                 continue
             name = str(item.get('name', i))
             lq, gt = item.get('lq'), item.get('gt')
-            out.append({'name': name, 'file': image_file(i, name),
-                        'lq': self.url(f'agent/{lq}') if isinstance(lq, str) and self.file(f'agent/{lq}') else None,
-                        'gt': self.url(f'agent/{gt}') if isinstance(gt, str) and self.file(f'agent/{gt}') else None})
+            out.append(
+                {
+                    'name': name,
+                    'file': image_file(i, name),
+                    'lq': self.url(f'agent/{lq}') if isinstance(lq, str) and self.file(f'agent/{lq}') else None,
+                    'gt': self.url(f'agent/{gt}') if isinstance(gt, str) and self.file(f'agent/{gt}') else None,
+                }
+            )
         return out
 
     def stage_images(self, stage: int, names: list[str]) -> list[str | None]:
@@ -113,8 +135,15 @@ class RunFolder:
         if not isinstance(notice, dict) or not isinstance(notice.get('deadline'), (int, float)):
             return None
         left = float(notice['deadline']) - now
-        return {'expert': str(notice.get('expert', 'human')), 'remaining_s': round(left, 1),
-                'timeout_s': notice.get('timeout_s')} if left > 0 else None
+        return (
+            {
+                'expert': str(notice.get('expert', 'human')),
+                'remaining_s': round(left, 1),
+                'timeout_s': notice.get('timeout_s'),
+            }
+            if left > 0
+            else None
+        )
 
     def proposal(self, stage: int, now: float) -> tuple[StageRecord, dict] | None:
         """(the record as it would be logged, {proposed, remaining_s}) while it waits for approval."""
@@ -180,8 +209,7 @@ class RunFolder:
 
     def last_stage(self) -> int:
         """The newest stage the run has reached (recorded or being evaluated); -1 before stage 0."""
-        return max([r.stage for r in self.records()] + [k for k in self.stage_numbers() if self.reached(k)],
-                   default=-1)
+        return max([r.stage for r in self.records()] + [k for k in self.stage_numbers() if self.reached(k)], default=-1)
 
 
 def find_runs(paths: list) -> list[RunFolder]:
