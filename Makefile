@@ -69,6 +69,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf experiments/$(DEMO_NAME)* tb_logger results .pytest_cache
