@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent import ExpertInfo, History, StageRecord, build_policy  # noqa: E402
-from agent.llm_policy import LLM_DEFAULTS  # noqa: E402
+from agent.policies.llm_policy import LLM_DEFAULTS  # noqa: E402
 
 LOSSES = ['L1', 'SSIM', 'GAN']
 INITIAL = [1.0, 0.5, 0.01]
@@ -132,8 +132,8 @@ while True:
 def engine_speed(threads: int, repeats: int) -> tuple[list[float], list[float]]:
     """Prompt and generation tokens per second of the embedded model, `repeats` times."""
     from llama_cpp import Llama, LlamaGrammar
-    from agent.client import embedded_model_path
-    from agent.structured import weights_gbnf
+    from agent.llm.client import embedded_model_path
+    from agent.llm.structured import weights_gbnf
 
     llm = Llama(
         model_path=str(embedded_model_path()), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from agent import ExpertInfo, History, StageRecord, build_policy
-from agent import client as client_module
+from agent.llm import client as client_module
 from agent.llm.client import embedded_model_path, reused_tokens
 from lossagent_errors import OptionError
 

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from agent import ExpertInfo, StageRecord, build_policy
-from agent.registry import check_policy
+from agent.policies import check_policy
 from agent.runs.summary import format_thoughts
 from lossagent_errors import OptionError
 from openai_stub_server import OpenAIStubServer
