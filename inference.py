@@ -51,7 +51,7 @@ def pad_multiple(opt: dict) -> int:
 def restore(net, lq, scale: int, multiple: int):
     """The network's output for one (1, c, h, w) input, padded to `multiple` and cropped back."""
     import torch
-    from lossagent_arch.window_util import pad_to_multiple
+    from lossagent_arch.padding import pad_to_multiple
 
     padded, (h, w) = pad_to_multiple(lq, multiple) if multiple > 1 else (lq, lq.shape[-2:])
     with torch.no_grad():

@@ -79,5 +79,6 @@ class DecisionRunner:
         self._future = None
         return answer
 
-    def close(self) -> None:
-        self.executor.shutdown(wait=False)
+    def close(self, cancel: bool = False) -> None:
+        """Release the worker; `cancel` drops a question not yet started (a preempted run asks it again on resume)."""
+        self.executor.shutdown(wait=False, cancel_futures=cancel)

@@ -402,7 +402,7 @@ class StageHook:
         is asked again on resume; every record so far is already fsync'd in the decision log."""
         if self.rank != 0:
             return
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.runner.close(cancel=True)
         self.policy.close()
         if self.tb is not None:
             self.tb.close()

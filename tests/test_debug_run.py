@@ -43,7 +43,7 @@ def test_only_debug_runs_shrink_and_every_change_is_named():
 
 def test_every_paper_file_in_debug_mode_passes_the_agent_checks():
     import lossagent_compat  # noqa: F401
-    from lossagent_hook.agent_options import AgentOptions
+    from lossagent_options.agent_options import AgentOptions
     from lossagent_runtime.option_file import load_yaml
 
     for path in sorted((ROOT / 'options' / 'train').glob('*.yml')):

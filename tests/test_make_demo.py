@@ -36,7 +36,12 @@ def make_demo(name: str, url: str, via_env: bool):
         'logger:print_freq=2 logger:use_tb_logger=false'
     )
     args = ['make', '-o', str(STAMP.relative_to(ROOT)), 'demo', f'DEMO_NAME={name}', f'FORCE={shorten}']
-    env = {k: v for k, v in os.environ.items() if k not in ('LLM_URL', 'LOSSAGENT_LLM_URL', 'MAKEFLAGS')}
+    # run as a user would: not as a sub-make of `make test` (which would print 'Entering directory')
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ('LLM_URL', 'LOSSAGENT_LLM_URL', 'MAKEFLAGS', 'MFLAGS', 'MAKELEVEL')
+    }
     if via_env:
         env['LOSSAGENT_LLM_URL'] = url
     else:
@@ -74,7 +79,7 @@ def test_the_policy_option_sets_of_one_file():
     experts = [ExpertInfo('NIQE', lower_better=True)]
     sets = {'adaptive': {'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.5}, 'llm': {'base_url': None}}
     adaptive = build_policy({'type': 'adaptive', **sets}, ['L1', 'SSIM'], [1.0, 0.5], experts)
-    assert adaptive.name == 'adaptive' and adaptive.strategy == 'paired' and adaptive.sigma0 == 0.5
+    assert adaptive.name == 'adaptive' and adaptive.strategy == 'paired' and adaptive.search.sigma0 == 0.5
     llm = dict(sets, llm={'base_url': 'http://127.0.0.1:9/v1', 'timeout_s': 0.5, 'retries': 0})
     check_policy({'type': 'llm', **llm}, ['L1', 'SSIM'], [1.0, 0.5], experts)
     with pytest.raises(OptionError, match=r'^agent\.policy\.strategy: beside agent\.policy\.adaptive'):
