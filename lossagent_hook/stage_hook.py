@@ -1,5 +1,9 @@
 """The stage hook: at every `agent.stage_iters` iterations, score the network and ask the policy.
 
+(Over ~400 lines on purpose: every kind of moment the hook reacts to -- stage 0, snapshots, a sync or
+async boundary, a probe window, resume, the end -- stays readable in one place; how a decision is
+obtained is decision_runner.py, how candidates are probed lookahead_loop.py.)
+
 Like an mmengine hook that changes hyperparameters at validation points, it owns no training
 logic and decides only *when*: `LossAgentModel` calls `start` before the first iteration,
 `after_iteration` after each one and `finish` at the end of training, and the hook picks the

@@ -26,7 +26,6 @@ import math
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 import time
 import warnings
@@ -34,9 +33,9 @@ from pathlib import Path
 
 import yaml
 
-from . import PY, ROOT
+from . import ROOT
 from .plan import default_weights, loss_names, options
-from .runner import env_for, finished, source_hash, stamp
+from .runner import finished, run_script, source_hash, stamp
 
 POPULATION = 4
 BOUNDS = (0.1, 10.0)  # the policies' trust region: x0.1 .. x10 of each default weight (ln 10 = 2.3)
@@ -79,18 +78,10 @@ def initial_weights(population: int, seed: int) -> list[dict[str, float]]:
 def _train_stage(opt: dict, options_path: Path, log_path: Path, threads: int) -> float:
     """train.py on `opt`; its CPU seconds. Raises on a non-zero exit."""
     options_path.write_text(yaml.safe_dump(opt, sort_keys=False))
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(
-            [PY, str(ROOT / 'train.py'), '-opt', str(options_path)],
-            cwd=ROOT,
-            env=env_for(threads),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+    rc, cpu_s = run_script('train.py', options_path, log_path, threads)
+    if rc != 0:
         raise RuntimeError(f'pbt: train.py failed on {options_path} (log {log_path})')
-    return usage.ru_utime + usage.ru_stime
+    return cpu_s
 
 
 def _validation_niqe(member_root: Path, iteration: int) -> float:

@@ -1,4 +1,6 @@
 """What the study trains and evaluates: the task, the arms of benchmarks/protocol.md, the option file
+
+(Over ~400 lines on purpose: the protocol's arms, photo sets and profiles are read as one table.)
 of every run, and what the plan should cost.
 
 The task is the CPU demo's, read from options/train/demo_cpu.yml: a tiny SwinIR x4 fine-tuned from

@@ -1,5 +1,7 @@
 """From the per-seed test.py tables to the pre-registered findings (benchmarks/protocol.md).
 
+(Over ~400 lines on purpose: each pre-registered table is one function, in the protocol's order.)
+
 A run's held-out value of a metric on a photo set is the mean over that set's photos of each photo's
 mean over its crops. An objective's value J is higher when better: for NIQE, -NIQE; for PSNR+NIQE
 the mean over the two of the signed metric divided by its scale s, the robust standard error of the

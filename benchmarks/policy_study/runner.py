@@ -148,23 +148,28 @@ def run_all(runs: list, out: Path, jobs: int, threads: int, reuse_any_code: bool
     return took
 
 
-def evaluate(eval_opt: dict, out: Path, threads: int) -> Path:
-    """test.py on one seed's checkpoints; the path of its CSV table."""
-    path = out / 'options' / f'{eval_opt["name"]}.yml'
-    path.write_text(yaml.safe_dump(eval_opt, sort_keys=False, allow_unicode=True))
-    started = time.time()
-    with open(out / 'logs' / f'{eval_opt["name"]}.log', 'w') as log:
+def run_script(script: str, options_path: Path, log_path: Path, threads: int) -> tuple[int, float]:
+    """`python <script> -opt <options_path>` to its end, output to `log_path`: (exit code, CPU seconds)."""
+    with open(log_path, 'w') as log:
         proc = subprocess.Popen(
-            [PY, str(ROOT / 'test.py'), '-opt', str(path)],
+            [PY, str(ROOT / script), '-opt', str(options_path)],
             cwd=ROOT,
             env=env_for(threads),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         _, status, usage = os.wait4(proc.pid, 0)
-    rc = os.waitstatus_to_exitcode(status)
+    return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
+
+
+def evaluate(eval_opt: dict, out: Path, threads: int) -> Path:
+    """test.py on one seed's checkpoints; the path of its CSV table."""
+    path = out / 'options' / f'{eval_opt["name"]}.yml'
+    path.write_text(yaml.safe_dump(eval_opt, sort_keys=False, allow_unicode=True))
+    started = time.time()
+    rc, cpu_s = run_script('test.py', path, out / 'logs' / f'{eval_opt["name"]}.log', threads)
     print(
-        f'  {eval_opt["name"]}: {time.time() - started:.0f}s ({usage.ru_utime + usage.ru_stime:.0f} CPU s) for '
+        f'  {eval_opt["name"]}: {time.time() - started:.0f}s ({cpu_s:.0f} CPU s) for '
         f'{len(eval_opt["methods"])} networks on {len(eval_opt["datasets"])} photos',
         flush=True,
     )
