@@ -210,10 +210,16 @@ class AgentOptions:
         are synchronous."""
         if not self.needs_probes:
             return
-        probe_iters = selected_options(self.policy)[1].get('probe_iters', 10)
+        kind, options = selected_options(self.policy)
+        probe_iters = options.get('probe_iters', 10)
+        key = (
+            f'agent.policy.{kind}.probe_iters'
+            if isinstance(self.policy.get(kind), dict)
+            else 'agent.policy.probe_iters'
+        )
         if isinstance(probe_iters, int) and not isinstance(probe_iters, bool) and probe_iters >= self.stage_iters:
             raise OptionError(
-                f'agent.policy.probe_iters: {probe_iters} must be smaller than agent.stage_iters '
+                f'{key}: {probe_iters} must be smaller than agent.stage_iters '
                 f'({self.stage_iters}): the winner trains on for the rest of the stage'
             )
         if self.async_decisions:

@@ -20,6 +20,8 @@ from agent import ExpertInfo, StageRecord, build_policy
 from agent.policies import check_policy
 from agent.runs.summary import format_thoughts
 from lossagent_errors import OptionError
+from lossagent_options.agent_options import AgentOptions
+from lossagent_runtime.option_file import load_yaml
 from openai_stub_server import OpenAIStubServer
 from training import ROOT
 
@@ -84,8 +86,14 @@ def test_the_policy_option_sets_of_one_file():
     check_policy({'type': 'llm', **llm}, ['L1', 'SSIM'], [1.0, 0.5], experts)
     with pytest.raises(OptionError, match=r'^agent\.policy\.strategy: beside agent\.policy\.adaptive'):
         build_policy({'type': 'adaptive', 'strategy': 'es', **sets}, ['L1', 'SSIM'], [1.0, 0.5], experts)
-    with pytest.raises(OptionError, match=r'^agent\.policy\.lookahead: put the lookahead options beside'):
-        check_policy({'type': 'lookahead', 'lookahead': {'probe_iters': 5}}, ['L1', 'SSIM'], [1.0, 0.5], experts)
+    # the probing policy's set too: the hook reads probe_iters from the policy, not from the mapping
+    nested = {'type': 'lookahead', 'lookahead': {'probe_iters': 5}, **sets}
+    assert build_policy(nested, ['L1', 'SSIM'], [1.0, 0.5], experts).probe_iters == 5
+    opt = load_yaml(str(ROOT / 'options' / 'train' / 'demo_cpu.yml'))
+    opt['world_size'] = 1
+    opt['agent'].update(stage_iters=5, snapshots=1, policy=nested)
+    with pytest.raises(OptionError, match=r'^agent\.policy\.lookahead\.probe_iters: 5 must be smaller'):
+        AgentOptions.from_opt(opt)
     # the old failure, still one line
     with pytest.raises(OptionError, match=r'agent\.policy\.strategy: unknown option'):
         check_policy(
