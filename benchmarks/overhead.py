@@ -5,6 +5,8 @@
 Runs, in this one process and on the same prefetched batches, the demo's task
 (options/train/demo_cpu.yml: SwinIR x2, L1:SSIM:GAN, NIQE/PIQE/PSNR on 10 validation crops) as
   baseline   LossAgentModel without an `agent` section: SRGANModel's math on the same networks.
+  baseline B the same again (A/A): its ratio to the baseline measures the bench's own bias, and
+             its interval must hold 1 for the other rows' intervals to mean anything
              (BasicSR's own SRGANModel cannot train this pair: its VGG discriminator `.view()`s
              SwinIR's strided output, and it has no SSIM loss.)
   fixed      + the stage hook with the `fixed` policy (experts run, weights never change)
@@ -62,6 +64,7 @@ from overhead_report import (
     WARMUP_ITERS,
     between_iterations,
     extra_training,
+    rotation,
     report,
     results_table,  # noqa: E402
     summarize,
@@ -69,9 +72,11 @@ from overhead_report import (
 
 DEMO_OPT = ROOT / 'options' / 'train' / 'demo_cpu.yml'
 ASYNC_KEY = 'async'  # agent.async: decisions beside training
+ALWAYS = ('baseline', 'baseline B')  # the reference and its A/A twin run whatever --variants says
 
 VARIANTS = {  # name -> what differs from the baseline
     'baseline': 'LossAgentModel, no agent section (= SRGANModel math)',
+    'baseline B': 'a second, identical baseline (A/A: its interval must hold 1)',
     'fixed': 'agent, fixed policy',
     'llm sync': 'agent, llm policy, stub answers after {delay}s',
     'llm async': 'agent, llm policy, agent.async: true',
@@ -140,7 +145,7 @@ def variant_options(base: dict, variant: str, llm_url: str, work: Path, tag: str
     """Through BasicSR's own parse_options, as train.py would read the YAML; a folder per run."""
     opt = copy.deepcopy(base)
     opt['name'] = f'bench_{variant.replace(" ", "_")}_{tag}'
-    if variant == 'baseline':
+    if variant.startswith('baseline'):
         opt.pop('agent')
     elif variant == 'fixed':
         opt['agent']['policy'] = {'type': 'fixed'}
@@ -229,23 +234,26 @@ def busy_offsets(opt: dict) -> frozenset:
     return frozenset(offsets)
 
 
-def lockstep(opts: dict, batches: list[dict]) -> dict:
-    """Every variant a fresh model (same seed); iteration i of each back to back, order rotated."""
+def lockstep(opts: dict, batches: list[dict], stage_iters: int) -> dict:
+    """Every variant a fresh model (same seed); iteration i of each back to back, order rotated.
+
+    A variant's place in the order changes its time (the previous model's step leaves the caches and
+    the allocator in another state): the rotation counts only the iterations that are compared (no
+    variant's agent works there), so over them every variant holds every place equally often. Rotating
+    on all iterations and then leaving out every boundary left the baseline mostly late in the order,
+    and the agent variants ~1.5 % "faster" than the baseline."""
     models = {}
     for name, opt in opts.items():
         torch.manual_seed(opt['manual_seed'])
         models[name] = build_model(opt)
     names, times = list(opts), {name: [] for name in opts}
-    for it, batch in enumerate(batches, start=1):
-        shift = it % len(names)
-        for name in names[shift:] + names[:shift]:
+    busy = frozenset().union(*(busy_offsets(opt) for opt in opts.values()))
+    for it, (batch, order) in enumerate(zip(batches, rotation(names, len(batches), stage_iters, busy)), start=1):
+        for name in order:
             times[name].append(train_step(models[name], it, batch))
     for model in models.values():
         close(model)
-    runs = {
-        name: {'times': times[name], 'records': records_of(opts[name]), 'busy': busy_offsets(opts[name])}
-        for name in names
-    }
+    runs = {name: {'times': times[name], 'records': records_of(opts[name]), 'busy': busy} for name in names}
     del models
     gc.collect()
     return runs
@@ -288,7 +296,7 @@ def main(argv=None) -> int:
         nargs='+',
         choices=list(VARIANTS),
         default=list(VARIANTS),
-        help='which rows to run (baseline always runs)',
+        help='which rows to run (baseline and baseline B always run)',
     )
     parser.add_argument(
         '--threads',
@@ -308,7 +316,7 @@ def main(argv=None) -> int:
     if find_policy('llm') is None:
         skipped['llm sync'] = skipped['llm async'] = 'n/a (no llm policy registered on this branch)'
     for name in VARIANTS:
-        if name != 'baseline' and name not in args.variants:
+        if name not in ALWAYS and name not in args.variants:
             skipped.setdefault(name, 'not run (--variants)')
     variants = [v for v in VARIANTS if v not in skipped]
     tail = max(1, args.stage_iters // 2)  # after the last boundary: lets an async answer land
@@ -332,7 +340,7 @@ def main(argv=None) -> int:
             runs = {name: [] for name in variants}
             for rep in range(args.reps):
                 opts = {name: variant_options(base, name, url, work, f'rep{rep}') for name in variants}
-                for name, run in lockstep(opts, batches).items():
+                for name, run in lockstep(opts, batches, args.stage_iters).items():
                     runs[name].append(run)
                     t = run['times']
                     median = statistics.median(

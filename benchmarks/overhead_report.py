@@ -27,6 +27,18 @@ def between_iterations(n: int, stage_iters: int, busy: frozenset = frozenset({0}
     return [it for it in range(WARMUP_ITERS + 1, n + 1) if it % stage_iters not in busy]
 
 
+def rotation(names: list[str], n: int, stage_iters: int, busy: frozenset) -> list[list[str]]:
+    """The lockstep order at iterations 1..n: rotated by one place per *compared* iteration (one in
+    `between_iterations`), so over those every variant holds every place equally often (to within one
+    round); the busy iterations, which no ratio uses, keep the order of the compared one before them."""
+    compared, turn, orders = set(between_iterations(n, stage_iters, busy)), 0, []
+    for it in range(1, n + 1):
+        shift = turn % len(names)
+        orders.append(names[shift:] + names[:shift])
+        turn += it in compared
+    return orders
+
+
 def paired_between(run: dict, base: dict, stage_iters: int) -> list[int]:
     """The iterations where neither the variant nor the baseline does agent work."""
     busy = frozenset(run.get('busy', {0})) | frozenset(base.get('busy', {0}))
@@ -163,7 +175,10 @@ def report(table: str, facts: dict) -> str:
 - Task: {f['task']}, a stage every {f['stage_iters']} iterations: {f['stages']} deciding boundaries, then
   {f['tail']} more iterations, per run; {f['reps']} repetitions. In a repetition every variant is a fresh model
   (same seed, same prefetched batches) and they train *in lockstep*: iteration i of each variant back to
-  back, order rotated every iteration, so a load spike hits them alike. Min/median/min..max are over the
+  back, the order rotated by one place on every iteration that is compared, so that over those each
+  variant holds each place equally often), so a load spike hits them alike. *baseline B* is a second,
+  identical baseline (A/A): its ratio is the bench's own bias, and the other rows' intervals mean
+  something only when its interval holds 1. Min/median/min..max are over the
   repetitions, or over all deciding boundaries.
 - *s/iter between boundaries*: feed_data + optimize_parameters + LR update, the run's median over the
   iterations that are not warm-up (1..{WARMUP_ITERS}; iteration 1 also scores stage 0) and carry no agent

@@ -39,6 +39,7 @@ def test_quick_benchmark_writes_a_results_table(tmp_path):
     rows = {line.split('|')[1].strip(): line for line in text.splitlines() if line.startswith('| ')}
     ratio = r'\| \d+\.\d{3} \(\d+\.\d{3}\.\.\d+\.\d{3}\) \|'  # median (min..max) of the paired ratios
     assert '| 1.000 (1.000..1.000) |' in rows['baseline']
+    assert re.search(ratio, rows['baseline B'])  # the A/A twin runs whatever --variants says
     assert re.search(ratio, rows['fixed'])
     assert 'not run (--variants)' in rows['llm async'] or 'n/a' in rows['llm async']
     assert re.search(ratio, rows['llm sync'])  # it ran against the stub server
@@ -67,3 +68,21 @@ def test_the_ratio_leaves_out_the_iterations_where_the_agent_works():
     assert summarize([variant], [base], stage)['ratio_med'] == 1.0
     unlabelled = dict(variant, busy=frozenset({0}))  # without the offsets the agent's work counts as training
     assert ratio_ci([unlabelled], [base], stage)[0] > 1.1
+
+
+def test_the_lockstep_order_gives_every_variant_every_place_on_the_compared_iterations():
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    from overhead_report import between_iterations, rotation
+
+    names, stage, n = ['baseline', 'baseline B', 'fixed', 'lookahead', 'llm sync', 'llm async'], 20, 70
+    busy = frozenset({0, 5, 10})  # a boundary, a lookahead window's end, a snapshot
+    orders = rotation(names, n, stage, busy)
+    assert len(orders) == n and all(sorted(o) == sorted(names) for o in orders)
+    compared = between_iterations(n, stage, busy)
+    places = {name: [orders[it - 1].index(name) for it in compared] for name in names}
+    for name in names:  # every place equally often, to within one round
+        counts = [places[name].count(p) for p in range(len(names))]
+        assert max(counts) - min(counts) <= 1, (name, counts)
+    # rotating on every iteration instead (the old order) does not: the busy offsets fall on fixed places
+    old = {name: [(names.index(name) - it) % len(names) for it in compared] for name in names}
+    assert any(max(old[n].count(p) for p in range(6)) - min(old[n].count(p) for p in range(6)) > 1 for n in names)

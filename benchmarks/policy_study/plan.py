@@ -266,7 +266,7 @@ def options(
     agent['num_images'] = len(agent['dataset']['images']) * p['agent_crops_per_side'] ** 2
     if 'crop' in p:
         agent['dataset']['crop_size'] = p['crop']
-    if policy['type'] == 'lookahead' and 'probe_iters' in p:
+    if probes(policy) and 'probe_iters' in p:
         policy['probe_iters'] = p['probe_iters']
     opt['logger'].update(print_freq=max(1, p['iters'] // 10), save_checkpoint_freq=10**7, use_tb_logger=False)
     return opt
@@ -274,6 +274,13 @@ def options(
 
 def objective_experts(objective: str) -> dict:
     return {n: {**EXPERTS[n], 'weight': w} for n, w in OBJECTIVES[objective].experts.items()}
+
+
+def probes(policy: dict) -> bool:
+    """The arm's policy trains candidates at each boundary (its class says so: `needs_probes`)."""
+    from agent.policies import find_policy
+
+    return bool(getattr(find_policy(policy['type']), 'needs_probes', False))
 
 
 def arm_unavailable(key: str) -> str | None:

@@ -35,6 +35,7 @@ from .plan import (
     SCHEDULES,
     START_LABEL,
     photos,
+    probes,
 )
 from .stats import fieller, holm, paired_t, wilcoxon
 
@@ -281,7 +282,7 @@ def measured_compute(run) -> float:
     total = run.opt['train']['total_iter']
     if run.kind == 'pbt':
         return json.loads((run.root / 'pbt.json').read_text())['training_iters'] / total
-    if run.kind == 'policy' and run.opt['agent']['policy']['type'] == 'lookahead':
+    if run.kind == 'policy' and probes(run.opt['agent']['policy']):
         from agent.decision_log import current_records
 
         records = current_records(run.root / 'agent' / 'decisions.jsonl')
@@ -316,7 +317,7 @@ def cost_axis(study: Study) -> tuple[str, list[dict]]:
             label,
             runs,
             statistics.fmean(measured_compute(r) for r in runs.values()),
-            'measured: 1 + discarded candidates' if ARMS[key].policy['type'] == 'lookahead' else '',
+            'measured: 1 + discarded candidates' if probes(ARMS[key].policy) else '',
         )
     schedules = study.schedules()
     if schedules:
