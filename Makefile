@@ -4,12 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.lossagent-installed
-# The llm policy is used by the demo when an OpenAI-compatible endpoint is given; FORCE adds
-# --force_yml entries (e.g. FORCE="train:total_iter=100"), DEMO_NAME must then match any name= in it.
+# POLICY picks one of the demo file's policy option sets (agent.policy.<POLICY>); LLM_URL, an
+# OpenAI-compatible endpoint, goes to the llm set (or POLICY's, an LLM-driven one) and picks llm when
+# POLICY is not given; FORCE adds --force_yml entries (e.g. FORCE="train:total_iter=100"), DEMO_NAME
+# must then match any name= in it.
 LLM_URL ?= $(LOSSAGENT_LLM_URL)
+POLICY ?=
 DEMO_OPT := options/train/demo_cpu.yml
 DEMO_NAME ?= demo_cpu_swinir_x4
-DEMO_FORCE = $(strip $(if $(LLM_URL),agent:policy:type=llm agent:policy:llm:base_url=$(LLM_URL)) $(FORCE))
+DEMO_POLICY = $(or $(POLICY),$(if $(LLM_URL),llm))
+DEMO_FORCE = $(strip $(if $(DEMO_POLICY),agent:policy:type=$(DEMO_POLICY)) \
+	$(if $(LLM_URL),agent:policy:$(DEMO_POLICY):base_url=$(LLM_URL)) $(FORCE))
 
 # llama.cpp (the llm policy on a CPU, and the tests of it against a real engine), built from
 # llama-cpp-python's source archive for any x86-64 CPU (GGML_NATIVE=OFF: the default -march=native
