@@ -64,10 +64,11 @@ from overhead_report import (
     WARMUP_ITERS,
     between_iterations,
     extra_training,
-    rotation,
+    lockstep_orders,
     report,
     results_table,  # noqa: E402
     summarize,
+    williams_rows,
 )
 
 DEMO_OPT = ROOT / 'options' / 'train' / 'demo_cpu.yml'
@@ -234,21 +235,22 @@ def busy_offsets(opt: dict) -> frozenset:
     return frozenset(offsets)
 
 
-def lockstep(opts: dict, batches: list[dict], stage_iters: int) -> dict:
-    """Every variant a fresh model (same seed); iteration i of each back to back, order rotated.
+def lockstep(opts: dict, batches: list[dict], stage_iters: int, rep: int) -> dict:
+    """Every variant a fresh model (same seed); iteration i of each back to back.
 
-    A variant's place in the order changes its time (the previous model's step leaves the caches and
-    the allocator in another state): the rotation counts only the iterations that are compared (no
-    variant's agent works there), so over them every variant holds every place equally often. Rotating
-    on all iterations and then leaving out every boundary left the baseline mostly late in the order,
-    and the agent variants ~1.5 % "faster" than the baseline."""
-    models = {}
-    for name, opt in opts.items():
-        torch.manual_seed(opt['manual_seed'])
-        models[name] = build_model(opt)
+    Who goes first, and after whom, changes a step's time, and so does the order the models were
+    built in (where their memory lies): so the build order is the repetition's row of a Williams
+    design, and the order within an iteration steps through its rows on the compared iterations (no
+    variant's agent works there). Over those, every variant holds every place, and follows every
+    other variant, equally often. The A/A row checks what is left."""
     names, times = list(opts), {name: [] for name in opts}
+    rows = williams_rows(names)
+    models = {}
+    for name in rows[rep % len(rows)]:
+        torch.manual_seed(opts[name]['manual_seed'])
+        models[name] = build_model(opts[name])
     busy = frozenset().union(*(busy_offsets(opt) for opt in opts.values()))
-    for it, (batch, order) in enumerate(zip(batches, rotation(names, len(batches), stage_iters, busy)), start=1):
+    for it, (batch, order) in enumerate(zip(batches, lockstep_orders(names, len(batches), stage_iters, busy)), start=1):
         for name in order:
             times[name].append(train_step(models[name], it, batch))
     for model in models.values():
@@ -340,7 +342,7 @@ def main(argv=None) -> int:
             runs = {name: [] for name in variants}
             for rep in range(args.reps):
                 opts = {name: variant_options(base, name, url, work, f'rep{rep}') for name in variants}
-                for name, run in lockstep(opts, batches, args.stage_iters).items():
+                for name, run in lockstep(opts, batches, args.stage_iters, rep).items():
                     runs[name].append(run)
                     t = run['times']
                     median = statistics.median(

@@ -27,14 +27,22 @@ def between_iterations(n: int, stage_iters: int, busy: frozenset = frozenset({0}
     return [it for it in range(WARMUP_ITERS + 1, n + 1) if it % stage_iters not in busy]
 
 
-def rotation(names: list[str], n: int, stage_iters: int, busy: frozenset) -> list[list[str]]:
-    """The lockstep order at iterations 1..n: rotated by one place per *compared* iteration (one in
-    `between_iterations`), so over those every variant holds every place equally often (to within one
-    round); the busy iterations, which no ratio uses, keep the order of the compared one before them."""
-    compared, turn, orders = set(between_iterations(n, stage_iters, busy)), 0, []
+def williams_rows(names: list[str]) -> list[list[str]]:
+    """A Williams design: orders of `names` in which every name holds every place, and directly
+    follows every other name, equally often (n rows for an even n, 2n for an odd one)."""
+    n = len(names)
+    first = [0] + [(k + 1) // 2 if k % 2 else n - k // 2 for k in range(1, n)]
+    rows = [[names[(i + j) % n] for j in first] for i in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
+
+
+def lockstep_orders(names: list[str], n: int, stage_iters: int, busy: frozenset) -> list[list[str]]:
+    """The lockstep order at iterations 1..n: the next row of `williams_rows` on every *compared*
+    iteration (one in `between_iterations`), so the balance holds over the iterations that are
+    compared; the busy ones, which no ratio uses, keep the row of the compared one before them."""
+    rows, compared, turn, orders = williams_rows(names), set(between_iterations(n, stage_iters, busy)), 0, []
     for it in range(1, n + 1):
-        shift = turn % len(names)
-        orders.append(names[shift:] + names[:shift])
+        orders.append(rows[turn % len(rows)])
         turn += it in compared
     return orders
 
@@ -175,8 +183,9 @@ def report(table: str, facts: dict) -> str:
 - Task: {f['task']}, a stage every {f['stage_iters']} iterations: {f['stages']} deciding boundaries, then
   {f['tail']} more iterations, per run; {f['reps']} repetitions. In a repetition every variant is a fresh model
   (same seed, same prefetched batches) and they train *in lockstep*: iteration i of each variant back to
-  back, the order rotated by one place on every iteration that is compared, so that over those each
-  variant holds each place equally often), so a load spike hits them alike. *baseline B* is a second,
+  back, in the orders of a Williams design (over the compared iterations each variant holds each
+  place, and follows each other variant, equally often; the build order is the repetition's row), so a
+  load spike hits them alike. *baseline B* is a second,
   identical baseline (A/A): its ratio is the bench's own bias, and the other rows' intervals mean
   something only when its interval holds 1. Min/median/min..max are over the
   repetitions, or over all deciding boundaries.

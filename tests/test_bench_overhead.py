@@ -70,19 +70,25 @@ def test_the_ratio_leaves_out_the_iterations_where_the_agent_works():
     assert ratio_ci([unlabelled], [base], stage)[0] > 1.1
 
 
-def test_the_lockstep_order_gives_every_variant_every_place_on_the_compared_iterations():
+def test_the_lockstep_orders_balance_places_and_predecessors_on_the_compared_iterations():
     sys.path.insert(0, str(ROOT / 'benchmarks'))
-    from overhead_report import between_iterations, rotation
+    from overhead_report import between_iterations, lockstep_orders, williams_rows
 
-    names, stage, n = ['baseline', 'baseline B', 'fixed', 'lookahead', 'llm sync', 'llm async'], 20, 70
-    busy = frozenset({0, 5, 10})  # a boundary, a lookahead window's end, a snapshot
-    orders = rotation(names, n, stage, busy)
-    assert len(orders) == n and all(sorted(o) == sorted(names) for o in orders)
-    compared = between_iterations(n, stage, busy)
-    places = {name: [orders[it - 1].index(name) for it in compared] for name in names}
-    for name in names:  # every place equally often, to within one round
-        counts = [places[name].count(p) for p in range(len(names))]
-        assert max(counts) - min(counts) <= 1, (name, counts)
-    # rotating on every iteration instead (the old order) does not: the busy offsets fall on fixed places
-    old = {name: [(names.index(name) - it) % len(names) for it in compared] for name in names}
-    assert any(max(old[n].count(p) for p in range(6)) - min(old[n].count(p) for p in range(6)) > 1 for n in names)
+    for names in (['baseline', 'baseline B', 'fixed', 'lookahead', 'llm sync', 'llm async'], list('abcde')):
+        k = len(names)
+        rows = williams_rows(names)
+        assert len(rows) == (k if k % 2 == 0 else 2 * k) and all(sorted(r) == sorted(names) for r in rows)
+        pairs = [(r[j], r[j + 1]) for r in rows for j in range(k - 1)]
+        assert {pairs.count(p) for p in set(pairs)} == {len(rows) // k}  # every ordered pair, as often
+        assert len(set(pairs)) == k * (k - 1)
+        stage, n, busy = 20, 20 * 3 * len(rows) + 2, frozenset({0, 5, 10})
+        orders = lockstep_orders(names, n, stage, busy)
+        compared = between_iterations(n, stage, busy)
+        for name in names:  # every place equally often over the compared iterations, to within one round
+            counts = [sum(orders[it - 1].index(name) == p for it in compared) for p in range(k)]
+            assert max(counts) - min(counts) <= 1, (name, counts)
+    # rotating one place on every iteration (the old order) does not: the busy offsets fall on fixed places
+    names, n = ['baseline', 'baseline B', 'fixed', 'lookahead', 'llm sync', 'llm async'], 70
+    compared = between_iterations(n, 20, frozenset({0, 5, 10}))
+    old = {m: [(names.index(m) - it) % 6 for it in compared] for m in names}
+    assert any(max(old[m].count(p) for p in range(6)) - min(old[m].count(p) for p in range(6)) > 1 for m in names)
