@@ -83,11 +83,15 @@ def test_an_accepting_llm_runs_the_optimizers_own_trajectory_and_sees_its_state(
     user = bodies[-1]['messages'][-1]['content']
     assert 'paired probes' in user and 'current direction SSIM ' in user and 'step size 0.3' in user
     assert re.search(r'SSIM (up|down), GAN (up|down): [+-][0-9.e-]+ \(centre moved [+-]', user), user
-    # order: needs (shared by every prompt), then the section (shared by this boundary's), then the history
-    at = [user.index(s) for s in ('You should follow these rules', 'Optimizer:', 'Feedback:')]
+    # order: the needs (shared by every prompt), the per-image history, then the section (last, read
+    # right before the answer); `state_position: shared` puts it before the history, shared by the images
+    at = [user.index(s) for s in ('You should follow these rules', 'Feedback:', 'Optimizer:')]
     assert at == sorted(at)
-    starts = {b['messages'][-1]['content'][: user.index('Feedback:')] for b in bodies[-3:]}
-    assert len(starts) == 1  # the three images' prompts share everything up to their history
+    with OpenAIStubServer(lambda body, i: answer(proposal_of(body))) as srv:
+        trajectory(hybrid(srv.base_url, state_position='shared'), 1)
+        shared = [b['messages'][-1]['content'] for b in srv.requests]
+    assert shared[0].index('Optimizer:') < shared[0].index('Feedback:')
+    assert len({u[: u.index('Feedback:')] for u in shared}) == 1  # the images' prompts share it
     assert 'for example' not in user  # no format example: the proposal is the example
 
 
@@ -155,6 +159,7 @@ def test_option_errors_are_one_line_naming_the_key(monkeypatch):
         r'^agent\.policy\.optimizer: got': {'optimizer': 'paired'},
         r'^agent\.policy\.trust_from: got': {'trust_from': 'llm'},
         r'^agent\.policy\.accept_tol: got': {'accept_tol': 2},
+        r'^agent\.policy\.state_position: got': {'state_position': 'first'},
         r'^agent\.policy\.temperatur: unknown option': {'temperatur': 1},
     }
     for pattern, opts in cases.items():
@@ -222,11 +227,11 @@ def test_the_embedded_model_reviews_the_proposal():
     for d in decisions:
         assert d.fallback is None and d.info['compliance']['first_valid'] == 3, d.info.get('llm_fallback')
         assert d.info['verdict'] in ('accepted', 'edited', 'replaced') and sum(d.info['verdicts'].values()) == 3
-        applied = d.info['optimizer_proposal'] if d.info['verdict'] == 'accepted' else d.info['llm_proposal']
-        for n in N:  # within the trust region around the proposal
-            assert d.weights[n] <= 2 * d.info['optimizer_proposal'][n] * (1 + 1e-5) or applied is None
-        tokens = d.info['tokens']  # the needs and the section are evaluated once per boundary
-        assert tokens['prompt'] - tokens['evaluated'] > 0.4 * tokens['prompt'], tokens
+        proposal = d.info['optimizer_proposal']
+        for n in N:  # within the trust region (max_change 2) around the optimizer's proposal
+            assert proposal[n] / 2 * (1 - 1e-5) <= d.weights[n] <= proposal[n] * 2 * (1 + 1e-5), (n, d.weights)
+        tokens = d.info['tokens']  # the system and needs parts are evaluated once per boundary
+        assert tokens['prompt'] - tokens['evaluated'] > 0.3 * tokens['prompt'], tokens
 
 
 @needs_model

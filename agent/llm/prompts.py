@@ -22,9 +22,11 @@ for the next prompt, and one-prompt boundaries reuse the previous boundary's his
 history line, so consecutive prompts share only the system part and the history's first words.
 
 A *section* (the hybrid policy's optimizer state, `optimizer.txt`, rendered by `optimizer_part`) is
-the same for every image of a boundary: with `shared_first` it goes after the needs and before the
-per-image history, so the prompts of a boundary still share everything up to their history; in the
-paper's order it goes last.
+the same for every image of a boundary. It goes last, after the history, so the question is the last
+thing read before the answer; the system and needs parts stay the shared start. With
+`section_shared` (and `shared_first`) it goes after the needs instead, before the per-image history,
+so it is part of the start the boundary's prompts share and is evaluated once: cheaper, but a weak
+model then copies the history's latest weights (measured in docs/agent.md, "hybrid").
 """
 
 from __future__ import annotations
@@ -327,16 +329,18 @@ class PromptBuilder:
         return ', '.join(f'{n} {"up" if signs[n] > 0 else "down"}' for n in self.loss_names if n in signs)
 
     # ---------------------------------------------------------------- messages
-    def messages(self, history: History, image: int | None = None, section: str | None = None) -> list[dict]:
+    def messages(
+        self, history: History, image: int | None = None, section: str | None = None, section_shared: bool = False
+    ) -> list[dict]:
         """Chat messages for one image (`image` = its index) or for the mean over images (None); `section`
-        (the same for every image) goes before the history with `shared_first`, else last."""
+        (the same for every image) goes last, or with `section_shared` before the history."""
         user = []
         if self.o['history'] != 'none':
             user.append(self.history_part(history, image))
         if self.o['needs']:
             user.insert(0 if self.o['shared_first'] else len(user), self.needs_part())
         if section:
-            before_history = self.o['shared_first'] and self.o['history'] != 'none'
+            before_history = section_shared and self.o['shared_first'] and self.o['history'] != 'none'
             user.insert(len(user) - 1 if before_history else len(user), section)
         out = []
         if self.o['system']:

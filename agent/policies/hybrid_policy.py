@@ -9,7 +9,10 @@ models (Ferreira, Hutter et al. 2026, arXiv 2603.24647). At each boundary:
 2. every prompt of the llm policy (one per image, the same options: backend, model_path, prompt,
    structured_output, ...) gets a section with the optimizer's state (centre, direction, step,
    the differences of its last pairs; or incumbent, step, last outcomes for `es`) and its proposal
-   (agent/llm/templates/optimizer.txt), and asks to accept, edit or replace it;
+   (agent/llm/templates/optimizer.txt), and asks to accept, edit or replace it. The section goes
+   last, after the history (`state_position: last`): placed before the history, where the prompts
+   of a boundary would share it in llama.cpp's KV cache (`shared`), SmolLM2-135M copied the history's
+   latest weights and undid the optimizer's step in 9 of 12 answers; placed last, it took the proposal;
 3. the answers go through the llm policy's parser and aggregation; the aggregate is *accepted*
    when each weight is within `accept_tol` (relative) of the proposal -- the proposal then applies
    exactly, so an LLM that always accepts runs the optimizer's own trajectory -- *edited* when each
@@ -58,6 +61,7 @@ HYBRID_DEFAULTS = {
     'accept_tol': 0.05,  # the LLM accepted: each weight within this relative difference of the proposal
     'edit_factor': 2.0,  # ... edited: each weight within this factor of it; farther: replaced
     'show_pairs': 3,  # the optimizer's last pairs (or candidates) shown in the prompt
+    'state_position': 'last',  # last (after the history) | shared (before it: evaluated once per boundary)
 }
 # where the hybrid's LLM defaults differ from the llm policy's: the first loss stays at its initial
 # weight as the optimizer keeps it (`anchor`), and no format example (a weak model copies it, and the
@@ -92,6 +96,7 @@ def _split(opt: dict) -> tuple[dict, dict]:
     o['accept_tol'] = number(o, 'accept_tol', 0, 1)
     o['edit_factor'] = number(o, 'edit_factor', 1, 1e6)
     o['show_pairs'] = number(o, 'show_pairs', 0, 100, integer=True)
+    o['state_position'] = choice(o, 'state_position', ('last', 'shared'))
     return o, {**llm, 'max_change': None}  # the hybrid applies the trust region, from its reference
 
 
@@ -141,7 +146,8 @@ class HybridPolicy(LossPolicy):
         info = {'optimizer': step.info, 'optimizer_proposal': proposal, 'followed': followed}
         if step.fallback is not None:  # nothing was measured: there is nothing to review either
             return Decision(weights=proposal, policy=self.name, fallback=step.fallback, info=info)
-        asked = self.llm.decide(history, variant=variant, section=self.llm.prompts.optimizer_part(self.view(proposal)))
+        section = self.llm.prompts.optimizer_part(self.view(proposal))
+        asked = self.llm.decide(history, variant, section, section_shared=self.o['state_position'] == 'shared')
         llm_info = asked.info
         answer = llm_info.get('proposed') if asked.fallback is None else None
         info.update(
