@@ -8,6 +8,7 @@ embedded model (SmolLM2-135M-Instruct in-process), one runs train.py on the demo
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from agent import ExpertInfo, History, StageRecord, build_policy
 from agent.policies import check_policy
 from agent.record import ProbeResult
 from lossagent_errors import OptionError
+from lossagent_runtime.option_file import read_option_file
 from openai_stub_server import OpenAIStubServer
 from training import ROOT
 
@@ -250,7 +252,7 @@ def test_train_py_runs_the_demo_with_the_hybrid_policy():
         'val:val_freq=1000',
     ]
     cmd = [sys.executable, 'train.py', '-opt', 'options/train/demo_cpu.yml', '--force_yml', *force]
-    env = {**__import__('os').environ, 'OMP_WAIT_POLICY': 'passive'}
+    env = {**os.environ, 'OMP_WAIT_POLICY': 'passive'}
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 0, f'{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}'
@@ -267,3 +269,38 @@ def test_train_py_runs_the_demo_with_the_hybrid_policy():
         shutil.rmtree(ROOT / 'experiments' / name, ignore_errors=True)
         for path in (ROOT / 'experiments').glob(f'{name}_archived_*'):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def demo_policy(*make_args: str) -> dict:
+    """`agent.policy` of the demo's option file as `make demo <make_args>` would run it."""
+    import lossagent_compat  # noqa: F401  (before basicsr)
+    from basicsr.utils.options import _postprocess_yml_value
+
+    env = {k: v for k, v in os.environ.items() if k not in ('LLM_URL', 'LOSSAGENT_LLM_URL', 'POLICY', 'MAKEFLAGS')}
+    args = ['make', '-s', '-o', '.venv/.lossagent-installed', '-n', 'demo', *make_args]
+    line = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, check=True).stdout.splitlines()[0]
+    force = line.split('--force_yml ')[1].split()
+    opt = read_option_file(str(ROOT / 'options' / 'train' / 'demo_cpu.yml'), force)
+    for entry in force:  # as BasicSR applies them
+        keys, value = entry.split('=')
+        *parents, leaf = keys.split(':')
+        node = opt
+        for key in parents:
+            node = node[key]
+        node[leaf] = _postprocess_yml_value(value)
+    return opt['agent']['policy']
+
+
+@pytest.mark.skipif(shutil.which('make') is None, reason='needs make')
+def test_make_demo_policy_hybrid_runs_the_demo_files_hybrid_set():
+    if INSTALLED:  # the embedded model, checked without loading it
+        policy = demo_policy('POLICY=hybrid')
+        assert policy['type'] == 'hybrid' and policy['hybrid']['model_path'] == 'embedded'
+        check_policy(policy, N, INIT, EXPERTS)
+    with OpenAIStubServer(lambda body, i: answer(proposal_of(body))) as srv:
+        policy = demo_policy('POLICY=hybrid', f'LLM_URL={srv.base_url}')
+        hybrid_policy = build_policy(policy, N, INIT, EXPERTS)
+        (d,), _ = trajectory(hybrid_policy, 1)
+        hybrid_policy.close()
+        assert len(srv.requests) == 3 and 'grammar' in srv.requests[0]  # the grammar goes to the server
+    assert d.info['verdict'] == 'accepted' and d.info['optimizer']['sigma'] == 0.5  # the demo's optimizer set
