@@ -163,6 +163,7 @@ def test_option_errors_are_one_line_naming_the_key(monkeypatch):
         r'^agent\.policy\.accept_tol: got': {'accept_tol': 2},
         r'^agent\.policy\.state_position: got': {'state_position': 'first'},
         r'^agent\.policy\.temperatur: unknown option': {'temperatur': 1},
+        r'^agent\.policy\.optimzer: unknown option \(did you mean `optimizer`\?\)': {'optimzer': {}},
     }
     for pattern, opts in cases.items():
         for call in (check_policy, build_policy):
@@ -209,7 +210,7 @@ def test_the_lookahead_probes_both_proposals_and_the_measurement_decides():
         assert state['llm']['optimizer']['phase'] == 1 and state['llm']['verdicts']['replaced'] == 2
         policy.close()
     check_policy({**opt, 'hybrid': {'base_url': 'http://127.0.0.1:9/v1'}}, N, INIT, EXPERTS)
-    with pytest.raises(OptionError, match=r'^agent\.policy\.optimizer\.strategy: got'):
+    with pytest.raises(OptionError, match=r'^agent\.policy\.hybrid\.optimizer\.strategy: got'):
         check_policy({**opt, 'hybrid': {'base_url': 'http://x/v1', 'optimizer': {'strategy': 'x'}}}, N, INIT, EXPERTS)
 
 

@@ -43,16 +43,15 @@ proposal and the LLM's for `probe_iters` each and keeps the best measured one
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
-from lossagent_errors import OptionError
+from lossagent_errors import OptionError, check_keys
 
-from ..options import choice, number, read_options
+from ..options import choice, nested, number, read_options
 from ..record import History
 from .adaptive_policy import AdaptivePolicy
 from .base import Decision, LossPolicy
 from .llm_answers import trust_region
-from .llm_policy import LLMPolicy
+from .llm_policy import LLM_DEFAULTS, LLMPolicy
 from .registry import register_policy
 
 HYBRID_DEFAULTS = {
@@ -71,21 +70,10 @@ LLM_OVERRIDES = {'anchor': True, 'format_example': False}
 VERDICTS = ('accepted', 'edited', 'replaced', 'fallback')
 
 
-@contextmanager
-def nested(key: str):
-    """Errors of a nested option set name their key under it: agent.policy.optimizer.sigma."""
-    try:
-        yield
-    except OptionError as err:
-        message = str(err)
-        for head in ('agent.policy.', 'agent.policy:', 'agent.policy '):
-            if message.startswith(head):
-                raise OptionError(f'agent.policy.{key}{message[len("agent.policy") :]}') from None
-        raise
-
-
 def _split(opt: dict) -> tuple[dict, dict]:
     """The hybrid's own options (checked) and the llm policy's (the rest, with the hybrid's defaults)."""
+    # a typo is told against both sets of keys ('api_key' is the llm policy's own refusal)
+    check_keys({k: v for k, v in opt.items() if k != 'api_key'}, [*HYBRID_DEFAULTS, *LLM_DEFAULTS], 'agent.policy')
     own = {k: v for k, v in opt.items() if k in HYBRID_DEFAULTS}
     llm = {**LLM_OVERRIDES, **{k: v for k, v in opt.items() if k not in HYBRID_DEFAULTS}}
     o = read_options(own, HYBRID_DEFAULTS)

@@ -35,12 +35,13 @@ no candidate is usable the current weights are kept and the record says why.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from lossagent_errors import OptionError
 
 from ..objective import NORMALIZATIONS, stage_objective
-from ..options import choice, flag, number, read_options
+from ..options import choice, flag, nested, number, read_options
 from ..record import History, ProbeResult
 from .base import Decision, LossPolicy
 from .log_weight_search import LogWeightSearch
@@ -92,7 +93,9 @@ class LookaheadPolicy(LossPolicy):
             key = self.proposer
             if not isinstance(o[key], dict):
                 raise OptionError(f"agent.policy.{key}: got {o[key]!r}; expected the {key} policy's options")
-            self.llm = POLICY_REGISTRY.get(key)(loss_names, initial_weights, experts, opt=o[key], seed=seed, task=task)
+            # the hybrid's errors name agent.policy.hybrid.<key>; the llm proposer's keep their older form
+            with nested(key) if key == 'hybrid' else contextlib.nullcontext():
+                self.llm = POLICY_REGISTRY.get(key)(loss_names, initial_weights, experts, o[key], seed, task)
             if key == 'hybrid':
                 self.candidates = 3  # the current weights and the two proposals
 
@@ -103,17 +106,18 @@ class LookaheadPolicy(LossPolicy):
     @classmethod
     def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
         o = dict(opt or {})
-        nested = {key: o.pop(key, {}) for key in ('llm', 'hybrid')}
+        sets = {key: o.pop(key, {}) for key in ('llm', 'hybrid')}
         proposer = choice({'proposer': o.get('proposer', 'adaptive')}, 'proposer', PROPOSERS)
         cls(loss_names, initial_weights, experts, opt={**o, 'proposer': 'adaptive'}, seed=seed, task=task).close()
-        if proposer in nested:  # its options, without connecting to its server or loading its model
-            if not isinstance(nested[proposer], dict):
+        if proposer in sets:  # its options, without connecting to its server or loading its model
+            if not isinstance(sets[proposer], dict):
                 raise OptionError(
-                    f"agent.policy.{proposer}: got {nested[proposer]!r}; expected the {proposer} policy's options"
+                    f"agent.policy.{proposer}: got {sets[proposer]!r}; expected the {proposer} policy's options"
                 )
-            POLICY_REGISTRY.get(proposer).check_options(
-                loss_names, initial_weights, experts, nested[proposer], seed, task
-            )
+            with nested(proposer) if proposer == 'hybrid' else contextlib.nullcontext():
+                POLICY_REGISTRY.get(proposer).check_options(
+                    loss_names, initial_weights, experts, sets[proposer], seed, task
+                )
 
     # ---- what the stage hook calls ---------------------------------------------------------
     def propose(self, history: History) -> tuple[list[dict], dict]:
