@@ -83,7 +83,11 @@ def test_an_accepting_llm_runs_the_optimizers_own_trajectory_and_sees_its_state(
     assert decisions[-1].info['verdict_counts']['accepted'] == 4
     # the state: after the second pair the prompt shows a measured difference along a direction
     user = bodies[-1]['messages'][-1]['content']
-    assert 'paired probes' in user and 'current direction SSIM ' in user and 'step size 0.3' in user
+    assert (
+        'by paired probes. Its state: centre 1.0:' in user
+        and 'current direction SSIM ' in user
+        and 'step size 0.3' in user
+    )
     assert re.search(r'SSIM (up|down), GAN (up|down): [+-][0-9.e-]+ \(centre moved [+-]', user), user
     # order: the needs (shared by every prompt), the per-image history, then the section (last, read
     # right before the answer); `state_position: shared` puts it before the history, shared by the images
@@ -95,6 +99,23 @@ def test_an_accepting_llm_runs_the_optimizers_own_trajectory_and_sees_its_state(
     assert shared[0].index('Optimizer:') < shared[0].index('Feedback:')
     assert len({u[: u.index('Feedback:')] for u in shared}) == 1  # the images' prompts share it
     assert 'for example' not in user  # no format example: the proposal is the example
+
+
+def test_the_es_optimizers_state_is_shown_and_an_edit_competes_as_its_candidate():
+    def respond(body, i):  # the second boundary's three answers put SSIM 20 % up; the others accept
+        l1, ssim, gan = proposal_of(body)
+        return answer([l1, ssim * (1.2 if 3 <= i < 6 else 1), gan])
+
+    with OpenAIStubServer(respond) as srv:
+        decisions, _ = trajectory(hybrid(srv.base_url, optimizer={'strategy': 'es'}), 3)
+        user = srv.requests[-1]['messages'][-1]['content']
+    assert 'by a (1+1) evolution strategy. Its state: incumbent 1.0:' in user and 'Its last candidates: start, ' in user
+    assert [d.info['verdict'] for d in decisions] == ['accepted', 'edited', 'accepted']
+    # es scores what was trained: the edit is its candidate (no restart needed), and the next proposal
+    # perturbs whichever of incumbent and edit scored better
+    third = decisions[2].info['optimizer']
+    assert decisions[2].info['followed'] and third['outcome'] in ('accepted', 'rejected')
+    assert third['incumbent'] in (decisions[1].weights, decisions[0].weights)
 
 
 def test_an_edit_applies_and_the_optimizer_follows_it():
@@ -305,3 +326,31 @@ def test_make_demo_policy_hybrid_runs_the_demo_files_hybrid_set():
         hybrid_policy.close()
         assert len(srv.requests) == 3 and 'grammar' in srv.requests[0]  # the grammar goes to the server
     assert d.info['verdict'] == 'accepted' and d.info['optimizer']['sigma'] == 0.5  # the demo's optimizer set
+
+
+def test_train_py_probes_the_two_proposals_under_a_lookahead(make_run):
+    from training import tiny_options
+
+    def edit(body, i):  # the LLM doubles the GAN weight: a third candidate beside the optimizer's
+        l1, ssim, gan = proposal_of(body)
+        return answer([l1, ssim, 1.8 * gan])
+
+    with OpenAIStubServer(edit) as srv:
+        hybrid_opts = {'base_url': srv.base_url, 'retries': 0, 'per_image': False, 'optimizer': {'sigma': 0.5}}
+        policy = {'type': 'lookahead', 'proposer': 'hybrid', 'probe_iters': 2, 'hybrid': hybrid_opts}
+        run = make_run(tiny_options('hybrid_la', gan=True, stage_iters=4, total_iter=12, policy=policy))
+        run.train()
+        asked = len(srv.requests)
+    records = run.records()
+    probed = [r for r in records if r.get('probes')]
+    assert len(probed) == 2 and asked == 2
+    for r in probed:
+        info = r['info']
+        assert info['labels'] == ['current', 'optimizer', 'llm'] and info['hybrid']['verdict'] == 'edited'
+        assert [p['weights'] for p in r['probes']][1] == info['hybrid']['optimizer_proposal']
+        assert r['weights_after'] == r['probes'][info['winner']]['weights']
+        assert info['winner_label'] == info['labels'][info['winner']]
+    # the optimizer followed what was trained: after a winner other than its proposal, its pair restarts
+    second = probed[1]['info']['hybrid']
+    first_won = probed[0]['info']['winner_label']
+    assert second['followed'] == (first_won != 'optimizer')
