@@ -63,10 +63,10 @@ HYBRID_DEFAULTS = {
     'show_pairs': 3,  # the optimizer's last pairs (or candidates) shown in the prompt
     'state_position': 'last',  # last (after the history) | shared (before it: evaluated once per boundary)
 }
-# where the hybrid's LLM defaults differ from the llm policy's: the first loss stays at its initial
-# weight as the optimizer keeps it (`anchor`), and no format example (a weak model copies it, and the
-# initial weights would read as a replacement; the proposal is the example to follow)
-LLM_OVERRIDES = {'anchor': True, 'format_example': False}
+# where the hybrid's LLM defaults differ from the llm policy's: no format example (a weak model copies
+# it, and the initial weights would read as a replacement; the proposal is the example to follow); and
+# `anchor` follows the optimizer's (the first loss stays at its initial weight when the optimizer keeps it)
+LLM_OVERRIDES = {'format_example': False}
 VERDICTS = ('accepted', 'edited', 'replaced', 'fallback')
 
 
@@ -80,6 +80,7 @@ def _split(opt: dict) -> tuple[dict, dict]:
     if not isinstance(o['optimizer'], dict):
         raise OptionError(f"agent.policy.optimizer: got {o['optimizer']!r}; expected the adaptive policy's options")
     o['optimizer'] = {'strategy': 'paired', **o['optimizer']}
+    llm.setdefault('anchor', o['optimizer'].get('anchor', True))  # the LLM keeps what the optimizer keeps
     o['max_change'] = number(o, 'max_change', 1, 1e6, allow_none=True)
     o['trust_from'] = choice(o, 'trust_from', ('proposal', 'current'))
     o['accept_tol'] = number(o, 'accept_tol', 0, 1)
