@@ -118,6 +118,16 @@ def test_the_es_optimizers_state_is_shown_and_an_edit_competes_as_its_candidate(
     assert third['incumbent'] in (decisions[1].weights, decisions[0].weights)
 
 
+@pytest.mark.parametrize('strategy', ['paired', 'es'])
+def test_show_pairs_0_leaves_the_optimizers_past_out(strategy):
+    with OpenAIStubServer(lambda body, i: answer(proposal_of(body))) as srv:
+        trajectory(hybrid(srv.base_url, show_pairs=0, per_image=False, optimizer={'strategy': strategy}), 4)
+        user = srv.requests[-1]['messages'][-1]['content']
+    section = user[user.index('Optimizer:') :]
+    assert 'pair' not in section.split('probe of a pair')[-1] and 'last candidates' not in section
+    assert '. Its proposal for the next stage is L1:SSIM:GAN=' in section and '..' not in section
+
+
 def test_an_edit_applies_and_the_optimizer_follows_it():
     def edit(body, i):
         l1, ssim, gan = proposal_of(body)

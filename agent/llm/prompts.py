@@ -306,16 +306,18 @@ class PromptBuilder:
                     'better): ' + '; '.join(pairs)
                     if pairs
                     else 'No pair has been measured yet'
+                    if view['pairs'] is not None
+                    else ''
                 )
-            )
+            ).rstrip('. ')
         else:
-            outcomes = ', '.join(view['outcomes']) or 'none yet'
             state = (
                 f'incumbent {self.ratio(view["incumbent"])} (objective {fmt(view["incumbent_objective"])}, higher '
                 f'is better), step size {fmt(view["step"])} in log-weight units. The proposal is the incumbent '
-                f'plus a random step of that size; a proposal that beats the incumbent replaces it. Its last '
-                f'candidates: {outcomes}'
+                f'plus a random step of that size; a proposal that beats the incumbent replaces it'
             )
+            if view['outcomes'] is not None:
+                state += f'. Its last candidates: {", ".join(view["outcomes"]) or "none yet"}'
         return self._fill(
             'optimizer',
             strategy=OPTIMIZERS.get(view['strategy'], view['strategy']),

@@ -194,7 +194,7 @@ class HybridPolicy(LossPolicy):
     def view(self, proposal: dict) -> dict:
         """What the prompt shows of the optimizer (PromptBuilder.optimizer_part)."""
         opt, search = self.optimizer, self.optimizer.search
-        shown = self.pairs
+        shown = self.pairs if self.o['show_pairs'] else None  # None: the prompt leaves them out
         if opt.strategy == 'paired':
             return {
                 'strategy': 'paired',
@@ -212,7 +212,7 @@ class HybridPolicy(LossPolicy):
             'incumbent': search.weights(opt.best),
             'incumbent_objective': opt.f_best,
             'step': search.sigma,
-            'outcomes': [p['outcome'] for p in shown],
+            'outcomes': [p['outcome'] for p in shown] if shown is not None else None,
         }
 
     def _image_verdicts(self, per_image: list, proposal: dict) -> dict:
