@@ -294,7 +294,7 @@ class PromptBuilder:
         if view['strategy'] == 'paired':
             pairs = [
                 f'{self.direction(p["direction"])}: {p["difference"]:+.3g} (centre moved {p["move"]:+.3g})'
-                for p in view['pairs']
+                for p in view['pairs'] or []
             ]
             state = (
                 f'centre {self.ratio(view["centre"])}, current direction {self.direction(view["direction"])}, '
