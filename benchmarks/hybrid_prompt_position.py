@@ -1,6 +1,6 @@
 """Where the hybrid policy's optimizer section goes, and what the embedded model does with it.
 
-    OMP_WAIT_POLICY=passive python benchmarks/hybrid_prompt_position.py [--boundaries 4]
+    OMP_WAIT_POLICY=passive python benchmarks/hybrid_prompt_position.py [--boundaries 4] [--answers]
 
 Runs the hybrid policy with the embedded SmolLM2-135M (in-process llama.cpp, grammar, one thread) on
 a synthetic run -- each stage trained with the weights decided before it, NIQE falling with training
@@ -24,7 +24,7 @@ from agent import build_policy  # noqa: E402
 from test_hybrid_policy import EMBEDDED, EXPERTS, INIT, N, trajectory  # noqa: E402
 
 
-def run(position: str, boundaries: int) -> None:
+def run(position: str, boundaries: int, answers: bool) -> None:
     opt = {'type': 'hybrid', **EMBEDDED, 'max_tokens': 120, 'max_thoughts': 60, 'reprompt': False}
     policy = build_policy({**opt, 'state_position': position}, N, INIT, EXPERTS, task='image super-resolution (x4)')
     try:
@@ -41,14 +41,19 @@ def run(position: str, boundaries: int) -> None:
             f'  stage {record.stage}: {d.info["verdict"]:<9} per image {d.info["verdicts"]}, '
             f'copied the current weights {copied}, tokens {t["prompt"]} ({t["evaluated"]} evaluated)'
         )
+        if answers:
+            print(f'    current {record.weights}, proposal {d.info["optimizer_proposal"]}')
+            for a in d.answers:
+                print(f'    {(a["text"] or a["error"] or "").splitlines()[0]}')
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--boundaries', type=int, default=4)
+    parser.add_argument('--answers', action='store_true', help="print each answer's Weights line")
     args = parser.parse_args()
     for position in ('last', 'shared'):
-        run(position, args.boundaries)
+        run(position, args.boundaries, args.answers)
 
 
 if __name__ == '__main__':

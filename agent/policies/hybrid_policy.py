@@ -11,9 +11,10 @@ models (Ferreira, Hutter et al. 2026, arXiv 2603.24647). At each boundary:
    the differences of its last pairs; or incumbent, step, last outcomes for `es`) and its proposal
    (agent/llm/templates/optimizer.txt), and asks to accept, edit or replace it. The section goes
    last, after the history (`state_position: last`): placed before the history, where the prompts
-   of a boundary would share it in llama.cpp's KV cache (`shared`), SmolLM2-135M copied the history's
-   latest weights and undid the optimizer's step (8 of 9 answers after the first boundary); placed
-   last, it accepted the proposal (12 of 12; benchmarks/hybrid_prompt_position.py, docs/agent.md);
+   of a boundary would share it in llama.cpp's KV cache (`shared`), SmolLM2-135M mixed the proposal
+   with the history's weights and pulled the optimizer's steps back (none of 9 answers after the
+   first boundary accepted); placed last, it accepted the proposal (12 of 12;
+   benchmarks/hybrid_prompt_position.py, docs/agent.md);
 3. the answers go through the llm policy's parser and aggregation; the aggregate is *accepted*
    when each weight is within `accept_tol` (relative) of the proposal -- the proposal then applies
    exactly, so an LLM that always accepts runs the optimizer's own trajectory -- *edited* when each
