@@ -4,17 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.lossagent-installed
-# POLICY picks one of the demo file's policy option sets (agent.policy.<POLICY>); LLM_URL, an
-# OpenAI-compatible endpoint, goes to the llm set (or POLICY's, an LLM-driven one) and picks llm when
-# POLICY is not given; FORCE adds --force_yml entries (e.g. FORCE="train:total_iter=100"), DEMO_NAME
-# must then match any name= in it.
+# POLICY picks one of the demo's option sets (adaptive, llm, hybrid); the llm policy is used when an
+# OpenAI-compatible endpoint is given, and POLICY=hybrid LLM_URL=... points the hybrid's LLM at it
+# (instead of the embedded model). FORCE adds --force_yml entries (e.g. FORCE="train:total_iter=100"),
+# DEMO_NAME must then match any name= in it.
 LLM_URL ?= $(LOSSAGENT_LLM_URL)
-POLICY ?=
+POLICY ?= $(if $(LLM_URL),llm)
 DEMO_OPT := options/train/demo_cpu.yml
 DEMO_NAME ?= demo_cpu_swinir_x4
-DEMO_POLICY = $(or $(POLICY),$(if $(LLM_URL),llm))
-DEMO_FORCE = $(strip $(if $(DEMO_POLICY),agent:policy:type=$(DEMO_POLICY)) \
-	$(if $(LLM_URL),agent:policy:$(DEMO_POLICY):base_url=$(LLM_URL)) $(FORCE))
+SERVER_llm = agent:policy:llm:base_url=$(LLM_URL)
+SERVER_hybrid = agent:policy:hybrid:backend=openai agent:policy:hybrid:base_url=$(LLM_URL)
+DEMO_FORCE = $(strip $(if $(POLICY),agent:policy:type=$(POLICY)) $(if $(LLM_URL),$(SERVER_$(POLICY))) $(FORCE))
 
 # llama.cpp (the llm policy on a CPU, and the tests of it against a real engine), built from
 # llama-cpp-python's source archive for any x86-64 CPU (GGML_NATIVE=OFF: the default -march=native

@@ -7,8 +7,9 @@ training with a setting nobody asked for, so unknown keys are errors.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
-from collections.abc import Iterable
 
 from lossagent_errors import OptionError, check_keys
 
@@ -100,3 +101,16 @@ def string_list(opts: dict, key: str, prefix: str = 'agent.policy') -> list[str]
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return [v for v in value if v.strip()]
     raise OptionError(f'{prefix}.{key}: got {value!r}; expected a string or a list of strings')
+
+
+@contextmanager
+def nested(key: str, prefix: str = 'agent.policy') -> Iterator[None]:
+    """Errors raised for an option set nested under `key` name their key there: a policy built from
+    `agent.policy.optimizer` reports `agent.policy.optimizer.sigma`, not `agent.policy.sigma`."""
+    try:
+        yield
+    except OptionError as err:
+        message = str(err)
+        if message.startswith((f'{prefix}.', f'{prefix}:', f'{prefix} ')):
+            raise OptionError(f'{prefix}.{key}{message[len(prefix) :]}') from None
+        raise

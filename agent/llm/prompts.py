@@ -20,6 +20,13 @@ only from the history on: llama.cpp evaluates the shared start once and reuses i
 for the next prompt, and one-prompt boundaries reuse the previous boundary's history too. The
 `paper` preset keeps Figure 6's order (history, then needs), and its per-image scores sit in every
 history line, so consecutive prompts share only the system part and the history's first words.
+
+A *section* (the hybrid policy's optimizer state, `optimizer.txt`, rendered by `optimizer_part`) is
+the same for every image of a boundary. It goes last, after the history, so the question is the last
+thing read before the answer; the system and needs parts stay the shared start. With
+`section_shared` (and `shared_first`) it goes after the needs instead, before the per-image history,
+so it is part of the start the boundary's prompts share and is evaluated once: cheaper, but a weak
+model then copies the history's latest weights (measured in docs/agent.md, "hybrid").
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ PROMPT_DEFAULTS = {
     'shared_first': None,  # needs before history, so consecutive prompts share their start (null: the preset's)
 }
 PLACEHOLDER_THOUGHTS = '(The reason you give this weights)'  # the format's Thoughts, in rules.txt
+OPTIMIZERS = {'paired': 'paired probes', 'es': 'a (1+1) evolution strategy'}  # optimizer.txt's $strategy
 RULE_TAGS = ('format_example', 'explore_rule', 'nonneg_rule', 'anchor')
 # what each preset sets: its template folder (files that differ from agent/llm/templates/) and the
 # defaults of the options left null. The paper names a metric only when there are several to tell apart.
@@ -127,6 +135,7 @@ class PromptBuilder:
                 'rules',
                 'reprompt',
                 'critique',
+                'optimizer',
             )
         }
 
@@ -279,14 +288,62 @@ class PromptBuilder:
         numbered = '\n'.join(f'{i}. {rule}' for i, rule in enumerate(rules, 1))
         return self._fill('needs', rules=numbered, **self.common())
 
+    def optimizer_part(self, view: dict) -> str:
+        """The hybrid policy's section: an offline optimizer's state and proposal (`view`, built by
+        agent/policies/hybrid_policy.py) and the question whether to accept, edit or replace it."""
+        if view['strategy'] == 'paired':
+            pairs = [
+                f'{self.direction(p["direction"])}: {p["difference"]:+.3g} (centre moved {p["move"]:+.3g})'
+                for p in view['pairs'] or []
+            ]
+            state = (
+                f'centre {self.ratio(view["centre"])}, current direction {self.direction(view["direction"])}, '
+                f'step size {fmt(view["step"])} in log-weight units. It trains the centre moved by the step '
+                f'along the direction and then against it, and moves the centre toward the better of the two '
+                f'by up to {fmt(view["max_move"])}; the proposal is the {view["probe"]} probe of a pair. '
+                + (
+                    'Differences of its last pairs (objective along minus against the direction, higher is '
+                    'better): ' + '; '.join(pairs)
+                    if pairs
+                    else 'No pair has been measured yet'
+                    if view['pairs'] is not None
+                    else ''
+                )
+            ).rstrip('. ')
+        else:
+            state = (
+                f'incumbent {self.ratio(view["incumbent"])} (objective {fmt(view["incumbent_objective"])}, higher '
+                f'is better), step size {fmt(view["step"])} in log-weight units. The proposal is the incumbent '
+                f'plus a random step of that size; a proposal that beats the incumbent replaces it'
+            )
+            if view['outcomes'] is not None:
+                state += f'. Its last candidates: {", ".join(view["outcomes"]) or "none yet"}'
+        return self._fill(
+            'optimizer',
+            strategy=OPTIMIZERS.get(view['strategy'], view['strategy']),
+            state=state,
+            proposal=self.ratio(view['proposal']),
+            **self.common(),
+        )
+
+    def direction(self, signs: dict[str, float]) -> str:
+        """'SSIM up, GAN down' for a probe direction {loss: +-1}."""
+        return ', '.join(f'{n} {"up" if signs[n] > 0 else "down"}' for n in self.loss_names if n in signs)
+
     # ---------------------------------------------------------------- messages
-    def messages(self, history: History, image: int | None = None) -> list[dict]:
-        """Chat messages for one image (`image` = its index) or for the mean over images (None)."""
+    def messages(
+        self, history: History, image: int | None = None, section: str | None = None, section_shared: bool = False
+    ) -> list[dict]:
+        """Chat messages for one image (`image` = its index) or for the mean over images (None); `section`
+        (the same for every image) goes last, or with `section_shared` before the history."""
         user = []
         if self.o['history'] != 'none':
             user.append(self.history_part(history, image))
         if self.o['needs']:
             user.insert(0 if self.o['shared_first'] else len(user), self.needs_part())
+        if section:
+            before_history = section_shared and self.o['shared_first'] and self.o['history'] != 'none'
+            user.insert(len(user) - 1 if before_history else len(user), section)
         out = []
         if self.o['system']:
             out.append({'role': 'system', 'content': self.system_part()})

@@ -2,7 +2,7 @@
 
     base.py              LossPolicy (what every policy is) and Decision (its answer at a boundary)
     registry.py          POLICY_REGISTRY, @register_policy, build_policy / check_policy
-    <name>_policy.py     one policy each: fixed, random, adaptive, lookahead, llm, schedule
+    <name>_policy.py     one policy each: fixed, random, adaptive, lookahead, llm, hybrid, schedule
     log_weight_search.py the step-size-adapted search in log-weight space that adaptive and lookahead share
     rng.py               a seeded random generator whose state is JSON (resume continues the same draws)
 

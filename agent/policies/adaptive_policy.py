@@ -184,6 +184,16 @@ class AdaptivePolicy(LossPolicy):
         info.update(centre=self.search.weights(self.center), direction=dict(self.u), sigma=self.search.sigma)
         return Decision(weights=self._probe(self.sign), policy=self.name, info=info)
 
+    def follow(self, trained: dict[str, float]) -> None:
+        """The last stage trained `trained` instead of this policy's proposal (the hybrid policy's LLM
+        edited it, a lookahead kept another candidate, a person changed it). `es` needs nothing: it
+        takes the candidate it scores from the history, so `trained` competes with the incumbent like
+        any candidate. `paired`: the stage's change measures no probe of the pair, so the pair restarts
+        around `trained` (the centre is where training now is)."""
+        if self.strategy == 'paired':
+            self.center = self.search.clip(self.search.log_weights(trained))
+            self.phase = 0
+
     def _probe(self, sign: float) -> dict:
         sigma = self.search.sigma
         return self.search.clipped_weights({n: self.center[n] + sign * sigma * self.u[n] for n in self.search.active})

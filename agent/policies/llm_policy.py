@@ -15,6 +15,9 @@ the first boundary, which then sends nothing.
 Every decision carries `info['compliance']`, how the answers met the format (its schema is in
 agent/policies/llm_answers.py, with the aggregation and the trust region).
 
+`decide(history, section=...)` adds a section to every prompt of the boundary (the hybrid policy's
+optimizer state, agent/policies/hybrid_policy.py; where it goes: agent/llm/prompts.py).
+
 With the in-process llama.cpp backend, `info['tokens']` sums the boundary's prompt tokens, those
 evaluated (the others came from the KV cache: prompts are ordered so consecutive ones share their
 start) and those generated.
@@ -78,6 +81,7 @@ class LLMPolicy(LossPolicy):
         )
         self.calls = 0
         self._variant = 0
+        self._section = (None, False)
         self.server = self.client = None
         self.refusal: str | None = None
         self._log_context_projection()
@@ -170,12 +174,16 @@ class LLMPolicy(LossPolicy):
         return o
 
     # ------------------------------------------------------------------ one boundary
-    def decide(self, history: History, variant: int = 0) -> Decision:
-        """`variant` > 0 draws other sampling seeds (a lookahead asks for several proposals)."""
+    def decide(
+        self, history: History, variant: int = 0, section: str | None = None, section_shared: bool = False
+    ) -> Decision:
+        """`variant` > 0 draws other sampling seeds (a lookahead asks for several proposals); `section` is
+        added to every prompt, last or (`section_shared`) before the history (PromptBuilder.messages)."""
         start = time.monotonic()
         previous = self.current_weights(history)
         self.calls += 1
         self._variant = variant
+        self._section = (section, section_shared)
         try:
             decision = self._decide(history, previous)
         except Exception as e:  # noqa: BLE001 -- a bug here must not kill a week of training
@@ -289,19 +297,19 @@ class LLMPolicy(LossPolicy):
     def _prompts(self, history: History, targets: list) -> tuple[list[list[dict]], dict | None]:
         """The first prompt of each target; when the full history outgrows n_ctx, only the latest stages
         that fit are shown (as `history: last_k`), and how many is returned."""
-        first = [self.prompts.messages(history, t) for t in targets]
+        first = [self.prompts.messages(history, t, *self._section) for t in targets]
         stages = len(history) - 1
         if all(fits(m, self.o) for m in first) or stages <= 1:
             return first, None
         low, high = 1, stages - 1  # the most stages whose prompts still fit (at least 1)
         while low < high:
             self.recent.o['last_k'] = (low + high + 1) // 2
-            if all(fits(self.recent.messages(history, t), self.o) for t in targets):
+            if all(fits(self.recent.messages(history, t, *self._section), self.o) for t in targets):
                 low = self.recent.o['last_k']
             else:
                 high = self.recent.o['last_k'] - 1
         self.recent.o['last_k'] = low
-        first = [self.recent.messages(history, t) for t in targets]
+        first = [self.recent.messages(history, t, *self._section) for t in targets]
         if not self._trim_reported:
             self._trim_reported = True
             logger.warning(

@@ -15,7 +15,13 @@ Proposers (`proposer:`):
             candidate within `trust_region` of the initial weights (log_weight_search.py, shared
             with the adaptive policy);
   llm       the llm policy's answers (agent.policy.llm: its options), asked K-1 times with
-            different sampling seeds; the prompt's history shows the probes of earlier stages.
+            different sampling seeds; the prompt's history shows the probes of earlier stages;
+  hybrid    the hybrid policy's two proposals (agent.policy.hybrid: its options): the optimizer's and,
+            when it differs, the LLM's that reviewed it (agent/policies/hybrid_policy.py); with the
+            current weights at most 3 candidates (`candidates` does not apply), and the measurement
+            decides, so a weak LLM cannot do worse than its optimizer on the probes. `info` names the
+            candidates (`labels`: current, optimizer, llm) and the winner's (`winner_label`); the
+            optimizer follows the winner's weights at the next boundary.
 
 `sigma_adapt: false` keeps the step at `sigma` (no 1/5th rule): with `min_gain` 0 and two
 challengers, noise alone wins most rounds and the adapted step drifts up to `sigma_max`. Each
@@ -29,12 +35,13 @@ no candidate is usable the current weights are kept and the record says why.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from lossagent_errors import OptionError
 
 from ..objective import NORMALIZATIONS, stage_objective
-from ..options import choice, flag, number, read_options
+from ..options import choice, flag, nested, number, read_options
 from ..record import History, ProbeResult
 from .base import Decision, LossPolicy
 from .log_weight_search import LogWeightSearch
@@ -43,7 +50,7 @@ from .registry import POLICY_REGISTRY, register_policy
 LOOKAHEAD_DEFAULTS = {
     'candidates': 3,  # K: weightings tried at each boundary (the current one included)
     'probe_iters': 10,  # P: iterations each candidate trains from the boundary's state
-    'proposer': 'adaptive',  # adaptive | llm
+    'proposer': 'adaptive',  # adaptive | llm | hybrid
     'sigma': 0.5,  # adaptive: initial perturbation in log-weight space (0.5 ~ x1.65)
     'sigma_min': 0.05,
     'sigma_max': 1.5,
@@ -56,7 +63,9 @@ LOOKAHEAD_DEFAULTS = {
     # most of P iterations' difference)
     'min_gain': 0.0,  # a perturbation must beat the current weights by this (in objective units)
     'llm': {},  # proposer llm: the llm policy's options (base_url, model, ...)
+    'hybrid': {},  # proposer hybrid: the hybrid policy's options (optimizer, backend, model_path, ...)
 }
+PROPOSERS = ('adaptive', 'llm', 'hybrid')
 
 
 @register_policy('lookahead')
@@ -68,7 +77,7 @@ class LookaheadPolicy(LossPolicy):
         o = read_options(self.opt, LOOKAHEAD_DEFAULTS)
         self.candidates = number(o, 'candidates', 2, 16, integer=True)
         self.probe_iters = number(o, 'probe_iters', 1, 10**6, integer=True)
-        self.proposer = choice(o, 'proposer', ('adaptive', 'llm'))
+        self.proposer = choice(o, 'proposer', PROPOSERS)
         self.search = LogWeightSearch(self.loss_names, self.initial_weights, o, self.seed, sigma_floor=1e-3)
         self.normalize = choice(o, 'normalize', NORMALIZATIONS)
         self.probe_network = choice(o, 'probe_network', ('net_g', 'ema'))
@@ -80,12 +89,15 @@ class LookaheadPolicy(LossPolicy):
         self.wins = 0
         self.rounds = 0
         self.llm = None
-        if self.proposer == 'llm':
-            if not isinstance(o['llm'], dict):
-                raise OptionError(f"agent.policy.llm: got {o['llm']!r}; expected the llm policy's options")
-            self.llm = POLICY_REGISTRY.get('llm')(
-                loss_names, initial_weights, experts, opt=o['llm'], seed=seed, task=task
-            )
+        if self.proposer in ('llm', 'hybrid'):  # the proposer is that policy, built from its options
+            key = self.proposer
+            if not isinstance(o[key], dict):
+                raise OptionError(f"agent.policy.{key}: got {o[key]!r}; expected the {key} policy's options")
+            # the hybrid's errors name agent.policy.hybrid.<key>; the llm proposer's keep their older form
+            with nested(key) if key == 'hybrid' else contextlib.nullcontext():
+                self.llm = POLICY_REGISTRY.get(key)(loss_names, initial_weights, experts, o[key], seed, task)
+            if key == 'hybrid':
+                self.candidates = 3  # the current weights and the two proposals
 
     @property
     def sigma(self) -> float:
@@ -94,16 +106,25 @@ class LookaheadPolicy(LossPolicy):
     @classmethod
     def check_options(cls, loss_names, initial_weights, experts, opt=None, seed=0, task='image super-resolution'):
         o = dict(opt or {})
-        llm_opt = o.pop('llm', {})
-        proposer = choice({'proposer': o.get('proposer', 'adaptive')}, 'proposer', ('adaptive', 'llm'))
+        sets = {key: o.pop(key, {}) for key in ('llm', 'hybrid')}
+        proposer = choice({'proposer': o.get('proposer', 'adaptive')}, 'proposer', PROPOSERS)
         cls(loss_names, initial_weights, experts, opt={**o, 'proposer': 'adaptive'}, seed=seed, task=task).close()
-        if proposer == 'llm':  # its options, without connecting to its server
-            POLICY_REGISTRY.get('llm').check_options(loss_names, initial_weights, experts, llm_opt, seed, task)
+        if proposer in sets:  # its options, without connecting to its server or loading its model
+            if not isinstance(sets[proposer], dict):
+                raise OptionError(
+                    f"agent.policy.{proposer}: got {sets[proposer]!r}; expected the {proposer} policy's options"
+                )
+            with nested(proposer) if proposer == 'hybrid' else contextlib.nullcontext():
+                POLICY_REGISTRY.get(proposer).check_options(
+                    loss_names, initial_weights, experts, sets[proposer], seed, task
+                )
 
     # ---- what the stage hook calls ---------------------------------------------------------
     def propose(self, history: History) -> tuple[list[dict], dict]:
         """K weightings (the current ones first) and what the proposer said (for the record)."""
         current = self.current_weights(history)
+        if self.proposer == 'hybrid':
+            return self._propose_hybrid(history, current)
         if self.llm is not None:
             return self._propose_llm(history, current)
         out, pairs = [current], (self.candidates - 1 + 1) // 2
@@ -123,6 +144,17 @@ class LookaheadPolicy(LossPolicy):
             if decision.fallback is None and decision.weights not in out:
                 out.append(decision.weights)
         return out, {'proposer': 'llm', 'asked': notes}
+
+    def _propose_hybrid(self, history: History, current: dict) -> tuple[list[dict], dict]:
+        decision = self.llm.decide(history)
+        out, labels = [current], ['current']
+        for label, weights in (('optimizer', decision.info.get('optimizer_proposal')), ('llm', decision.weights)):
+            if weights is not None and weights not in out:
+                out.append(dict(weights))
+                labels.append(label)
+        info = {k: v for k, v in decision.info.items() if k not in ('per_image', 'thoughts', 'errors', 'targets')}
+        note = {'fallback': decision.fallback, 'answers': decision.answers, 'latency_s': decision.latency_s}
+        return out, {'proposer': 'hybrid', 'labels': labels, 'hybrid': info, 'asked': [note]}
 
     def choose(self, history: History, probes: list[ProbeResult], proposal_info: dict) -> Decision:
         """The winner among the probed candidates (the first is the current weights)."""
@@ -161,7 +193,7 @@ class LookaheadPolicy(LossPolicy):
             best = incumbent
         winner = probes.index(best)
         self.rounds += 1
-        if self.llm is None:  # the 1/5th rule on perturbations winning
+        if self.proposer == 'adaptive':  # the 1/5th rule on perturbations winning
             if winner > 0:
                 self.wins += 1
                 if self.sigma_adapt:
@@ -169,6 +201,8 @@ class LookaheadPolicy(LossPolicy):
             elif self.sigma_adapt:
                 self.search.failed()
         info.update(winner=winner, objectives=[p.objective for p in probes], sigma_after=self.sigma)
+        if 'labels' in info:
+            info['winner_label'] = info['labels'][winner]
         return Decision(weights=dict(best.weights), policy=self.name, info=info)
 
     def decide(self, history: History) -> Decision:
