@@ -9,7 +9,8 @@ STAMP := $(VENV)/.lossagent-installed
 # (instead of the embedded model). FORCE adds --force_yml entries (e.g. FORCE="train:total_iter=100"),
 # DEMO_NAME must then match any name= in it.
 LLM_URL ?= $(LOSSAGENT_LLM_URL)
-POLICY = $(if $(LLM_URL),llm)  # from the command line only (not an environment variable)
+# POLICY comes from the command line only (not from an environment variable)
+POLICY = $(if $(LLM_URL),llm)
 DEMO_OPT := options/train/demo_cpu.yml
 DEMO_NAME ?= demo_cpu_swinir_x4
 SERVER_llm = agent:policy:llm:base_url=$(LLM_URL)
