@@ -126,3 +126,18 @@ def test_the_summary_shows_each_stages_thoughts():
         '  stage 2   xxxxxxxxxxxxxxxxx...',
     ]
     assert format_thoughts(records[:1]) == ''
+
+
+def test_every_policy_set_of_the_demo_file_passes_the_option_check():
+    """`make demo POLICY=<type>` sets agent.policy.type: each set the file keeps must then stand alone."""
+    from agent.policies.registry import POLICY_REGISTRY
+
+    policy = load_yaml(str(ROOT / 'options' / 'train' / 'demo_cpu.yml'))['agent']['policy']
+    sets = [k for k, v in policy.items() if k in POLICY_REGISTRY and isinstance(v, dict)]
+    assert {'adaptive', 'llm', 'hybrid', 'lookahead', 'fixed', 'random'} <= set(sets)
+    experts = [ExpertInfo('NIQE', lower_better=True), ExpertInfo('PSNR', weight=0.0)]
+    for kind in sets:
+        chosen = dict(policy, type=kind)
+        if kind == 'llm':  # the one set that needs a server (make demo LLM_URL=...)
+            chosen['llm'] = dict(chosen['llm'], base_url='http://127.0.0.1:9/v1')
+        check_policy(chosen, ['L1', 'SSIM', 'GAN'], [1.0, 0.5, 0.01], experts)
