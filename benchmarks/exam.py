@@ -1,0 +1,334 @@
+"""The decision exam (issue 21): does a policy's next-stage weighting beat keeping the current one?
+
+    python benchmarks/exam.py                   # make exam: both parts, the embedded model -> benchmarks/exam.md
+    python benchmarks/exam.py --base_url http://127.0.0.1:8000/v1 --model meta-llama/Meta-Llama-3-8B-Instruct
+    python benchmarks/exam.py --quick           # a smoke in seconds (tests/test_exam.py)
+    python benchmarks/exam.py --part reading    # the reading test only
+
+Two parts (benchmarks/decision_exam/):
+
+1. The reading test, no training (reading.py): synthetic histories in which one weight's effect
+   on the score is unambiguous; the fraction of decisions that move that weight the right way
+   (chance 50 %) and the fraction that change nothing.
+2. Counterfactual decisions. The demo task (options/train/demo_cpu.yml, its own adaptive-paired
+   policy) is trained by train.py for each seed, a checkpoint at every boundary, made once and
+   cached (states.py). At each (seed, boundary) every policy proposes weights from the run's
+   history, and each distinct proposal trains `--iterations` (P) iterations from that state with
+   common random numbers through the lookahead loop's `replay` (counterfactual.py); the EMA is
+   scored on the agent's validation images (NIQE, what the policies optimise) and on held-out photos
+   (the study's selection photos, never its final-test ones). Gain = NIQE after keeping the current
+   weights minus NIQE after the proposal (positive: the proposal is better), paired per point. The
+   one-step oracle is the best of a fixed grid of weightings (the initial weights with each
+   non-anchor weight x1 or x each `--grid` multiplier; keeping is allowed) from the same state.
+
+Shortened for the 30-minute budget on 2 cores, every choice stated in benchmarks/exam.md:
+one prompt per boundary (`per_image: false`; per-image prompts cost 84-450 s a boundary here), the
+Thoughts capped at 16 characters (the grammar puts the weights first: the cap cannot change them),
+P = 10 iterations per branch (a stage is 50), 12 of the 23 agent images (a seeded subset), a 3 x 3
+grid, identical proposals trained once, stateful policies fed each seed's boundaries in order (one
+instance per seed, as in a run), and the ablations with the `explicit` prompt left out (`--policies`
+names them). Branches train in `--jobs` processes of one thread each.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch/llama.cpp load libgomp (docs/agent.md)
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from decision_exam import ROOT, reading
+from decision_exam.policies import Sitter, exam_entries, llm_options, select
+
+TASK = 'image super-resolution (x4)'
+OUT = ROOT / 'experiments' / 'exam_logs'
+QUICK = dict(
+    seeds=[0],
+    stages=1,
+    iterations=2,
+    grid=[10.0],
+    val_images=4,
+    heldout_crops=1,
+    policies=['keep', 'random'],
+    reading_cases=4,
+    jobs=1,
+    prefix='exam_quick',
+)
+
+
+def model_identity(args) -> str:
+    """What answered: the GGUF file's sha256, or the endpoint and model name."""
+    if args.base_url:
+        return f'endpoint {args.base_url}, model {args.model or "(default)"}'
+    from agent.llm.client import embedded_model_path
+
+    path = Path(args.model) if args.model else embedded_model_path()
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return f'`{path.name}` ({path.stat().st_size / 1e6:.0f} MB), sha256 `{h.hexdigest()}`'
+
+
+# ---- part 1 ---------------------------------------------------------------------------------------
+def sit_reading(entries, cases) -> tuple[dict, dict, list]:
+    """Every entry decides every case: {label: summary}, {label: breakdown}, the raw decisions."""
+    results, breakdowns, raw = {}, {}, []
+    for entry in entries:
+        started = time.perf_counter()
+        decisions, latencies, compliant, copies, sitters = [], [], [], [], {}
+        for case in sorted(cases, key=lambda c: (c.n_losses, c.expert)):
+            names, initial = reading.LOSSES[case.n_losses]
+            group = (case.n_losses, case.expert)
+            if entry.opt is None or entry.opt.get('type') != 'llm' or group not in sitters:
+                for s in sitters.values():  # a stateless llm serves a whole group; others start fresh
+                    s.close()
+                sitters = {group: Sitter(entry, list(names), list(initial), case.experts(), case.seed, TASK)}
+            history = case.history()
+            answer = sitters[group].propose(history)
+            decisions.append((case, dict(history.last.weights), answer['weights']))
+            latencies.append(answer['latency_s'])
+            compliant.append(answer['fallback'] is None)
+            if answer.get('compliance'):
+                copies.append(bool(answer['compliance'].get('repeats_example')))
+            raw.append({'policy': entry.label, 'case': case.key, **answer})
+        for s in sitters.values():
+            s.close()
+        results[entry.label] = {
+            'score': reading.score(decisions),
+            'compliance': sum(compliant) / len(compliant),
+            'latency': latencies,
+            'copies': copies,
+        }
+        breakdowns[entry.label] = {f: reading.breakdown(decisions, f) for f in ('noise', 'n_losses', 'shape', 'better')}
+        s = results[entry.label]['score']
+        print(
+            f'reading: {entry.label:28s} right {s["right"]:.0%}, unchanged {s["unchanged"]:.0%} '
+            f'({s["n"]} decisions, {time.perf_counter() - started:.0f} s)',
+            flush=True,
+        )
+    return results, breakdowns, raw
+
+
+# ---- part 2 ---------------------------------------------------------------------------------------
+def propose_all(entries, runs, boundaries, history_at, points) -> dict:
+    """{(label, point.key): answer}: one instance per (policy, seed) deciding the seed's boundaries in order."""
+    from policy_study.plan import default_weights
+
+    initial = default_weights()
+    answers = {}
+    for entry in entries:
+        started = time.perf_counter()
+        for run in runs:
+            sitter = None
+            for point in [p for p in points if p.run is run]:
+                history = history_at(point)
+                if sitter is None:
+                    sitter = Sitter(entry, list(initial), list(initial.values()), history.last.experts, run.seed, TASK)
+                answers[(entry.label, point.key)] = sitter.propose(history)
+            if sitter is not None:
+                sitter.close()
+        print(f'proposals: {entry.label:28s} {time.perf_counter() - started:.0f} s', flush=True)
+    return answers
+
+
+def train_branches(tasks: list[dict], args) -> list[dict]:
+    from decision_exam.counterfactual import evaluate_point, init_worker
+
+    if args.jobs <= 1:
+        init_worker(args.val_images, args.heldout_crops, 1)
+        return [evaluate_point(t) for t in tasks]
+    with ProcessPoolExecutor(
+        args.jobs,
+        mp_context=get_context('spawn'),
+        initializer=init_worker,
+        initargs=(args.val_images, args.heldout_crops),
+    ) as pool:
+        results = []
+        for i, result in enumerate(pool.map(evaluate_point, tasks), 1):
+            results.append(result)
+            trained = len(tasks[i - 1]['weightings'])
+            print(f'branches: point {i}/{len(tasks)} ({trained} trained, {result["wall_s"]:.0f} s)', flush=True)
+        return results
+
+
+def sit_counterfactual(entries, args) -> dict:
+    from decision_exam import states
+    from decision_exam.counterfactual import oracle_grid, weights_key
+    from policy_study.plan import default_weights, demo_options
+
+    stage_iters = int(demo_options()['agent']['stage_iters'])
+    boundaries = [stage_iters * k for k in range(1, args.stages + 1)]
+    runs = states.state_runs(args.seeds, boundaries[-1], prefix=args.prefix)
+    t0 = time.perf_counter()
+    took, reused = states.make_states(runs, args.jobs)
+    t_states = time.perf_counter() - t0
+    points = states.points(runs, boundaries)
+    t0 = time.perf_counter()
+    answers = propose_all(entries, runs, boundaries, states.history_at, points)
+    t_propose = time.perf_counter() - t0
+
+    initial = default_weights()
+    names = list(initial)
+    grid = oracle_grid(initial, args.grid)
+    tasks, keys = [], {}
+    for point in points:
+        current = dict(states.history_at(point).last.weights)
+        weightings = {str(weights_key(current, names)): current}
+        for w in grid + [answers[(e.label, point.key)]['weights'] for e in entries]:
+            weightings.setdefault(str(weights_key(w, names)), w)
+        keys[point.key] = current
+        tasks.append(
+            {
+                'folder': str(point.run.folder),
+                'seed': point.seed,
+                'boundary': point.boundary,
+                'iterations': args.iterations,
+                'weightings': weightings,
+            }
+        )
+    t0 = time.perf_counter()
+    results = train_branches(tasks, args)
+    t_branches = time.perf_counter() - t0
+
+    def gains(outcomes: dict, current: dict, weights: dict) -> tuple[float, float]:
+        base, o = outcomes[str(weights_key(current, names))], outcomes[str(weights_key(weights, names))]
+        if not (base['ok'] and o['ok']):
+            return math.nan, math.nan
+        return tuple(base[s]['NIQE'] - o[s]['NIQE'] for s in ('val', 'heldout'))
+
+    rows = {
+        e.label: {'val': [], 'heldout': [], 'changed': [], 'compliant': [], 'latency': [], 'copies': []}
+        for e in entries
+    }
+    oracle = {'val': [], 'heldout': []}
+    grid_rows = {
+        ':'.join(f'{w[n]:g}' for n in names): {'val': [], 'heldout': [], 'best': 0, 'weights': w} for w in grid
+    }
+    for point, result in zip(points, results):
+        outcomes, current = result['outcomes'], keys[point.key]
+        for e in entries:
+            a = answers[(e.label, point.key)]
+            g = gains(outcomes, current, a['weights'])
+            r = rows[e.label]
+            r['val'].append(g[0])
+            r['heldout'].append(g[1])
+            r['changed'].append(weights_key(a['weights'], names) != weights_key(current, names))
+            r['compliant'].append(a['fallback'] is None)
+            if a.get('compliance'):
+                r['copies'].append(bool(a['compliance'].get('repeats_example')))
+            if e.opt is not None:
+                r['latency'].append(a['latency_s'])
+        best, best_label = (0.0, 0.0), None  # keeping is allowed: the oracle never loses to it
+        for label, g in grid_rows.items():
+            v = gains(outcomes, current, g['weights'])
+            g['val'].append(v[0])
+            g['heldout'].append(v[1])
+            if math.isfinite(v[0]) and v[0] > best[0]:
+                best, best_label = v, label
+        if best_label is not None:
+            grid_rows[best_label]['best'] += 1
+        oracle['val'].append(best[0])
+        oracle['heldout'].append(best[1])
+    return {
+        'rows': rows,
+        'oracle': oracle,
+        'grid': grid_rows,
+        'points': [p.key for p in points],
+        'boundaries': boundaries,
+        'branches': sum(len(t['weightings']) for t in tasks),
+        'times': {'states_s': t_states, 'proposals_s': t_propose, 'branches_s': t_branches},
+        'state_runs': took,
+        'reused_states': reused,
+        'answers': {f'{k[0]} {k[1]}': v for k, v in answers.items()},
+        'outcomes': {p.key: r['outcomes'] for p, r in zip(points, results)},
+    }
+
+
+# ---- the page -------------------------------------------------------------------------------------
+def write_page(path: Path, args, parts: dict, wall_s: float, identity: str, command: str) -> None:
+    from decision_exam.page import render
+
+    path.write_text(render(args, parts, wall_s, identity, command))
+    print(f'exam: wrote {path}', flush=True)
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--part', choices=['both', 'reading', 'counterfactual'], default='both')
+    ap.add_argument('--base_url', help='an OpenAI-compatible endpoint instead of the embedded model')
+    ap.add_argument('--model', help='the served model name (--base_url), or a GGUF file instead of the embedded one')
+    ap.add_argument('--structured_output', help='grammar (embedded, default) or regex / json (endpoint, default regex)')
+    ap.add_argument('--llm_threads', type=int, default=2, help='llama.cpp threads (nothing trains meanwhile)')
+    ap.add_argument('--policies', nargs='+', help='the entries to examine (default: all but the cut ablations)')
+    ap.add_argument('--ablations', action='store_true', help='also the explicit-prompt ablations (cut for time)')
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
+    ap.add_argument('--stages', type=int, default=6, help='decision points per seed: boundaries 1..stages')
+    ap.add_argument('--iterations', type=int, default=10, help='P: iterations each branch trains')
+    ap.add_argument('--grid', type=float, nargs='+', default=[0.1, 10.0], help='oracle grid multipliers')
+    ap.add_argument('--val_images', type=int, default=12, help='agent validation images scored (of 23)')
+    ap.add_argument('--heldout_crops', type=int, default=2, help='crops per side of each held-out photo')
+    ap.add_argument('--reading_reps', type=int, default=1, help='the reading cases this many times')
+    ap.add_argument('--reading_cases', type=int, help='only the first N reading cases (smoke)')
+    ap.add_argument('--jobs', type=int, default=2, help='processes training states and branches')
+    ap.add_argument('--prefix', default='exam_states', help='name prefix of the cached state runs')
+    ap.add_argument('--quick', action='store_true', help='a smoke: 1 seed x 1 boundary, keep and random, P=2')
+    ap.add_argument(
+        '--out', type=Path, help='the page to write (default benchmarks/exam.md; --quick: under experiments/)'
+    )
+    args = ap.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    args.out = args.out or (OUT / 'exam_quick.md' if args.quick else ROOT / 'benchmarks' / 'exam.md')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    command = ' '.join(['python benchmarks/exam.py', *given]) + ('        # = make exam' if not given else '')
+    started = time.perf_counter()
+    OUT.mkdir(parents=True, exist_ok=True)
+    llm = llm_options(args.base_url, args.model, args.llm_threads, args.structured_output)
+    entries = select(exam_entries(llm), args.policies, args.ablations)
+    uses_llm = any(e.opt and 'llm' in json.dumps(e.opt) for e in entries)
+    identity = model_identity(args) if uses_llm else '(no llm policy examined)'
+    print(f'exam: policies {[e.label for e in entries]}; model {identity}', flush=True)
+    parts = {'entries': entries}
+    if args.part in ('both', 'reading'):
+        t0 = time.perf_counter()
+        cases = reading.cases(args.reading_reps)[: args.reading_cases]
+        results, breakdowns, raw = sit_reading([e for e in entries if e.reading], cases)
+        parts['reading'] = {
+            'results': results,
+            'breakdowns': breakdowns,
+            'cases': len(cases),
+            'wall_s': time.perf_counter() - t0,
+        }
+        (OUT / 'reading_decisions.json').write_text(json.dumps(raw, indent=1, default=str))
+    if args.part in ('both', 'counterfactual'):
+        t0 = time.perf_counter()
+        parts['counterfactual'] = sit_counterfactual(entries, args)
+        parts['counterfactual']['wall_s'] = time.perf_counter() - t0
+        (OUT / f'{args.prefix}_results.json').write_text(
+            json.dumps({k: v for k, v in parts['counterfactual'].items()}, indent=1, default=str)
+        )
+    write_page(args.out, args, parts, time.perf_counter() - started, identity, command)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
