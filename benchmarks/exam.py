@@ -43,16 +43,14 @@ import json
 import math
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from decision_exam import ROOT, reading
-from decision_exam.policies import Sitter, exam_entries, llm_options, select
+from decision_exam.policies import exam_entries, llm_options, select
+from decision_exam.sitting import by_cost, pool_map, propose_entry, read_entry
 
-TASK = 'image super-resolution (x4)'
 OUT = ROOT / 'experiments' / 'exam_logs'
 QUICK = dict(
     seeds=[0],
@@ -83,85 +81,46 @@ def model_identity(args) -> str:
 
 
 # ---- part 1 ---------------------------------------------------------------------------------------
-def sit_reading(entries, cases) -> tuple[dict, dict, list]:
+def sit_reading(entries, cases, jobs: int) -> tuple[dict, dict, list]:
     """Every entry decides every case: {label: summary}, {label: breakdown}, the raw decisions."""
-    results, breakdowns, raw = {}, {}, []
-    for entry in entries:
-        started = time.perf_counter()
-        decisions, latencies, compliant, copies, sitters = [], [], [], [], {}
-        for case in sorted(cases, key=lambda c: (c.n_losses, c.expert)):
-            names, initial = reading.LOSSES[case.n_losses]
-            group = (case.n_losses, case.expert)
-            if entry.opt is None or entry.opt.get('type') != 'llm' or group not in sitters:
-                for s in sitters.values():  # a stateless llm serves a whole group; others start fresh
-                    s.close()
-                sitters = {group: Sitter(entry, list(names), list(initial), case.experts(), case.seed, TASK)}
-            history = case.history()
-            answer = sitters[group].propose(history)
-            decisions.append((case, dict(history.last.weights), answer['weights']))
-            latencies.append(answer['latency_s'])
-            compliant.append(answer['fallback'] is None)
-            if answer.get('compliance'):
-                copies.append(bool(answer['compliance'].get('repeats_example')))
-            raw.append({'policy': entry.label, 'case': case.key, **answer})
-        for s in sitters.values():
-            s.close()
-        results[entry.label] = {
-            'score': reading.score(decisions),
-            'compliance': sum(compliant) / len(compliant),
-            'latency': latencies,
-            'copies': copies,
-        }
-        breakdowns[entry.label] = {f: reading.breakdown(decisions, f) for f in ('noise', 'n_losses', 'shape', 'better')}
-        s = results[entry.label]['score']
+    done = {}
+    for out in pool_map(read_entry, [(e, cases) for e in by_cost(entries)], jobs):
+        done[out['label']] = out
+        s = out['result']['score']
         print(
-            f'reading: {entry.label:28s} right {s["right"]:.0%}, unchanged {s["unchanged"]:.0%} '
-            f'({s["n"]} decisions, {time.perf_counter() - started:.0f} s)',
+            f'reading: {out["label"]:28s} right {s["right"]:.0%}, unchanged {s["unchanged"]:.0%} '
+            f'({s["n"]} decisions, {out["wall_s"]:.0f} s)',
             flush=True,
         )
-    return results, breakdowns, raw
+    order = [e.label for e in entries]
+    return (
+        {k: done[k]['result'] for k in order},
+        {k: done[k]['breakdown'] for k in order},
+        [a for k in order for a in done[k]['raw']],
+    )
 
 
 # ---- part 2 ---------------------------------------------------------------------------------------
-def propose_all(entries, runs, boundaries, history_at, points) -> dict:
-    """{(label, point.key): answer}: one instance per (policy, seed) deciding the seed's boundaries in order."""
+def propose_all(entries, runs, points, jobs: int) -> dict:
+    """{(label, point.key): answer} of every entry."""
     from policy_study.plan import default_weights
 
     initial = default_weights()
     answers = {}
-    for entry in entries:
-        started = time.perf_counter()
-        for run in runs:
-            sitter = None
-            for point in [p for p in points if p.run is run]:
-                history = history_at(point)
-                if sitter is None:
-                    sitter = Sitter(entry, list(initial), list(initial.values()), history.last.experts, run.seed, TASK)
-                answers[(entry.label, point.key)] = sitter.propose(history)
-            if sitter is not None:
-                sitter.close()
-        print(f'proposals: {entry.label:28s} {time.perf_counter() - started:.0f} s', flush=True)
+    for out in pool_map(propose_entry, [(e, runs, points, initial) for e in by_cost(entries)], jobs):
+        answers.update({(out['label'], key): a for key, a in out['answers'].items()})
+        print(f'proposals: {out["label"]:28s} {out["wall_s"]:.0f} s', flush=True)
     return answers
 
 
 def train_branches(tasks: list[dict], args) -> list[dict]:
     from decision_exam.counterfactual import evaluate_point, init_worker
 
-    if args.jobs <= 1:
-        init_worker(args.val_images, args.heldout_crops, 1)
-        return [evaluate_point(t) for t in tasks]
-    with ProcessPoolExecutor(
-        args.jobs,
-        mp_context=get_context('spawn'),
-        initializer=init_worker,
-        initargs=(args.val_images, args.heldout_crops),
-    ) as pool:
-        results = []
-        for i, result in enumerate(pool.map(evaluate_point, tasks), 1):
-            results.append(result)
-            trained = len(tasks[i - 1]['weightings'])
-            print(f'branches: point {i}/{len(tasks)} ({trained} trained, {result["wall_s"]:.0f} s)', flush=True)
-        return results
+    def report(task, result):
+        trained, took = len(task['weightings']), result['wall_s']
+        print(f'branches: s{task["seed"]}@{task["boundary"]}: {trained} trained, {took:.0f} s', flush=True)
+
+    return pool_map(evaluate_point, tasks, args.jobs, init_worker, (args.val_images, args.heldout_crops, 1), report)
 
 
 def sit_counterfactual(entries, args) -> dict:
@@ -177,19 +136,20 @@ def sit_counterfactual(entries, args) -> dict:
     t_states = time.perf_counter() - t0
     points = states.points(runs, boundaries)
     t0 = time.perf_counter()
-    answers = propose_all(entries, runs, boundaries, states.history_at, points)
+    answers = propose_all(entries, runs, points, args.jobs)
     t_propose = time.perf_counter() - t0
 
     initial = default_weights()
     names = list(initial)
     grid = oracle_grid(initial, args.grid)
-    tasks, keys = [], {}
+    tasks, keys, as_run = [], {}, {}
     for point in points:
         current = dict(states.history_at(point).last.weights)
         weightings = {str(weights_key(current, names)): current}
         for w in grid + [answers[(e.label, point.key)]['weights'] for e in entries]:
             weightings.setdefault(str(weights_key(w, names)), w)
         keys[point.key] = current
+        as_run[point.key] = states.run_decision(point)
         tasks.append(
             {
                 'folder': str(point.run.folder),
@@ -210,7 +170,7 @@ def sit_counterfactual(entries, args) -> dict:
         return tuple(base[s]['NIQE'] - o[s]['NIQE'] for s in ('val', 'heldout'))
 
     rows = {
-        e.label: {'val': [], 'heldout': [], 'changed': [], 'compliant': [], 'latency': [], 'copies': []}
+        e.label: {'val': [], 'heldout': [], 'changed': [], 'compliant': [], 'latency': [], 'copies': [], 'as_run': []}
         for e in entries
     }
     oracle = {'val': [], 'heldout': []}
@@ -226,6 +186,7 @@ def sit_counterfactual(entries, args) -> dict:
             r['val'].append(g[0])
             r['heldout'].append(g[1])
             r['changed'].append(weights_key(a['weights'], names) != weights_key(current, names))
+            r['as_run'].append(weights_key(a['weights'], names) == weights_key(as_run[point.key], names))
             r['compliant'].append(a['fallback'] is None)
             if a.get('compliance'):
                 r['copies'].append(bool(a['compliance'].get('repeats_example')))
@@ -271,7 +232,7 @@ def parse(argv=None):
     ap.add_argument('--base_url', help='an OpenAI-compatible endpoint instead of the embedded model')
     ap.add_argument('--model', help='the served model name (--base_url), or a GGUF file instead of the embedded one')
     ap.add_argument('--structured_output', help='grammar (embedded, default) or regex / json (endpoint, default regex)')
-    ap.add_argument('--llm_threads', type=int, default=2, help='llama.cpp threads (nothing trains meanwhile)')
+    ap.add_argument('--llm_threads', type=int, default=1, help='llama.cpp threads per process (--jobs of them)')
     ap.add_argument('--policies', nargs='+', help='the entries to examine (default: all but the cut ablations)')
     ap.add_argument('--ablations', action='store_true', help='also the explicit-prompt ablations (cut for time)')
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
@@ -282,7 +243,7 @@ def parse(argv=None):
     ap.add_argument('--heldout_crops', type=int, default=2, help='crops per side of each held-out photo')
     ap.add_argument('--reading_reps', type=int, default=1, help='the reading cases this many times')
     ap.add_argument('--reading_cases', type=int, help='only the first N reading cases (smoke)')
-    ap.add_argument('--jobs', type=int, default=2, help='processes training states and branches')
+    ap.add_argument('--jobs', type=int, default=2, help='processes: policies answering, states and branches training')
     ap.add_argument('--prefix', default='exam_states', help='name prefix of the cached state runs')
     ap.add_argument('--quick', action='store_true', help='a smoke: 1 seed x 1 boundary, keep and random, P=2')
     ap.add_argument(
@@ -311,7 +272,7 @@ def main(argv=None) -> int:
     if args.part in ('both', 'reading'):
         t0 = time.perf_counter()
         cases = reading.cases(args.reading_reps)[: args.reading_cases]
-        results, breakdowns, raw = sit_reading([e for e in entries if e.reading], cases)
+        results, breakdowns, raw = sit_reading([e for e in entries if e.reading], cases, args.jobs)
         parts['reading'] = {
             'results': results,
             'breakdowns': breakdowns,

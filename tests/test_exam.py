@@ -115,16 +115,16 @@ def test_grid_keys_and_statistics():
 
 def test_the_embedded_model_sits_a_few_reading_decisions():
     pytest.importorskip('llama_cpp')
-    import exam
+    from decision_exam.sitting import read_entry
 
     entry = next(e for e in policies.exam_entries(policies.llm_options(threads=1)) if e.label == 'llm-paper')
     cases = reading.cases()[:3]
-    results, breakdowns, raw = exam.sit_reading([entry], cases)
-    r = results['llm-paper']
+    out = read_entry((entry, cases))
+    r, raw = out['result'], out['raw']
     assert r['score']['n'] == 3 and r['compliance'] == 1.0  # the grammar: every answer parses
     assert len(raw) == 3 and all(set(a['weights']) == {'L1', 'SSIM', 'GAN'} for a in raw)
     assert all(a['compliance']['prompts'] == 1 for a in raw)  # one prompt per boundary
-    assert set(breakdowns['llm-paper']) == {'noise', 'n_losses', 'shape', 'better'}
+    assert set(out['breakdown']) == {'noise', 'n_losses', 'shape', 'better'}
 
 
 def test_quick_exam_end_to_end(tmp_path):
@@ -143,5 +143,23 @@ def test_quick_exam_end_to_end(tmp_path):
     page = out.read_text()
     assert '## Part 1: the reading test' in page and '## Part 2: counterfactual decisions' in page
     assert '| keep | 4 | 0 % [0 %, 49 %] | 100 % |' in page  # keeping never moves the weight
-    assert '| keep | 1 | 0 % | +0.000 |' in page  # the current weights against themselves: exactly 0
+    keep = next(line for line in page.splitlines() if line.startswith('| keep | 1 |')).split(' | ')
+    assert keep[2] == '0 %' and keep[4] == '+0.000'  # the current weights against themselves: exactly 0
     assert '**one-step oracle**' in page and '| 1:5:0.1 |' in page
+
+
+def test_the_demo_policy_retraces_its_run_from_the_saved_history():
+    """The set-up's check: adaptive-paired with the run's seed, fed the run's history, proposes exactly what
+    the run's own policy chose (the quick exam's cached 50-iteration state; made here if missing)."""
+    from decision_exam import states
+
+    runs = states.state_runs([0], 50, prefix='exam_quick')
+    states.make_states(runs, jobs=1)
+    point = states.points(runs, [50])[0]
+    history = states.history_at(point)
+    assert history.last.weights_after is None and history.last.iteration == 50
+    entry = next(e for e in policies.exam_entries(policies.llm_options()) if e.label == 'adaptive-paired')
+    sitter = policies.Sitter(entry, list(W), list(W.values()), history.last.experts, 0, 'x')
+    answer = sitter.propose(history)
+    assert answer['fallback'] is None and answer['weights'] != history.last.weights
+    assert answer['weights'] == states.run_decision(point)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import os
 import platform
 
 from . import reading
 from .policies import THOUGHTS
-from .report import counterfactual_table, grid_table, reading_breakdown, reading_table, wilson
+from .report import counterfactual_table, grid_table, reading_breakdown, reading_table, table, wilson
 from policy_study.stats import paired_t
 
 
@@ -125,7 +126,9 @@ def render(args, parts: dict, wall_s: float, identity: str, command: str) -> str
             '',
             'Gains are in NIQE (lower NIQE is better, so a positive gain means the proposal beat keeping). '
             '"changed the weights": the proposal differed from the current weights (an unchanged proposal '
-            "gains exactly 0). Win rate: gain > 0. Fraction of oracle: mean gain / the oracle's mean gain on "
+            "gains exactly 0). '= the run's decision': the proposal equals what the state run's own policy "
+            '(adaptive-paired, same seed) chose there, a check of the set-up for `adaptive-paired`. '
+            "Win rate: gain > 0. Fraction of oracle: mean gain / the oracle's mean gain on "
             "the agent images, Fieller 95 % interval (unbounded when the oracle's gain is not itself "
             "distinguishable from 0). Latency: the decision's wall time.",
             '',
@@ -136,6 +139,15 @@ def render(args, parts: dict, wall_s: float, identity: str, command: str) -> str
             grid_table(cf['grid']),
             '',
         ]
+    lines += [
+        '## The policies',
+        '',
+        table(
+            ['policy', 'what', '`agent.policy` options'],
+            [[f'`{e.label}`', e.note, f'`{json.dumps(e.opt)}`' if e.opt else '-'] for e in entries],
+        ),
+        '',
+    ]
     lines += ['## What was shortened, and why', '']
     lines += [
         '- **One prompt per boundary** (`per_image: false`): per-image prompts cost 84-450 s a boundary with '

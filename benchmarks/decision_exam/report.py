@@ -125,6 +125,7 @@ def counterfactual_table(rows: dict, oracle: dict) -> str:
                 label,
                 len(r['val']),
                 pct(sum(r['changed']) / len(r['changed'])) if r['changed'] else 'n/a',
+                pct(sum(r['as_run']) / len(r['as_run'])) if r['as_run'] else 'n/a',
                 gain_cell(r['val']),
                 pct(win_rate(r['val'])),
                 f'{p:.3f}' if math.isfinite(p) else 'n/a',
@@ -140,6 +141,7 @@ def counterfactual_table(rows: dict, oracle: dict) -> str:
         [
             '**one-step oracle** (best of the grid, chosen on the agent images)',
             len(oracle['val']),
+            '',
             '',
             gain_cell(oracle['val']),
             pct(win_rate(oracle['val'])),
@@ -157,6 +159,7 @@ def counterfactual_table(rows: dict, oracle: dict) -> str:
             'policy',
             'points',
             'changed the weights',
+            "= the run's decision",
             'gain, agent images (95 % CI)',
             'win rate',
             'Wilcoxon p',

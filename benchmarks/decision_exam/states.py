@@ -106,6 +106,14 @@ def history_at(point: Point) -> History:
     return History(records)
 
 
+def run_decision(point: Point) -> dict | None:
+    """The weights the run's own policy chose at the point (what the exam's policies replace)."""
+    for record in current_records(point.run.folder / 'agent' / 'decisions.jsonl'):
+        if record.iteration == point.boundary:
+            return record.weights_after
+    return None
+
+
 def snapshot_at(folder: Path, boundary: int) -> dict:
     """The training state a run saved at `boundary`, in the lookahead's snapshot form
     (training_snapshot.py): the networks from the saved models, the optimizers from the training state."""
