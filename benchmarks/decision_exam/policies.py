@@ -101,11 +101,15 @@ def exam_entries(llm: dict) -> list[Entry]:
             cut=True,
         ),
     ]
-    if 'hybrid' in POLICY_REGISTRY:
+    if 'hybrid' in POLICY_REGISTRY:  # the optimizer is the demo's paired search, reviewed by the same llm
         bare = {k: v for k, v in llm.items() if k != 'type'}
+        paired = {'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.5}
         entries.append(
             Entry(
-                'hybrid', {'type': 'hybrid', 'llm': bare}, 'LLM + optimizer state', alternatives=({'type': 'hybrid'},)
+                'hybrid',
+                {'type': 'hybrid', 'optimizer': paired, **bare},
+                "adaptive-paired's proposal, reviewed by the llm that sees its state",
+                alternatives=({'type': 'hybrid', 'llm': bare}, {'type': 'hybrid'}),
             )
         )
     return entries
