@@ -22,14 +22,19 @@ def reading_verdicts(results: dict) -> list[str]:
     out = []
     for label, r in results.items():
         s = r['score']
-        low, high = wilson(s['n_right'], s['n'])
         if s['n'] == 0:
             continue
+        if s['n_moved'] == 0:
+            out.append(f'- `{label}`: never moved the weight ({s["n"]} decisions): the reference, 0 % right by design.')
+            continue
+        low, high = wilson(s['n_right'], s['n'])
         where = 'above chance' if low > 0.5 else 'below chance' if high < 0.5 else 'at chance (the interval holds 50 %)'
+        m_low, m_high = wilson(s['n_right'], s['n_moved'])
         out.append(
             f'- `{label}`: {s["n_right"]} of {s["n"]} decisions moved the weight the right way '
             f'({100 * s["right"]:.0f} %, 95 % [{100 * low:.0f}, {100 * high:.0f}] %): **{where}**; '
-            f'{100 * s["unchanged"]:.0f} % changed nothing.'
+            f'{100 * s["unchanged"]:.0f} % changed nothing; of the {s["n_moved"]} that moved it, '
+            f'{100 * s["right_of_moved"]:.0f} % [{100 * m_low:.0f}, {100 * m_high:.0f}] % went the right way.'
         )
     return out
 

@@ -126,9 +126,12 @@ def score(decisions: list[tuple[Case, dict, dict]]) -> dict:
     }
 
 
+LEVELS = {'noise': list(NOISE), 'n_losses': sorted(LOSSES), 'shape': list(SHAPES), 'better': ['up', 'down']}
+
+
 def breakdown(decisions: list[tuple[Case, dict, dict]], factor: str) -> dict:
-    """`score` per level of one factor of the cases (e.g. 'noise', 'n_losses', 'shape')."""
-    levels: dict = {}
+    """`score` per level of one factor of the cases ('noise', 'n_losses', 'shape', 'better'), in LEVELS' order."""
+    levels: dict = {level: [] for level in LEVELS[factor]}
     for d in decisions:
-        levels.setdefault(getattr(d[0], factor), []).append(d)
-    return {level: score(ds) for level, ds in levels.items()}
+        levels[getattr(d[0], factor)].append(d)
+    return {level: score(ds) for level, ds in levels.items() if ds}
