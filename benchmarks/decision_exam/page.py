@@ -120,8 +120,9 @@ def render(args, parts: dict, wall_s: float, identity: str, command: str) -> str
             '## Part 2: counterfactual decisions',
             '',
             f'Decision points: seeds {list(args.seeds)} x boundaries {cf["boundaries"]} = {len(cf["points"])}. '
-            f'The states: one `train.py` run per seed of options/train/demo_cpu.yml (its adaptive-paired '
-            f'policy sets the weights), {cf["boundaries"][-1]} iterations, a checkpoint at every boundary; '
+            'The states: one `train.py` run per seed of options/train/demo_cpu.yml (its policy pinned to '
+            f'adaptive-paired, which sets the weights), {cf["boundaries"][-1]} iterations, a checkpoint at every '
+            'boundary; '
             f'cached under experiments/ by options and code hash ({_minutes(times["states_s"])} this time: '
             f'{reused} of {len(cf["state_runs"])} runs reused from the cache). '
             f'Proposals {_minutes(times["proposals_s"])}; {cf["branches"]} distinct branches trained and '

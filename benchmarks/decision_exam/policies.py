@@ -20,6 +20,8 @@ from agent import History, build_policy
 from agent.policies.registry import POLICY_REGISTRY
 from lossagent_errors import OptionError
 
+RUN_POLICY = {'type': 'adaptive', 'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.5}  # the state runs' policy
+
 THOUGHTS = 16  # characters of Thoughts the grammar allows after the weights (they come first)
 
 
@@ -65,7 +67,7 @@ def exam_entries(llm: dict) -> list[Entry]:
         Entry('adaptive-es', {'type': 'adaptive', 'strategy': 'es'}, '(1+1)-ES on the stage objective'),
         Entry(
             'adaptive-paired',
-            {'type': 'adaptive', 'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.5},
+            dict(RUN_POLICY),
             "antithetic probes; the demo's own policy (same seed: it retraces the run's decisions)",
         ),
         Entry('llm-paper', paper, "Figure 6's prompt"),
@@ -103,7 +105,7 @@ def exam_entries(llm: dict) -> list[Entry]:
     ]
     if 'hybrid' in POLICY_REGISTRY:  # the optimizer is the demo's paired search, reviewed by the same llm
         bare = {k: v for k, v in llm.items() if k != 'type'}
-        paired = {'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.5}
+        paired = {k: v for k, v in RUN_POLICY.items() if k != 'type'}
         entries.append(
             Entry(
                 'hybrid',

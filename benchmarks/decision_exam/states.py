@@ -1,9 +1,10 @@
 """The counterfactual part's decision points: training states saved at the boundaries of real demo runs.
 
-One `train.py` run per seed on options/train/demo_cpu.yml as it is (its own policy, adaptive-paired,
-sets the weights), shortened to the last boundary the exam uses and saving a checkpoint at every
-boundary. The runs go through benchmarks/policy_study/runner.py, which reuses a finished run whose
-options and code (a hash of the training code) are unchanged: the states are made once and cached
+One `train.py` run per seed on options/train/demo_cpu.yml with its policy pinned to the one it has
+today (`RUN_POLICY`, adaptive-paired, which sets the weights between boundaries), shortened to the last
+boundary the exam uses and saving a checkpoint at every boundary. The runs go through
+benchmarks/policy_study/runner.py, which reuses a finished run whose options and code (a hash of the
+training code) are unchanged: the states are made once and cached
 under experiments/ (gitignored), and a rerun of the exam trains nothing.
 
 A decision point is (seed, boundary): the networks and optimizers saved at that iteration, and the
@@ -23,6 +24,7 @@ from agent import History, StageRecord
 from agent.decision_log import current_records
 
 from . import ROOT
+from .policies import RUN_POLICY
 from policy_study import runner
 from policy_study.plan import demo_options
 
@@ -60,6 +62,7 @@ def state_runs(seeds: list[int], last_boundary: int, prefix: str = 'exam_states'
         opt['train']['total_iter'] = last_boundary
         opt['logger']['save_checkpoint_freq'] = opt['agent']['stage_iters']
         opt['logger']['use_tb_logger'] = False
+        opt['agent']['policy'] = dict(RUN_POLICY)  # pinned: the demo's choice today, whatever it becomes
         runs.append(StateRun(opt['name'], seed, opt))
     return runs
 
