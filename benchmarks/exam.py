@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from decision_exam import ROOT, reading
 from decision_exam.policies import exam_entries, llm_options, select
-from decision_exam.sitting import by_cost, pool_map, propose_entry, read_entry
+from decision_exam.sitting import by_cost, pool_map, propose_entry, read_cases, reading_jobs, summarise
 
 OUT = ROOT / 'experiments' / 'exam_logs'
 QUICK = dict(
@@ -83,20 +83,22 @@ def model_identity(args) -> str:
 # ---- part 1 ---------------------------------------------------------------------------------------
 def sit_reading(entries, cases, jobs: int) -> tuple[dict, dict, list]:
     """Every entry decides every case: {label: summary}, {label: breakdown}, the raw decisions."""
+    outs: dict = {}
+    for out in pool_map(read_cases, reading_jobs(entries, cases), jobs):
+        outs.setdefault(out['label'], []).append(out)
     done = {}
-    for out in pool_map(read_entry, [(e, cases) for e in by_cost(entries)], jobs):
-        done[out['label']] = out
-        s = out['result']['score']
+    for entry in entries:
+        done[entry.label] = summarise(outs[entry.label])
+        s = done[entry.label]['result']['score']
         print(
-            f'reading: {out["label"]:28s} right {s["right"]:.0%}, unchanged {s["unchanged"]:.0%} '
-            f'({s["n"]} decisions, {out["wall_s"]:.0f} s)',
+            f'reading: {entry.label:28s} right {s["right"]:.0%}, unchanged {s["unchanged"]:.0%} '
+            f'({s["n"]} decisions, {done[entry.label]["wall_s"]:.0f} s)',
             flush=True,
         )
-    order = [e.label for e in entries]
     return (
-        {k: done[k]['result'] for k in order},
-        {k: done[k]['breakdown'] for k in order},
-        [a for k in order for a in done[k]['raw']],
+        {k: v['result'] for k, v in done.items()},
+        {k: v['breakdown'] for k, v in done.items()},
+        [a for v in done.values() for a in v['raw']],
     )
 
 
@@ -107,9 +109,11 @@ def propose_all(entries, runs, points, jobs: int) -> dict:
 
     initial = default_weights()
     answers = {}
-    for out in pool_map(propose_entry, [(e, runs, points, initial) for e in by_cost(entries)], jobs):
+    jobs_ = [(e, [run], points, initial) for e in by_cost(entries) for run in runs]  # one per (policy, seed)
+    for out in pool_map(propose_entry, jobs_, jobs):
         answers.update({(out['label'], key): a for key, a in out['answers'].items()})
-        print(f'proposals: {out["label"]:28s} {out["wall_s"]:.0f} s', flush=True)
+        points_ = ', '.join(out['answers'])
+        print(f'proposals: {out["label"]:28s} {points_}: {out["wall_s"]:.0f} s', flush=True)
     return answers
 
 

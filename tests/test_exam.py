@@ -115,11 +115,11 @@ def test_grid_keys_and_statistics():
 
 def test_the_embedded_model_sits_a_few_reading_decisions():
     pytest.importorskip('llama_cpp')
-    from decision_exam.sitting import read_entry
+    from decision_exam.sitting import read_cases, summarise
 
     entry = next(e for e in policies.exam_entries(policies.llm_options(threads=1)) if e.label == 'llm-paper')
     cases = reading.cases()[:3]
-    out = read_entry((entry, cases))
+    out = summarise([read_cases((entry, cases))])
     r, raw = out['result'], out['raw']
     assert r['score']['n'] == 3 and r['compliance'] == 1.0  # the grammar: every answer parses
     assert len(raw) == 3 and all(set(a['weights']) == {'L1', 'SSIM', 'GAN'} for a in raw)

@@ -39,11 +39,11 @@ def pool_map(fn, items: list, jobs: int, initializer=None, initargs=(), report=N
     return results
 
 
-def read_entry(job: tuple[Entry, list]) -> dict:
-    """One entry decides every reading case: its summary, breakdown per factor and raw answers."""
+def read_cases(job: tuple[Entry, list]) -> dict:
+    """One entry decides some reading cases: (case, current, proposed) per decision, and the answers."""
     entry, cases = job
     started = time.perf_counter()
-    decisions, latencies, compliant, copies, raw, sitters = [], [], [], [], [], {}
+    decisions, raw, sitters = [], [], {}
     for case in sorted(cases, key=lambda c: (c.n_losses, c.expert)):
         names, initial = reading.LOSSES[case.n_losses]
         group = (case.n_losses, case.expert)
@@ -54,24 +54,35 @@ def read_entry(job: tuple[Entry, list]) -> dict:
         history = case.history()
         answer = sitters[group].propose(history)
         decisions.append((case, dict(history.last.weights), answer['weights']))
-        latencies.append(answer['latency_s'])
-        compliant.append(answer['fallback'] is None)
-        if answer.get('compliance'):
-            copies.append(bool(answer['compliance'].get('repeats_example')))
         raw.append({'policy': entry.label, 'case': case.key, **answer})
     for s in sitters.values():
         s.close()
+    return {'label': entry.label, 'decisions': decisions, 'raw': raw, 'wall_s': time.perf_counter() - started}
+
+
+def reading_jobs(entries: list[Entry], cases: list) -> list[tuple[Entry, list]]:
+    """One job per entry and (losses, expert) group: an llm loads once per group, and the jobs balance."""
+    groups: dict = {}
+    for case in cases:
+        groups.setdefault((case.n_losses, case.expert), []).append(case)
+    return [(e, group) for e in by_cost(entries) for group in groups.values()]
+
+
+def summarise(outs: list[dict]) -> dict:
+    """The jobs of one entry merged: its score, breakdown per factor, compliance, latencies, raw answers."""
+    decisions = [d for out in outs for d in out['decisions']]
+    raw = [a for out in outs for a in out['raw']]
+    copies = [bool(a['compliance'].get('repeats_example')) for a in raw if a.get('compliance')]
     return {
-        'label': entry.label,
         'result': {
             'score': reading.score(decisions),
-            'compliance': sum(compliant) / len(compliant) if compliant else float('nan'),
-            'latency': latencies,
+            'compliance': sum(a['fallback'] is None for a in raw) / len(raw) if raw else float('nan'),
+            'latency': [a['latency_s'] for a in raw],
             'copies': copies,
         },
         'breakdown': {f: reading.breakdown(decisions, f) for f in FACTORS},
         'raw': raw,
-        'wall_s': round(time.perf_counter() - started, 1),
+        'wall_s': sum(out['wall_s'] for out in outs),
     }
 
 
