@@ -52,7 +52,12 @@ def counterfactual_verdicts(cf: dict) -> list[str]:
             word = 'worse than keeping the current weights'
         else:
             word = 'not distinguishable from keeping the current weights'
-        out.append(f'- `{label}`: {t.mean:+.3f} NIQE [{t.ci[0]:+.3f}, {t.ci[1]:+.3f}] on the agent images: **{word}**.')
+        held = [g for g in r['heldout'] if math.isfinite(g)]
+        h = paired_t(held) if len(held) >= 2 else None
+        out.append(
+            f'- `{label}`: {t.mean:+.3f} NIQE [{t.ci[0]:+.3f}, {t.ci[1]:+.3f}] on the agent images: **{word}**'
+            + (f'; held-out photos {h.mean:+.3f} [{h.ci[0]:+.3f}, {h.ci[1]:+.3f}].' if h else '.')
+        )
     o = [g for g in cf['oracle']['val'] if math.isfinite(g)]
     if len(o) >= 2:
         t = paired_t(o)
