@@ -190,7 +190,8 @@ def sit_counterfactual(entries, args) -> dict:
             r['val'].append(g[0])
             r['heldout'].append(g[1])
             r['changed'].append(weights_key(a['weights'], names) != weights_key(current, names))
-            r['as_run'].append(weights_key(a['weights'], names) == weights_key(as_run[point.key], names))
+            ran = as_run[point.key]
+            r['as_run'].append(ran is not None and weights_key(a['weights'], names) == weights_key(ran, names))
             r['compliant'].append(a['fallback'] is None)
             if a.get('compliance'):
                 r['copies'].append(bool(a['compliance'].get('repeats_example')))
