@@ -26,8 +26,9 @@ one prompt per boundary (`per_image: false`; per-image prompts cost 84-450 s a b
 Thoughts capped at 16 characters (the grammar puts the weights first: the cap cannot change them),
 P = 10 iterations per branch (a stage is 50), 12 of the 23 agent images (a seeded subset), a 3 x 3
 grid, identical proposals trained once, stateful policies fed each seed's boundaries in order (one
-instance per seed, as in a run), and the ablations with the `explicit` prompt left out (`--policies`
-names them). Branches train in `--jobs` processes of one thread each.
+instance per seed, as in a run). An entry marked `cut` in decision_exam/policies.py is left out
+unless `--ablations` (none is: the first full run, 22 min, left room for all). The policies answer,
+and the states and branches train, in `--jobs` processes of one thread each.
 """
 
 from __future__ import annotations
@@ -269,11 +270,12 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
     llm = llm_options(args.base_url, args.model, args.llm_threads, args.structured_output)
-    entries = select(exam_entries(llm), args.policies, args.ablations)
+    every = exam_entries(llm)
+    entries = select(every, args.policies, args.ablations)
     uses_llm = any(e.opt and 'llm' in json.dumps(e.opt) for e in entries)
     identity = model_identity(args) if uses_llm else '(no llm policy examined)'
     print(f'exam: policies {[e.label for e in entries]}; model {identity}', flush=True)
-    parts = {'entries': entries}
+    parts = {'entries': entries, 'left_out': [e.label for e in every if e not in entries]}
     if args.part in ('both', 'reading'):
         t0 = time.perf_counter()
         cases = reading.cases(args.reading_reps)[: args.reading_cases]

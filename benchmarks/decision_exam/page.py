@@ -129,7 +129,8 @@ def render(args, parts: dict, wall_s: float, identity: str, command: str) -> str
             f'adaptive-paired, which sets the weights), {cf["boundaries"][-1]} iterations, a checkpoint at every '
             'boundary; '
             f'cached under experiments/ by options and code hash ({_minutes(times["states_s"])} this time: '
-            f'{reused} of {len(cf["state_runs"])} runs reused from the cache). '
+            f'{reused} of {len(cf["state_runs"])} runs reused from the cache; making the runs took '
+            f'{sum(v["wall_s"] for v in cf["state_runs"].values()) / 60:.1f} process-minutes, {args.jobs} at a time). '
             f'Proposals {_minutes(times["proposals_s"])}; {cf["branches"]} distinct branches trained and '
             f'scored in {_minutes(times["branches_s"])} ({args.jobs} processes).',
             '',
@@ -185,13 +186,8 @@ def render(args, parts: dict, wall_s: float, identity: str, command: str) -> str
         ]
     examined = ', '.join(f'`{e.label}`' for e in entries)
     lines += [
-        f'- Policies examined: {examined}. '
-        + (
-            'Cut for time: the ablations with the `explicit` prompt (`--ablations` adds them); the `paper` '
-            "prompt's ablations stay."
-            if not args.ablations and not args.policies
-            else ''
-        ),
+        f'- Policies examined: {examined}.'
+        + (f' Left out: {", ".join(f"`{x}`" for x in parts["left_out"])}.' if parts.get('left_out') else ''),
         '- `hybrid` joins when a policy of that type is registered (agent.policies.registry); '
         + ('it was.' if any(e.label == 'hybrid' for e in entries) else 'it was not in this run.'),
         '',

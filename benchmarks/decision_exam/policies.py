@@ -92,7 +92,6 @@ def exam_entries(llm: dict) -> list[Entry]:
             'ablation: no trajectory shown',
             ablation=True,
             reading=False,
-            cut=True,
         ),
         Entry(
             'llm-explicit-no-directions',
@@ -100,7 +99,6 @@ def exam_entries(llm: dict) -> list[Entry]:
             'ablation: no direction (NIQE still named)',
             ablation=True,
             reading=False,
-            cut=True,
         ),
     ]
     if 'hybrid' in POLICY_REGISTRY:  # the optimizer is the demo's paired search, reviewed by the same llm
