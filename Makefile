@@ -36,7 +36,7 @@ SMOLLM2_VERSION := 0.1.2
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test lint bench study clean
+.PHONY: install demo test lint bench study exam clean
 
 install: $(STAMP)
 
@@ -88,3 +88,9 @@ bench: $(STAMP)
 # (with the optional extra .[pbt]); resumable run by run; prints its estimate and wall time (<= 2.5 h on 2 cores).
 study: $(STAMP)
 	$(PY) benchmarks/study.py
+
+# The decision exam (issue 21, benchmarks/exam.md): the reading test, then counterfactual decisions from
+# cached states of real demo runs, every policy with the embedded model (<= 30 min on 2 cores; --base_url
+# URL --model NAME puts any OpenAI-compatible endpoint in its place).
+exam: $(STAMP)
+	OMP_WAIT_POLICY=passive $(PY) benchmarks/exam.py
