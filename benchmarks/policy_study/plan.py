@@ -90,6 +90,9 @@ FIXED_ARM, GRID_ARM, SCHEDULE_ARM, PBT_ARM = 1, 7, 8, 9
 # lookahead's min_gain: chosen on the selection photos before the final run (protocol.md); 0 until then
 LOOKAHEAD_MIN_GAIN = 0.0
 PAIRED = {'type': 'adaptive', 'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.5}
+# the LLM arms' model: the demo's (options/train/demo_cpu.yml), one prompt a boundary (per-image prompts
+# take minutes a boundary with this model on a CPU)
+EMBEDDED = {'backend': 'llamacpp', 'model_path': 'embedded', 'structured_output': 'grammar', 'per_image': False}
 ARMS = OrderedDict(
     paired=Arm(2, 'Adaptive-paired', PAIRED, seeds='primary'),
     paired_random=Arm(3, 'Paired, random signs', {**PAIRED, 'signs': 'random'}),
@@ -106,8 +109,13 @@ ARMS = OrderedDict(
         },
         cost=1.5,
     ),
-    llm=Arm(5, 'LLM, embedded', {'type': 'llm', 'backend': 'llamacpp', 'model_path': 'embedded'}, cost=1.5),
-    hybrid=Arm(6, 'Hybrid', {'type': 'hybrid'}, cost=1.5),
+    llm=Arm(5, 'LLM, embedded', {'type': 'llm', **EMBEDDED}, cost=1.5),
+    hybrid=Arm(
+        6,
+        'Hybrid',
+        {'type': 'hybrid', 'optimizer': {k: v for k, v in PAIRED.items() if k != 'type'}, **EMBEDDED},
+        cost=1.5,
+    ),
 )
 # two-phase schedules: (multiplier of GAN before, after) the switch at half-time, SSIM x1
 SCHEDULES = OrderedDict(gan_up=(0.1, 1.0), gan_down=(1.0, 0.1))
@@ -349,7 +357,7 @@ def plan(p: dict, arms: list[str] | None = None) -> list[Run]:
                 continue
             name = f'{p["prefix"]}_s{seed}_{key}'
             policy = copy.deepcopy(arm.policy)
-            if policy['type'] == 'llm':
+            if policy['type'] in ('llm', 'hybrid'):  # the LLM's prompt names the objective
                 policy['extra_needs'] = [
                     f'The goal is to improve {OBJECTIVES[POLICY_OBJECTIVE].label} on the validation images.'
                 ]
