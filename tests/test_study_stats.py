@@ -3,6 +3,7 @@ calculation, and the photo split (four disjoint sets, each photo loadable offlin
 
 import itertools
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,11 @@ def test_power_script_prints_the_protocols_numbers():
         check=True,
     ).stdout
     assert '80 % power at n = 17' in out and '80 % power at n = 27' in out
+
+
+def test_fieller_with_a_constant_denominator_is_the_numerators_t_interval_over_it():
+    num, b = [0.3, 0.5, 0.1, 0.4, 0.2], 2.0
+    ratio, low, high = fieller(num, [b] * len(num))
+    mean, half = statistics.fmean(num), t_ppf(0.975, 4) * statistics.stdev(num) / math.sqrt(5)
+    assert ratio == pytest.approx(mean / b)
+    assert (low, high) == pytest.approx(((mean - half) / b, (mean + half) / b))

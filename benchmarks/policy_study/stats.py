@@ -171,7 +171,8 @@ def fieller(num: list[float], den: list[float], level: float = 0.95) -> tuple[fl
     g = t * t * v22 / (b * b) if b else math.inf
     if g >= 1:
         return ratio, -math.inf, math.inf
-    disc = v11 - 2 * ratio * v12 + ratio * ratio * v22 - g * (v11 - v12 * v12 / v22)
+    # a constant denominator (v22 = v12 = 0, g = 0): the numerator's t-interval over b
+    disc = v11 - 2 * ratio * v12 + ratio * ratio * v22 - (g * (v11 - v12 * v12 / v22) if v22 > 0 else 0.0)
     half = t / abs(b) * math.sqrt(max(disc, 0.0))
     centre = ratio - g * v12 / v22 if v22 > 0 else ratio
     return ratio, (centre - half) / (1 - g), (centre + half) / (1 - g)
