@@ -52,9 +52,9 @@ LLM_DEFAULTS = {
     'structured_output': 'none',  # none | regex | json | response_format | grammar (agent/llm/structured.py)
     'per_image': True,  # one prompt per validation image; false: one prompt, mean scores
     'max_concurrency': 16,  # prompts in flight at once (vLLM batches them)
-    'aggregate': 'mean',  # mean | median | trimmed (mean without the `trim` share at each end), per loss
+    'aggregate': 'median',  # mean | median | trimmed (mean without the `trim` share at each end), per loss
     'trim': 0.2,  # aggregate: trimmed: the share of answers dropped at each end
-    'max_change': None,  # trust region: each weight moves at most by this factor per decision (null: any)
+    'max_change': 2.0,  # trust region: each weight moves at most by this factor per decision (null: any)
     'max_thoughts': 100,  # the grammars cap the Thoughts at this many characters (null: no cap)
     'min_valid': 0.5,  # valid answers needed: an int count, or a float fraction of prompts
     'budget_s': 600.0,  # the whole boundary never waits longer; stragglers are abandoned

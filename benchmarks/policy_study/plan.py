@@ -87,8 +87,9 @@ class Arm:
 
 
 FIXED_ARM, GRID_ARM, SCHEDULE_ARM, PBT_ARM = 1, 7, 8, 9
-# lookahead's min_gain: chosen on the selection photos before the final run (protocol.md); 0 until then
-LOOKAHEAD_MIN_GAIN = 0.0
+# lookahead's min_gain, in objective units (one unit = one robust standard error of the validation mean):
+# a challenger must beat the incumbent by more than the probes' noise (protocol.md, amendment 1)
+LOOKAHEAD_MIN_GAIN = 1.0
 PAIRED = {'type': 'adaptive', 'strategy': 'paired', 'sigma': 0.5, 'max_move': 0.5}
 # the LLM arms' model: the demo's (options/train/demo_cpu.yml), one prompt a boundary (per-image prompts
 # take minutes a boundary with this model on a CPU)
@@ -132,11 +133,11 @@ PBT_COST = 5.2  # a PBT seed: 4 members x 6 stages, each a train.py process (pil
 EVAL_CPU_S_PER_IMAGE = 0.07  # test.py, one network on one 192-px crop (NIQE, PSNR, SSIM)
 
 PROFILES = {
-    # make study: the protocol's seeds (24 primary, 10 secondary, 3 PBT), both photo sets
+    # make study: the protocol's seeds (24 primary, 10 secondary; cuts below), both photo sets
     'full': dict(
         seeds=list(range(24)),
         secondary_seeds=list(range(10)),
-        pbt_seeds=[0, 1, 2],
+        pbt_seeds=[0, 1],
         iters=300,
         stage_iters=50,
         multipliers=[0.1, 1.0, 10.0],
@@ -146,6 +147,9 @@ PROFILES = {
         agent_crops_per_side=3,
         eval_crops_per_side=3,
         prefix='study',
+        # protocol.md's cut order, applied to fit the time (amendment 1): these arms run on the first
+        # N secondary seeds only; the primary seeds are never cut
+        cut_seeds={'schedules': 5, 'hybrid': 5, 'llm': 5, 'grid': 7},
     ),
     # --quick: every kind of arm in <= 20 min: 2 seeds, a 2x2 grid, one PBT seed, selection photos only,
     # smaller crops (the LLM arms stay out: their time is the full study's question)
@@ -329,11 +333,16 @@ def plan(p: dict, arms: list[str] | None = None) -> list[Run]:
     all_experts = {n: dict(e) for n, e in EXPERTS.items()}
     arms = policy_arms(p)[0] if arms is None else arms
     runs = []
+    cut = p.get('cut_seeds', {})
+
+    def kept(key: str, seed: int) -> bool:  # a cut arm keeps its first N secondary seeds
+        return key not in cut or seed in p['secondary_seeds'][: cut[key]]
+
     for seed in sorted(set(p['seeds']) | set(p['secondary_seeds'])):
         primary, secondary = seed in p['seeds'], seed in p['secondary_seeds']
         for setting in itertools.product(p['multipliers'], repeat=len(free)):
             is_default = all(m == 1.0 for m in setting)
-            if not (secondary or (is_default and primary)):
+            if not ((secondary and (is_default or kept('grid', seed))) or (is_default and primary)):
                 continue
             tag = 'default' if is_default else '_'.join(f'{n}x{m:g}' for n, m in zip(free, setting))
             name = f'{p["prefix"]}_s{seed}_fixed_{tag}'
@@ -353,7 +362,7 @@ def plan(p: dict, arms: list[str] | None = None) -> list[Run]:
             )
         for key in arms:
             arm = ARMS[key]
-            if not (primary if arm.seeds == 'primary' else secondary):
+            if not (primary if arm.seeds == 'primary' else secondary and kept(key, seed)):
                 continue
             name = f'{p["prefix"]}_s{seed}_{key}'
             policy = copy.deepcopy(arm.policy)
@@ -381,7 +390,7 @@ def plan(p: dict, arms: list[str] | None = None) -> list[Run]:
                     cost=arm.cost,
                 )
             )
-        if secondary:
+        if secondary and kept('schedules', seed):
             for key in p['schedules']:
                 before, after = SCHEDULES[key]
                 half = p['iters'] // 2
