@@ -84,11 +84,13 @@ def weak_model(body, index):
     return f'Weights: L1:SSIM:GAN={ratio}\nThoughts: (The reason you give this weights)'
 
 
-@pytest.mark.parametrize('how,gan', [('mean', 0.558), ('median', 0.01), ('trimmed', 0.01)])
+@pytest.mark.parametrize('how,gan', [('mean', 0.558), ('median', 0.01), ('trimmed', 0.01), (None, 0.01)])
 def test_a_weak_models_answers_aggregated(how, gan):
+    # None: the defaults (median, max_change 2) hold two wild answers of ten
+    chosen = {'aggregate': how, 'max_change': None} if how else {}
     with OpenAIStubServer(weak_model) as srv:
         p = build_policy(
-            {'type': 'llm', 'base_url': srv.base_url, 'aggregate': how, 'max_concurrency': 1, 'timeout_s': 5},
+            {'type': 'llm', 'base_url': srv.base_url, 'max_concurrency': 1, 'timeout_s': 5, **chosen},
             N,
             INIT,
             [ExpertInfo('NIQE', lower_better=True)],

@@ -72,11 +72,13 @@ def test_study_smoke(tmp_path):
 
 def test_the_full_plan_follows_the_protocol():
     p = study_plan.PROFILES['full']
-    runs = study_plan.plan(p, arms=['paired', 'paired_random', 'lookahead'])
+    runs = study_plan.plan(p, arms=['paired', 'paired_random', 'lookahead', 'llm', 'hybrid'])
     by = lambda **m: [r for r in runs if all(getattr(r, k) == v for k, v in m.items())]  # noqa: E731
     assert len(by(kind='sweep', setting=(1.0, 1.0))) == 24 and len(by(policy='paired')) == 24
     assert len(by(policy='paired_random')) == len(by(policy='lookahead')) == 10
-    assert len(by(kind='sweep')) == 24 + 8 * 10 and len(by(kind='schedule')) == 2 * 10
+    # protocol.md amendment 1: the grid's other settings on 7 seeds; schedules, LLM and hybrid on 5
+    assert len(by(kind='sweep')) == 24 + 8 * 7 and len(by(kind='schedule')) == 2 * 5
+    assert {r.seed for r in by(policy='llm')} == {r.seed for r in by(policy='hybrid')} == set(range(5))
     seeds = {(r.policy, r.seed): r.opt['agent']['policy_seed'] for r in runs if r.kind == 'policy'}
     assert seeds['paired', 3] == 2003 and seeds['paired_random', 3] == 3003 and seeds['lookahead', 3] == 4003
     assert len(set(seeds.values())) == len(seeds)  # no two runs share probe directions
@@ -87,13 +89,13 @@ def test_the_full_plan_follows_the_protocol():
     schedule = by(kind='schedule', policy='gan_down', seed=0)[0].opt
     assert schedule['train']['losses']['GAN']['loss_weight'] == 0.01
     assert schedule['agent']['policy'] == {'type': 'schedule', 'switch_at': 150, 'then': {'GAN': 0.001}}
-    assert [r.extra['pbt_seed'] for r in study_plan.pbt_runs(p)] == [9000, 9001, 9002]
+    assert [r.extra['pbt_seed'] for r in study_plan.pbt_runs(p)] == [9000, 9001]
     # the final-test photos are evaluated in the full study only
     assert 'kodim03' in study_plan.eval_options(p, 0, runs, Path('/tmp'))['datasets']
     for profile in ('quick', 'smoke'):
         assert study_plan.PROFILES[profile]['photo_sets'] == ['selection']
     estimate = study_plan.estimate(p, runs + study_plan.pbt_runs(p))
-    assert estimate['total_min'] > 0 and estimate['runs'] == len(runs) + 3
+    assert estimate['total_min'] > 0 and estimate['runs'] == len(runs) + 2
 
 
 def test_an_arm_whose_policy_is_missing_is_skipped_with_its_reason(monkeypatch):
