@@ -32,7 +32,10 @@ def image_of(body):
 
 
 def policy(base_url, run_seed=0, **opts):
-    opt = {'type': 'llm', 'base_url': base_url, 'backoff_s': 0.01, 'timeout_s': 5, **opts}
+    # the client's mechanics, with the answers taken as they are: the safety defaults (median, the
+    # trust region) are tested in test_llm_safety.py
+    opt = {'type': 'llm', 'base_url': base_url, 'backoff_s': 0.01, 'timeout_s': 5, 'aggregate': 'mean'}
+    opt.update({'max_change': None, **opts})
     return build_policy(opt, N, INIT, [ExpertInfo('NIQE', lower_better=True)], seed=run_seed)
 
 

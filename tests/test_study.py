@@ -76,9 +76,12 @@ def test_the_full_plan_follows_the_protocol():
     by = lambda **m: [r for r in runs if all(getattr(r, k) == v for k, v in m.items())]  # noqa: E731
     assert len(by(kind='sweep', setting=(1.0, 1.0))) == 24 and len(by(policy='paired')) == 24
     assert len(by(policy='paired_random')) == len(by(policy='lookahead')) == 10
-    # protocol.md amendment 1: the grid's other settings on 7 seeds; schedules, LLM and hybrid on 5
-    assert len(by(kind='sweep')) == 24 + 8 * 7 and len(by(kind='schedule')) == 2 * 5
-    assert {r.seed for r in by(policy='llm')} == {r.seed for r in by(policy='hybrid')} == set(range(5))
+    assert len(by(kind='sweep')) == 24 + 8 * 10 and len(by(kind='schedule')) == 2 * 10
+    assert {r.seed for r in by(policy='llm')} == {r.seed for r in by(policy='hybrid')} == set(range(10))
+    cut = study_plan.plan({**p, 'cut_seeds': {'grid': 7, 'llm': 5}}, arms=['llm'])  # the protocol's cuts
+    assert len([r for r in cut if r.kind == 'sweep']) == 24 + 8 * 7 and {
+        r.seed for r in cut if r.kind == 'policy'
+    } == set(range(5))
     seeds = {(r.policy, r.seed): r.opt['agent']['policy_seed'] for r in runs if r.kind == 'policy'}
     assert seeds['paired', 3] == 2003 and seeds['paired_random', 3] == 3003 and seeds['lookahead', 3] == 4003
     assert len(set(seeds.values())) == len(seeds)  # no two runs share probe directions
