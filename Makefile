@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.lossagent-installed
+PBT_STAMP := $(VENV)/.lossagent-pbt-installed
 # POLICY picks one of the demo's option sets (adaptive, llm, hybrid); the llm policy is used when an
 # OpenAI-compatible endpoint is given, and POLICY=hybrid LLM_URL=... points the hybrid's LLM at it
 # (instead of the embedded model). FORCE adds --force_yml entries (e.g. FORCE="train:total_iter=100"),
@@ -70,8 +71,13 @@ demo: $(STAMP)
 	@echo "TensorBoard:    $(PY) -m tensorboard.main --logdir tb_logger/$(DEMO_NAME)"
 	@echo "Run board:      $(PY) -m agent.runs.board experiments/$(DEMO_NAME) --port 8080   (open http://127.0.0.1:8080/)"
 
-test: $(STAMP)
+# Ray Tune (the optional extra .[pbt]) too: tests/test_pbt.py runs the study's PBT arm for a few iterations
+test: $(STAMP) $(PBT_STAMP)
 	$(PY) -m pytest -q --durations=15 tests
+
+$(PBT_STAMP): $(STAMP) setup.py
+	$(PIP) install --no-build-isolation -e ".[pbt]"
+	touch $@
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

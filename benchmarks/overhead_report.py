@@ -82,6 +82,7 @@ def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> 
     """One variant over its repetitions; runs[k] and baseline_runs[k] trained in lockstep."""
     per_iter, ratios, blocking = [], [], []
     evals, latency, lag, fallbacks = [], [], [], 0
+    tokens = {'prompt': [], 'evaluated': [], 'generated': []}  # in-process llama.cpp only
     for run, base in zip(runs, baseline_runs):
         t, b = run['times'], base['times']
         between = paired_between(run, base, stage_iters)
@@ -93,6 +94,9 @@ def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> 
         latency += [r.latency_s for r in deciding if r.latency_s is not None]
         lag += [r.applied_iteration - r.iteration for r in deciding if r.applied_iteration is not None]
         fallbacks += sum(1 for r in run['records'] if r.fallback)
+        for r in deciding:
+            for key, value in (r.info.get('tokens') or {}).items():
+                tokens.setdefault(key, []).append(value)
     geo, low, high = ratio_ci(runs, baseline_runs, stage_iters)
     return {
         'ratio_geo': geo,
@@ -109,6 +113,7 @@ def summarize(runs: list[dict], baseline_runs: list[dict], stage_iters: int) -> 
         'latency_med': median_or_none(latency),
         'lag_med': median_or_none(lag),
         'fallbacks': fallbacks,
+        'tokens': {key: median_or_none(values) for key, values in tokens.items()},
     }
 
 
@@ -156,6 +161,13 @@ def results_table(stats: dict, skipped: dict, variants: dict) -> str:
             share_v, overhead_v = extrapolate(s)
             block = f'{fmt(s["block_min"])} / {fmt(s["block_med"])}'
             share, overhead = f'{100 * share_v:.2f}%', f'{100 * overhead_v:+.2f}%'
+        t = s.get('tokens') or {}
+        if t.get('prompt'):
+            what += (
+                f' (tokens per boundary, median: {t["prompt"]:.0f} in the prompts = evaluated without KV-cache '
+                f'reuse; {t["evaluated"]:.0f} evaluated with reuse ({t["prompt"] / max(1, t["evaluated"]):.1f}x '
+                f'fewer); {t["generated"]:.0f} generated)'
+            )
         note = f' ({s["fallbacks"]} fallbacks)' if s['fallbacks'] else ''
         memory = f'{fmt(s.get("peak_mb"), ".0f")} ({fmt(s.get("growth_mb"), "+.0f")})'
         rows.append(
@@ -210,8 +222,12 @@ def report(table: str, facts: dict) -> str:
   ratio x ({PAPER_STAGE_ITERS} x s/iter + blocking) / ({PAPER_STAGE_ITERS} x s/iter) - 1, with the variant's
   median s/iter and the median ratio (whose noise carries over). The paper's Table 12: +10.8% (CISR) ..
   +18.0% (RISR), nearly all LLM reasoning (CISR: 58 min over 20 stages, ~174 s per boundary, against
-  ~28 min of training per stage). Here the LLM is a stub answering after {f['delay']} s: the llm rows show
-  the agent's own machinery; with a real server add (its latency - {f['delay']} s) per synchronous boundary.
+  ~28 min of training per stage). In the *llm sync/async* rows the LLM is a stub answering after
+  {f['delay']} s: they show the agent's own machinery; with a real server add (its latency - {f['delay']} s)
+  per synchronous boundary. The *llm embedded* row is a real model (SmolLM2-135M-Instruct, llama.cpp in
+  this process, one thread), so its blocking is a real decision's, and its tokens are counted by llama.cpp:
+  a prompt per validation image, the shared start of the prompts evaluated once and reused from the KV
+  cache (without reuse every prompt token would be evaluated).
 - Peak memory: {f['peak_method']}.
 - Baseline: BasicSR's own SRGANModel cannot train SwinIR with its VGGStyleDiscriminator (`.view()` on a
   strided output) and has no SSIM loss, so the baseline is LossAgentModel without an `agent` section,

@@ -26,13 +26,14 @@ def test_quick_benchmark_writes_a_results_table(tmp_path):
             'fixed',
             'llm sync',
             'lookahead',
+            'llm embedded',
             '--out',
             str(out),
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
@@ -48,6 +49,9 @@ def test_quick_benchmark_writes_a_results_table(tmp_path):
     assert 'EXTRAPOLATED' in text and 'torch' in text
 
     assert re.search(r'\| \d+\.\d{4} \[\d+\.\d{4}, \d+\.\d{4}\] \|', rows['fixed'])  # geometric mean [95 % CI]
+    # the real model's row: llama.cpp counted its tokens; the prompts of one boundary share their start
+    tokens = re.search(r'(\d+) in the prompts = evaluated without KV-cache reuse; (\d+) ', rows['llm embedded'])
+    assert tokens and 0 < int(tokens[2]) < int(tokens[1]), rows['llm embedded']
     assert (
         'measured extra training over fixed' in rows['lookahead']
         and 'predicted (K-1)*P/stage_iters 50.0%' in rows['lookahead']
