@@ -63,6 +63,7 @@ def test_replay_against_stub(tmp_path, capsys):
     yml.write_text(
         'manual_seed: 3\nagent:\n  experts:\n    NIQE: {metric: niqe}\n'
         '  policy:\n    type: llm\n    base_url: http://127.0.0.1:9/v1\n    backoff_s: 0.01\n'
+        '    max_change: null\n'  # the answer as given, not held within x2 of the logged weights
     )
     answer = 'Weights: L1:Perceptual:GAN=0.6:0.3:0.07\nThoughts: t'
     with OpenAIStubServer(lambda body, i: answer) as srv:

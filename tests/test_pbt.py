@@ -1,6 +1,6 @@
 """benchmarks/policy_study/pbt.py: Ray Tune's PBT on the study's task, a tiny population (2 members,
 2 perturbations) through train.py. Skipped where Ray Tune is not installed (the optional extra
-`pip install -e ".[pbt]"`; CI does not install it). The clipping and the starts are tested without Ray."""
+`pip install -e ".[pbt]"`, which `make test` installs). The clipping and the starts are tested without Ray."""
 
 import json
 import shutil

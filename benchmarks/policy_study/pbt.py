@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from lossagent_models.checkpoint_files import file_digest, write_manifest
+
 from . import ROOT
 from .plan import default_weights, loss_names, options
 from .runner import finished, run_script, source_hash, stamp
@@ -113,7 +115,14 @@ def member(config: dict) -> None:
                 shutil.copy(Path(d) / f'{name}_{iteration}.pth', root / 'models' / f'{name}_{iteration}.pth')
             state = torch.load(Path(d) / f'{iteration}.state', weights_only=True)
         state['agent']['weights'] = dict(weights)  # the explored weights apply from here on
-        torch.save(state, root / 'training_states' / f'{iteration}.state')
+        state_path = root / 'training_states' / f'{iteration}.state'
+        torch.save(state, state_path)
+        # a new manifest for the set as it now is (the member's own one describes its earlier files,
+        # and train.py refuses to resume from files that differ from it)
+        files = [root / 'models' / f'{name}_{iteration}.pth' for name in ('net_g', 'net_d')] + [state_path]
+        write_manifest(
+            str(state_path), {str(f): dict(zip(('size', 'sha256'), file_digest(str(f)))) for f in files}, iteration
+        )
     while iteration < p['iters']:
         target = iteration + p['stage_iters']
         opt = json.loads(json.dumps(base))
