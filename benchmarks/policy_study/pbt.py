@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from lossagent_models.checkpoint_files import file_digest, write_manifest
+from lossagent_models.checkpoint_files import file_digest, save_verified, write_manifest
 
 from . import ROOT
 from .plan import default_weights, loss_names, options
@@ -116,13 +116,13 @@ def member(config: dict) -> None:
             state = torch.load(Path(d) / f'{iteration}.state', weights_only=True)
         state['agent']['weights'] = dict(weights)  # the explored weights apply from here on
         state_path = root / 'training_states' / f'{iteration}.state'
-        torch.save(state, state_path)
         # a new manifest for the set as it now is (the member's own one describes its earlier files,
         # and train.py refuses to resume from files that differ from it)
-        files = [root / 'models' / f'{name}_{iteration}.pth' for name in ('net_g', 'net_d')] + [state_path]
-        write_manifest(
-            str(state_path), {str(f): dict(zip(('size', 'sha256'), file_digest(str(f)))) for f in files}, iteration
-        )
+        entries = {str(state_path): save_verified(state, str(state_path))}
+        for name in ('net_g', 'net_d'):
+            size, sha256 = file_digest(str(path := root / 'models' / f'{name}_{iteration}.pth'))
+            entries[str(path)] = {'size': size, 'sha256': sha256}
+        write_manifest(str(state_path), entries, iteration)
     while iteration < p['iters']:
         target = iteration + p['stage_iters']
         opt = json.loads(json.dumps(base))
