@@ -53,6 +53,14 @@ def run_basicsr_test(args) -> None:
         sys.argv = saved
 
 
+def close_dist() -> None:
+    """The process group goes before the interpreter does (lossagent_runtime/basicsr_fixes.py says why)."""
+    if 'torch.distributed' in sys.modules:
+        from lossagent_runtime.basicsr_fixes import close_dist as close
+
+        close()
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -71,6 +79,8 @@ def main(argv=None):
         if os.environ.get('LOSSAGENT_TRACEBACK'):
             raise
         sys.exit(f'test.py: error: {err}')  # one line, naming the option key and the path
+    finally:
+        close_dist()
     if table is not None:  # rank 0
         print(table.to_markdown())
         print(f'written to {results_dir}')

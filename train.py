@@ -37,6 +37,8 @@ def main() -> int:
         sys.stdout.flush()
         # not sys.exit: it would wait for a policy thread still in an HTTP request (everything is saved)
         os._exit(EXIT_PREEMPTED)
+    finally:
+        basicsr_fixes.close_dist()  # os._exit above skips it, and C++ teardown with it
     return 0
 
 

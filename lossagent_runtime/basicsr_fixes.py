@@ -6,6 +6,9 @@ calls it first thing); everything else the pipeline does explicitly (lossagent_r
 - `--local-rank=N` (torch.distributed.launch since torch 2.0) is accepted like `--local_rank`;
 - `init_dist('pytorch')` uses NCCL with one GPU per local rank when CUDA is there and gloo
   otherwise (BasicSR calls `torch.cuda.set_device` unconditionally);
+- `close_dist()` destroys the process group before the interpreter exits (BasicSR never does, and
+  a gloo process that exits with its group alive can abort in its C++ teardown:
+  "terminate called without an active exception", status -6 after a run that finished);
 - `init_dist('slurm')` (`srun python train.py ... --launcher slurm`) reads SLURM's variables the
   same way, without `scontrol` when it is absent, and says in one line what is missing (BasicSR
   divides by the GPU count and shells out to `scontrol`);
@@ -67,6 +70,12 @@ def init_dist(launcher: str, backend: str = 'nccl', port=None, **kwargs) -> None
         dist.init_process_group(backend='nccl', timeout=timeout)
     else:
         dist.init_process_group(backend='gloo', timeout=timeout)
+
+
+def close_dist() -> None:
+    """Destroy the default process group, if this process has one; local to this rank for gloo and NCCL."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 SLURM_HELP = (

@@ -175,7 +175,10 @@ def test_waiting_stage_and_approval(served):
 def read_event(response) -> dict:
     event = {}
     while True:
-        line = response.fp.readline().decode().rstrip('\n')
+        raw = response.fp.readline()
+        if not raw:
+            raise AssertionError('the event stream ended')
+        line = raw.decode().rstrip('\n')
         if not line:
             if 'event' in event:
                 return event
@@ -223,3 +226,26 @@ def test_read_only_board_and_bad_command_lines(tmp_path):
             [sys.executable, '-m', 'agent.runs.board', *args], capture_output=True, text=True, timeout=60, env=env
         )
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_stopped_board_lets_open_pages_see_the_last_stage(tmp_path):
+    """A run writes its last stage about half a second before it stops its board: a page open on it still gets
+    the change and can load the stage; a board with no page open stops at once."""
+    run = write_run(tmp_path / 'run')
+    board = Board(run)
+    conn = http.client.HTTPConnection('127.0.0.1', board.port, timeout=10)
+    conn.request('GET', '/api/events')
+    response = conn.getresponse()
+    read_event(response)  # the page's first look
+    board.process.terminate()  # what train.py does at the end of training
+    DecisionLog(run / 'agent' / 'decisions.jsonl').append(record(5, 1.0, 0.25, 0.3, [3.0, 3.5]))
+    assert json.loads(read_event(response)['data'])['runs'] == ['0']
+    assert [s['stage'] for s in get_json(board, '/api/runs/0')['stages']][-1] == 5
+    conn.close()
+    assert board.process.wait(timeout=10) is not None
+
+    closed = Board(run)
+    started = time.monotonic()
+    closed.process.terminate()
+    closed.process.wait(timeout=10)
+    assert time.monotonic() - started < 1.0  # the last look is only for open pages (poll 0.2 s: 1.4 s)

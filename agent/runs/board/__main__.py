@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -54,6 +55,25 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def last_look_server(config, app, poll_s: float):
+    """A uvicorn server that, asked to stop (SIGTERM: the run ended) while pages are open, serves on for
+    two scans of the folders and a second: a run writes its last stage about half a second before it
+    stops the board, and the open pages should still see it."""
+    import uvicorn
+
+    class LastLookServer(uvicorn.Server):
+        ending = False
+
+        def handle_exit(self, sig, frame) -> None:
+            if sig == signal.SIGTERM and not self.ending and not self.should_exit and app.state.open_pages:
+                self.ending = True
+                threading.Timer(2 * poll_s + 1.0, super().handle_exit, (sig, frame)).start()
+                return
+            super().handle_exit(sig, frame)
+
+    return LastLookServer(config)
+
+
 def _watch_parent(pid: int, server) -> None:
     """Stop serving once the training process that started us is gone (also after a SIGKILL)."""
     while not server.should_exit:
@@ -89,9 +109,8 @@ def main(argv=None) -> int:
     loopback_v4 = is_loopback(args.host) and ':' not in args.host
     hosts = ['127.0.0.1', 'localhost', args.host] if loopback_v4 else ['*']
     app = create_app(runs, token=token, allowed_hosts=hosts, poll_s=args.poll_s)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level='warning', access_log=False, timeout_graceful_shutdown=2, lifespan='off')
-    )
+    config = uvicorn.Config(app, log_level='warning', access_log=False, timeout_graceful_shutdown=2, lifespan='off')
+    server = last_look_server(config, app, args.poll_s)
     if args.exit_with_parent:
         threading.Thread(target=_watch_parent, args=(args.exit_with_parent, server), daemon=True).start()
     port = sock.getsockname()[1]

@@ -45,6 +45,7 @@ def create_app(
     runs: list[RunFolder], token: str | None = None, allowed_hosts: list[str] | None = None, poll_s: float = 0.5
 ) -> FastAPI:
     app = FastAPI(title='LossAgent run board', docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.open_pages = 0  # live event streams; the server's last look (__main__.py) waits only for them
     by_id = {run.id: run for run in runs}
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ['127.0.0.1', 'localhost', '[::1]'])
 
@@ -118,18 +119,22 @@ def create_app(
             seen: dict[str, tuple] = {}
             quiet = 0.0
             yield 'retry: 2000\n\n'
-            while not await request.is_disconnected():
-                now = await asyncio.to_thread(lambda: {r.id: r.signature() for r in runs})
-                changed = [run_id for run_id, sig in now.items() if seen.get(run_id) != sig]
-                seen = now
-                if changed:
-                    quiet = 0.0
-                    yield f'event: change\ndata: {json.dumps({"runs": changed})}\n\n'
-                elif quiet >= PING_S:
-                    quiet = 0.0
-                    yield ': ping\n\n'
-                await asyncio.sleep(poll_s)
-                quiet += poll_s
+            app.state.open_pages += 1
+            try:
+                while not await request.is_disconnected():
+                    now = await asyncio.to_thread(lambda: {r.id: r.signature() for r in runs})
+                    changed = [run_id for run_id, sig in now.items() if seen.get(run_id) != sig]
+                    seen = now
+                    if changed:
+                        quiet = 0.0
+                        yield f'event: change\ndata: {json.dumps({"runs": changed})}\n\n'
+                    elif quiet >= PING_S:
+                        quiet = 0.0
+                        yield ': ping\n\n'
+                    await asyncio.sleep(poll_s)
+                    quiet += poll_s
+            finally:
+                app.state.open_pages -= 1
 
         return StreamingResponse(
             stream(), media_type='text/event-stream', headers={'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no'}

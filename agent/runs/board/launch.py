@@ -99,8 +99,8 @@ class BoardProcess:
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
+            try:  # open pages get a last look at the run (about 2 s), then a graceful shutdown (2 s)
+                self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
