@@ -53,14 +53,6 @@ def run_basicsr_test(args) -> None:
         sys.argv = saved
 
 
-def close_dist() -> None:
-    """The process group goes before the interpreter does (lossagent_runtime/basicsr_fixes.py says why)."""
-    if 'torch.distributed' in sys.modules:
-        from lossagent_runtime.basicsr_fixes import close_dist as close
-
-        close()
-
-
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -80,7 +72,10 @@ def main(argv=None):
             raise
         sys.exit(f'test.py: error: {err}')  # one line, naming the option key and the path
     finally:
-        close_dist()
+        if 'torch.distributed' in sys.modules:  # nothing to close, and nothing to import, before torch was
+            from lossagent_runtime.basicsr_fixes import close_dist
+
+            close_dist()
     if table is not None:  # rank 0
         print(table.to_markdown())
         print(f'written to {results_dir}')

@@ -6,9 +6,10 @@ calls it first thing); everything else the pipeline does explicitly (lossagent_r
 - `--local-rank=N` (torch.distributed.launch since torch 2.0) is accepted like `--local_rank`;
 - `init_dist('pytorch')` uses NCCL with one GPU per local rank when CUDA is there and gloo
   otherwise (BasicSR calls `torch.cuda.set_device` unconditionally);
-- `close_dist()` destroys the process group before the interpreter exits (BasicSR never does, and
-  a gloo process that exits with its group alive can abort in its C++ teardown:
-  "terminate called without an active exception", status -6 after a run that finished);
+- `close_dist()` destroys the process group before the interpreter exits, PyTorch's documented
+  shutdown (BasicSR never does). It did not remove the rare abort of a finished two-rank gloo run
+  ("terminate called without an active exception", status -6), which comes later, in interpreter
+  finalisation, and is still open;
 - `init_dist('slurm')` (`srun python train.py ... --launcher slurm`) reads SLURM's variables the
   same way, without `scontrol` when it is absent, and says in one line what is missing (BasicSR
   divides by the GPU count and shells out to `scontrol`);

@@ -242,7 +242,7 @@ def test_a_stopped_board_lets_open_pages_see_the_last_stage(tmp_path):
     assert json.loads(read_event(response)['data'])['runs'] == ['0']
     assert [s['stage'] for s in get_json(board, '/api/runs/0')['stages']][-1] == 5
     conn.close()
-    assert board.process.wait(timeout=10) is not None
+    board.process.wait(timeout=10)  # and then it stops
 
     closed = Board(run)
     started = time.monotonic()
