@@ -12,7 +12,6 @@ function readOnlyNote() {
 }
 
 async function start() {
-  boardToken();  // at once: the token leaves the address bar before anything else happens
   const listing = await api('/api/runs');
   board.runs = listing.runs;
   board.serverWritable = listing.writable;

@@ -52,6 +52,9 @@ function boardToken() {
   }
   return sessionStorage.getItem('lossagent-board-token');
 }
+// dom.js loads without `defer`, so this runs while the page's head is parsed: the token has left the
+// address bar before the page is drawn or anything else loads, however slow the rest is.
+boardToken();
 
 async function api(path, body) {
   const options = body === undefined ? {} : {
