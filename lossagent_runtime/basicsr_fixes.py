@@ -7,9 +7,8 @@ calls it first thing); everything else the pipeline does explicitly (lossagent_r
 - `init_dist('pytorch')` uses NCCL with one GPU per local rank when CUDA is there and gloo
   otherwise (BasicSR calls `torch.cuda.set_device` unconditionally);
 - `close_dist()` destroys the process group before the interpreter exits, PyTorch's documented
-  shutdown (BasicSR never does). It did not remove the rare abort of a finished two-rank gloo run
-  ("terminate called without an active exception", status -6), which comes later, in interpreter
-  finalisation, and is still open;
+  shutdown (BasicSR never does), and then lets gloo's worker threads finish with the GIL free (see
+  the function: without it ~1 finished two-rank run in 10-25 aborted at exit);
 - `init_dist('slurm')` (`srun python train.py ... --launcher slurm`) reads SLURM's variables the
   same way, without `scontrol` when it is absent, and says in one line what is missing (BasicSR
   divides by the GPU count and shells out to `scontrol`);
@@ -26,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import torch
 import torch.distributed as dist
@@ -73,10 +73,27 @@ def init_dist(launcher: str, backend: str = 'nccl', port=None, **kwargs) -> None
         dist.init_process_group(backend='gloo', timeout=timeout)
 
 
+# How long a finished multi-rank process sleeps, the GIL released, before the interpreter finalises.
+WORKER_DRAIN_S = 0.5
+
+
 def close_dist() -> None:
-    """Destroy the default process group, if this process has one; local to this rank for gloo and NCCL."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Destroy the process groups, if this process has any (local to this rank for gloo and NCCL), and
+    give the collectives' worker threads time to let go of their tensors.
+
+    A gloo worker thread drops a finished collective's tensors after `wait()` has returned in Python, and
+    dropping a tensor that Python made takes the GIL. If the interpreter is already finalising, taking
+    the GIL ends that thread inside a destructor and std::terminate aborts the process ("terminate called
+    without an active exception", status -6) although the run finished and saved: seen in gdb on a
+    pt_gloo_runloop thread destroying an AsyncBroadcastWork while the main thread was in Py_FinalizeEx
+    (pytorch/pytorch#190489, open). Sleeping releases the GIL for it while it can still be taken.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    several = dist.get_world_size() > 1
+    dist.destroy_process_group()
+    if several:
+        time.sleep(WORKER_DRAIN_S)
 
 
 SLURM_HELP = (
