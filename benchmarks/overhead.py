@@ -266,9 +266,19 @@ def lockstep(opts: dict, batches: list[dict], stage_iters: int, rep: int) -> dic
         torch.manual_seed(opts[name]['manual_seed'])
         models[name] = build_model(opts[name])
     busy = frozenset().union(*(busy_offsets(opt) for opt in opts.values()))
-    for it, (batch, order) in enumerate(zip(batches, lockstep_orders(names, len(batches), stage_iters, busy)), start=1):
-        for name in order:
-            times[name].append(train_step(models[name], it, batch))
+    # Python's cyclic collector would stop whichever step happens to cross its allocation threshold, at
+    # the same places in every repetition (same seeds, same work): collect between iterations, untimed,
+    # as timeit does.
+    gc.collect()
+    gc.disable()
+    try:
+        orders = lockstep_orders(names, len(batches), stage_iters, busy)
+        for it, (batch, order) in enumerate(zip(batches, orders), start=1):
+            for name in order:
+                times[name].append(train_step(models[name], it, batch))
+            gc.collect()
+    finally:
+        gc.enable()
     for model in models.values():
         close(model)
     runs = {name: {'times': times[name], 'records': records_of(opts[name]), 'busy': busy} for name in names}
