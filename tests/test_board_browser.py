@@ -35,12 +35,26 @@ def answer(body, index):
 
 
 def test_board_over_a_live_run(make_run, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = chromium()
     port = free_port()
-    wait = WebDriverWait(driver, 90, poll_frequency=0.2)
+    # the board redraws a run's stages when the run changes on disk, so a found element can go stale
+    wait = WebDriverWait(driver, 90, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+
+    def on_first(selector, use):
+        """`use(element)` on the first match of `selector`, found again if the page redrew it meanwhile."""
+        for _ in range(50):
+            try:
+                return use(driver.find_elements(By.CSS_SELECTOR, selector)[0])
+            except StaleElementReferenceException:
+                time.sleep(0.1)
+        raise AssertionError(f'{selector}: redrawn on each of 50 tries')
+
+    text = lambda e: e.text  # noqa: E731
+    click = lambda e: e.click()  # noqa: E731
     train = log = None
     with OpenAIStubServer(answer) as llm:
         experts = {
@@ -86,42 +100,40 @@ def test_board_over_a_live_run(make_run, tmp_path):
                     'return imgs.length === 9 && imgs.every((i) => i.complete && i.naturalWidth > 0);'
                 )
             )  # LQ, GT, output
-            assert css('.countdown')[0].text.endswith(' s')
+            assert on_first('.countdown', text).endswith(' s')
             # stay on stage 0: following the newest stage, the page would move on to stage 1 as soon as
             # it starts, before the test has read stage 0's scores
-            css('input.follow')[0].click()
-            css('.stage .feedback-box[data-stage="0"] textarea')[0].send_keys(FEEDBACK_0)
-            css('.send-feedback')[0].click()
+            on_first('input.follow', click)
+            on_first('.stage .feedback-box[data-stage="0"] textarea', lambda e: e.send_keys(FEEDBACK_0))
+            on_first('.send-feedback', click)
 
             # stage 0 recorded (scores on the page), then stage 1 appears without reloading
             wait.until(lambda d: css('.stage[data-stage="0"] .score-mean[data-expert="NIQE"]'))
-            niqe_0 = css('.stage[data-stage="0"] .score-mean[data-expert="NIQE"]')[0].text
+            niqe_0 = on_first('.stage[data-stage="0"] .score-mean[data-expert="NIQE"]', text)
             wait.until(lambda d: [b.text for b in css('.stage-button')] == ['0', '1'])
             assert driver.execute_script('return window.__notReloaded') is True
-            css('input.follow')[0].click()
+            on_first('input.follow', click)
             wait.until(lambda d: css('.stage .feedback-box[data-stage="1"]'))
-            css('.stage .feedback-box[data-stage="1"] textarea')[0].send_keys(FEEDBACK_1)
-            css('.stage[data-stage="1"] input.rate[data-image="0"][value="5"]')[0].click()
-            css('.stage .feedback-box[data-stage="1"] .send-feedback')[0].click()
+            on_first('.stage .feedback-box[data-stage="1"] textarea', lambda e: e.send_keys(FEEDBACK_1))
+            on_first('.stage[data-stage="1"] input.rate[data-image="0"][value="5"]', click)
+            on_first('.stage .feedback-box[data-stage="1"] .send-feedback', click)
 
             # the proposal waits for approval: the LLM's words are on the page as text, no script ran
             wait.until(lambda d: css('.approval-box[data-stage="1"] input.weight[data-loss="SSIM"]'))
             wait.until(lambda d: css('.stage[data-stage="1"] .thoughts li'))
-            thoughts = css('.stage[data-stage="1"] .thoughts li')[0].text  # as the parser kept them
+            thoughts = on_first('.stage[data-stage="1"] .thoughts li', text)  # as the parser kept them
             assert '<script' in thoughts and 'onerror=' in thoughts
-            css('.stage[data-stage="1"] details.llm summary')[0].click()
+            on_first('.stage[data-stage="1"] details.llm summary', click)
             wait.until(lambda d: css('.stage[data-stage="1"] pre.answer'))
-            assert SCRIPT in css('.stage[data-stage="1"] pre.answer')[0].text
+            assert SCRIPT in on_first('.stage[data-stage="1"] pre.answer', text)
             assert driver.execute_script(
                 'return window.__pwned === undefined && !document.querySelector(".stage img[src=\'x\']")'
             )
             driver.save_screenshot(str(tmp_path / 'board.png'))
             if os.environ.get('LOSSAGENT_BOARD_SCREENSHOT'):
                 shutil.copy(tmp_path / 'board.png', os.environ['LOSSAGENT_BOARD_SCREENSHOT'])
-            weight = css('.approval-box input.weight[data-loss="SSIM"]')[0]
-            weight.clear()
-            weight.send_keys('0.125')
-            css('.apply-edit')[0].click()
+            on_first('.approval-box input.weight[data-loss="SSIM"]', lambda e: (e.clear(), e.send_keys('0.125')))
+            on_first('.apply-edit', click)
             wait.until(lambda d: css('.stage[data-stage="1"] .human-line'))
             assert train.wait(timeout=120) == 0
         finally:
