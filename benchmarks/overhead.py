@@ -266,7 +266,7 @@ def lockstep(opts: dict, batches: list[dict], stage_iters: int, rep: int) -> dic
         torch.manual_seed(opts[name]['manual_seed'])
         models[name] = build_model(opts[name])
     busy = frozenset().union(*(busy_offsets(opt) for opt in opts.values()))
-    # Python's cyclic collector would stop whichever step happens to cross its allocation threshold, at
+    # Python's cyclic collector can stop whichever step happens to cross its allocation threshold, and at
     # the same places in every repetition (same seeds, same work): collect between iterations, untimed,
     # as timeit does.
     gc.collect()
