@@ -44,14 +44,12 @@ def test_board_over_a_live_run(make_run, tmp_path):
     # the board redraws a run's stages when the run changes on disk, so a found element can go stale
     wait = WebDriverWait(driver, 90, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
 
+    redrawn = WebDriverWait(driver, 5, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
+    css = lambda selector: driver.find_elements(By.CSS_SELECTOR, selector)  # noqa: E731
+
     def on_first(selector, use):
         """`use(element)` on the first match of `selector`, found again if the page redrew it meanwhile."""
-        for _ in range(50):
-            try:
-                return use(driver.find_elements(By.CSS_SELECTOR, selector)[0])
-            except StaleElementReferenceException:
-                time.sleep(0.1)
-        raise AssertionError(f'{selector}: redrawn on each of 50 tries')
+        return redrawn.until(lambda d: (use(css(selector)[0]),))[0]
 
     text = lambda e: e.text  # noqa: E731
     click = lambda e: e.click()  # noqa: E731
@@ -90,7 +88,6 @@ def test_board_over_a_live_run(make_run, tmp_path):
             WebDriverWait(driver, 10, poll_frequency=0.1).until(lambda d: 'token' not in d.current_url)
             assert driver.execute_script("return sessionStorage.getItem('lossagent-board-token')") == TOKEN
             driver.execute_script('window.__notReloaded = true')
-            css = lambda selector: driver.find_elements(By.CSS_SELECTOR, selector)  # noqa: E731
 
             # stage 0: the restorations are on the page while the human expert waits for a person
             wait.until(lambda d: css('.stage .feedback-box[data-stage="0"]'))
