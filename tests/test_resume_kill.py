@@ -38,7 +38,7 @@ def kill_mid_stage(run, after_state: int, at_iter: int, timeout: float = 240):
     assert proc.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
 
 
-@pytest.mark.parametrize('policy', ['fixed', 'adaptive', 'adaptive_paired', 'llm', 'lookahead'])
+@pytest.mark.parametrize('policy', ['fixed', 'adaptive', 'adaptive_paired', 'llm', 'hybrid', 'lookahead'])
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(make_run, policy):
     from openai_stub_server import OpenAIStubServer
 
@@ -46,7 +46,7 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(make_run, policy):
         policy_opt = {'type': 'adaptive', 'strategy': 'paired'} if policy == 'adaptive_paired' else {'type': policy}
         if policy == 'lookahead':  # the checkpoint at 6 falls inside the window 5..7 after the boundary at 4
             policy_opt.update(probe_iters=3, candidates=3)
-        if policy == 'llm':
+        if policy in ('llm', 'hybrid'):  # hybrid: the paired search, its proposals reviewed by the server
             policy_opt.update(base_url=server.base_url, model='stub')
         opt = tiny_options(f'kill_{policy}', stage_iters=4, total_iter=12, policy=policy_opt)
         opt['logger']['save_checkpoint_freq'] = 6
